@@ -1,0 +1,3 @@
+from meshtutor.cli import main
+
+main()
