@@ -1,0 +1,62 @@
+"""The ``meshtutor`` command line.
+
+Subcommands live in their own modules and are imported only when invoked, so ``meshtutor
+--help`` and shell completion stay fast (Textual, cryptography and the kubernetes client are
+heavy imports).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from meshtutor import __version__
+from meshtutor.errors import MeshtutorError
+
+# name -> "module:attribute" of a click command, imported on first use.
+_LAZY_COMMANDS: dict[str, str] = {
+    "explain": "meshtutor.policy.cli:explain",
+    "certs": "meshtutor.pki.cli:certs",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, invoke_without_command=True)
+@click.version_option(__version__, prog_name="meshtutor")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Learn service-mesh security with real manifests, real TLS and real curl."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: user mistakes print one line and exit 2, never a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="meshtutor", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MeshtutorError as exc:
+        click.echo(f"meshtutor: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
