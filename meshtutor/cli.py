@@ -18,7 +18,7 @@ from meshtutor.errors import MeshtutorError
 
 # name -> "module:attribute" of a click command, imported on first use.
 _LAZY_COMMANDS: dict[str, str] = {
-    "explain": "meshtutor.policy.cli:explain",
+    "explain": "meshtutor.commands.explain:explain",
     "certs": "meshtutor.pki.cli:certs",
 }
 

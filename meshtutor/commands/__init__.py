@@ -1,0 +1,1 @@
+"""Command-line subcommands; each module is imported only when its command runs."""

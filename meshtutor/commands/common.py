@@ -1,0 +1,153 @@
+"""Pieces shared by the commands that take manifests and probes (explain, sandbox probe)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from meshtutor.errors import ProbeSpecError
+from meshtutor.model import Resource, UnmodelledResource, load_file
+from meshtutor.model.yamlnodes import parse_documents
+from meshtutor.policy import Cluster, Outcome, Probe
+
+MESH_OPTION = click.option(
+    "--mesh",
+    type=click.Choice(["istio", "linkerd"]),
+    default="istio",
+    show_default=True,
+    help="The mesh installed in the cluster.",
+)
+FILES_OPTION = click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Manifest file with topology and policies; repeat it, files apply in the order given.",
+)
+NAMESPACE_OPTION = click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace for documents that name none (like kubectl apply -n).",
+)
+PROBES_OPTION = click.option(
+    "--probes",
+    "probes_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file with a list of probes (from, container, method, url, headers, timeout).",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def load_manifests(files: Sequence[Path], namespace: str | None) -> list[list[Resource]]:
+    """Load every file completely before anything is applied, so a bad file changes nothing."""
+    return [load_file(path, default_namespace=namespace) for path in files]
+
+
+def build_cluster(mesh: str, batches: Sequence[Sequence[Resource]]) -> Cluster:
+    cluster = Cluster(mesh)  # type: ignore[arg-type]
+    for batch in batches:
+        cluster.apply(batch)
+    unmodelled = [r for batch in batches for r in batch if isinstance(r, UnmodelledResource)]
+    for resource in unmodelled:
+        click.echo(
+            f"note: {resource.origin.source}: {resource.kind} "
+            f"{resource.namespace + '/' if resource.namespace else ''}{resource.name} "
+            "is not simulated and has no effect here",
+            err=True,
+        )
+    return cluster
+
+
+def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
+    probes = [Probe.parse(arg) for arg in args]
+    if probes_file is not None:
+        source = str(probes_file)
+        try:
+            text = probes_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProbeSpecError(f"{source}: cannot read the probe file: {exc.strerror}") from None
+        try:
+            docs = [doc for _, doc in parse_documents(text) if doc is not None]
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark else source
+            raise ProbeSpecError(
+                f"{where}: this is not valid YAML: {getattr(exc, 'problem', exc)}"
+            ) from None
+        if len(docs) != 1 or not isinstance(docs[0], list):
+            raise ProbeSpecError(
+                f"{source}: expected a YAML list of probes, each with from and url"
+            )
+        entries = docs[0]
+        for index, entry in enumerate(entries):
+            line = entries.item_lines[index] if hasattr(entries, "item_lines") else index + 1
+            probes.append(Probe.from_entry(entry, f"{source}:{line}"))
+    if not probes:
+        raise click.UsageError(
+            "give at least one PROBE (NAMESPACE/DEPLOYMENT[:CONTAINER]=URL) or --probes FILE"
+        )
+    return probes
+
+
+def destination_label(cluster: Cluster, probe: Probe) -> str:
+    """``httpbin.bar`` for ``http://httpbin.bar:8000/ip`` from anywhere, as Istio's docs print."""
+    host = probe.parsed_url.host
+    parts = host.split(".")
+    if len(parts) == 1:
+        return f"{host}.{probe.source_namespace}"
+    if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
+        return f"{parts[0]}.{parts[1]}"
+    return host
+
+
+def source_label(cluster: Cluster, probe: Probe, container: str | None) -> str:
+    label = f"{probe.source_deployment}.{probe.source_namespace}"
+    return f"{label} ({container})" if container else label
+
+
+def outcome_dict(cluster: Cluster, probe: Probe, outcome: Outcome) -> dict[str, Any]:
+    pod = cluster.pod_for(probe.source_namespace, probe.source_deployment)
+    container = probe.container or (pod.default_container if pod else None)
+    return {
+        "from": probe.source,
+        "container": container,
+        "method": probe.method,
+        "url": probe.url,
+        "http_code": outcome.http_code,
+        "exit_code": outcome.exit_code,
+        "mtls": outcome.mtls,
+        "client_identity": outcome.client_identity,
+        "server_identity": outcome.server_identity,
+        "destination": outcome.destination_pod,
+        "body": outcome.body,
+        "stderr": outcome.stderr,
+        "decided_by": str(outcome.decided_by) if outcome.decided_by else None,
+        "explanation": outcome.explanation_lines,
+    }
+
+
+def headline(cluster: Cluster, probe: Probe, outcome: Outcome) -> str:
+    """``sleep.foo to httpbin.bar: 200``, the style of Istio's task outputs."""
+    container = probe.container
+    line = (
+        f"{source_label(cluster, probe, container)} to {destination_label(cluster, probe)}: "
+        f"{outcome.http_code}"
+    )
+    if outcome.exit_code:
+        line += f" (curl exit code {outcome.exit_code})"
+    if outcome.mtls:
+        line += "  [mutual TLS]"
+    return line
+
+
+def print_json(items: list[dict[str, Any]]) -> None:
+    json.dump(items, sys.stdout, indent=2)
+    sys.stdout.write("\n")
