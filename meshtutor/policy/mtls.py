@@ -131,7 +131,10 @@ def effective_peer_authentication(cluster: Cluster, pod: PodState, port: int) ->
                     f"{level_pa.namespace}/{level_pa.name} ({parent_mode})"
                 )
         else:
-            why = f"{_describe_pa(wl_pa)} leaves the workload mode UNSET, so it inherits {parent_mode}"
+            why = (
+                f"{_describe_pa(wl_pa)} leaves the workload mode UNSET, so it inherits "
+                f"{parent_mode} ({parent_desc})"
+            )
             by = wl_pa.ref if parent_by is None else parent_by
         if port in wl_pa.port_level:
             port_mode = wl_pa.port_level[port]
