@@ -147,7 +147,8 @@ class Enum(Spec):
 
     def check(self, value: Any, path: str, line: int | None) -> Any:
         if value not in self.values:
-            close = difflib.get_close_matches(str(value), self.values, n=1)
+            by_case = [v for v in self.values if v.lower() == str(value).lower()]
+            close = by_case or difflib.get_close_matches(str(value), self.values, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             raise SchemaError(
                 f"{path.rsplit('.', 1)[-1]} must be one of {', '.join(self.values)}; "
