@@ -450,6 +450,8 @@ def load_yaml(
                     )
                 resources.append(_build(item, origin, default_namespace, _item_err(err, index)))
             continue
+        if not isinstance(doc, LineDict):  # pragma: no cover - the YAML loader builds LineDicts
+            raise err("a document must be a mapping")
         resources.append(_build(doc, origin, default_namespace, err))
     return resources
 

@@ -306,8 +306,8 @@ class Cluster:
             if isinstance(res, Namespace):
                 for k in [k for k in self._objects if k[2] == res.name]:
                     del self._objects[k]
-                for k in [k for k in self._pods if k[0] == res.name]:
-                    del self._pods[k]
+                for pod_key in [p for p in self._pods if p[0] == res.name]:
+                    del self._pods[pod_key]
             if isinstance(res, ConfigMap) and (res.namespace, res.name) == (
                 "istio-system",
                 "istio",
@@ -357,7 +357,11 @@ class Cluster:
             decision = decide_linkerd(namespace, ns_annotations, annotations, owner=owner.ref)
             policy, source = (
                 linkerd_default_policy(
-                    namespace, ns_annotations, annotations, self.linkerd_default_inbound_policy
+                    namespace,
+                    ns_annotations,
+                    annotations,
+                    self.linkerd_default_inbound_policy,
+                    owner.ref,
                 )
                 if decision.sidecar
                 else (None, None)

@@ -53,7 +53,7 @@ def decide_istio(
     if ns_label == "disabled":
         return InjectionDecision(
             None,
-            f"namespace {namespace} has label istio-injection=disabled",
+            f"Namespace {namespace} has label istio-injection=disabled",
             ns_ref,
             "metadata.labels[istio-injection]",
         )
@@ -66,7 +66,7 @@ def decide_istio(
         if pod_label == "false":
             return InjectionDecision(
                 None,
-                f"namespace {namespace} has {label}, but the pod template label "
+                f"Namespace {namespace} has {label}, but the pod template label "
                 'sidecar.istio.io/inject="false" opts this pod out',
                 owner,
                 "spec.template.metadata.labels[sidecar.istio.io/inject]",
@@ -74,14 +74,14 @@ def decide_istio(
         if pod_label is None and pod_annotation == "false":
             return InjectionDecision(
                 None,
-                f"namespace {namespace} has {label}, but the pod template annotation "
+                f"Namespace {namespace} has {label}, but the pod template annotation "
                 'sidecar.istio.io/inject="false" opts this pod out',
                 owner,
                 "spec.template.metadata.annotations[sidecar.istio.io/inject]",
             )
         return InjectionDecision(
             "istio",
-            f"namespace {namespace} has label {label}, so the pod got an istio-proxy sidecar",
+            f"Namespace {namespace} has label {label}, so the pod got an istio-proxy sidecar",
             ns_ref,
             "metadata.labels",
         )
@@ -96,15 +96,15 @@ def decide_istio(
     if pod_annotation == "true":
         return InjectionDecision(
             None,
-            f'the pod annotation sidecar.istio.io/inject="true" is not enough: namespace '
-            f"{namespace} has no istio-injection label, so the injector never sees the pod "
+            f'the pod annotation sidecar.istio.io/inject="true" is not enough: '
+            f"Namespace {namespace} has no istio-injection label, so the injector never sees the pod "
             "(use the label sidecar.istio.io/inject instead)",
             owner,
             "spec.template.metadata.annotations[sidecar.istio.io/inject]",
         )
     return InjectionDecision(
         None,
-        f"namespace {namespace} has no istio-injection label and the pod has no "
+        f"Namespace {namespace} has no istio-injection label and the pod has no "
         "sidecar.istio.io/inject label, so the pod runs without a sidecar",
         ns_ref,
         "metadata.labels",
@@ -142,14 +142,14 @@ def decide_linkerd(
     if ns_value in ("enabled", "ingress"):
         return InjectionDecision(
             "linkerd",
-            f"namespace {namespace} has annotation linkerd.io/inject: {ns_value}, so the pod got "
+            f"Namespace {namespace} has annotation linkerd.io/inject: {ns_value}, so the pod got "
             "a linkerd-proxy",
             ns_ref,
             "metadata.annotations[linkerd.io/inject]",
         )
     return InjectionDecision(
         None,
-        f"neither namespace {namespace} nor the pod template has the annotation "
+        f"neither Namespace {namespace} nor the pod template has the annotation "
         "linkerd.io/inject: enabled, so the pod is not meshed",
         ns_ref,
         "metadata.annotations",
@@ -161,6 +161,7 @@ def linkerd_default_policy(
     ns_annotations: Mapping[str, str],
     pod_annotations: Mapping[str, str],
     cluster_default: str,
+    owner: ResourceRef | None = None,
 ) -> tuple[str, str]:
     """The default inbound policy a Linkerd proxy starts with, and where it came from.
 
@@ -168,8 +169,11 @@ def linkerd_default_policy(
     """
     key = "config.linkerd.io/default-inbound-policy"
     for value, where in (
-        (pod_annotations.get(key), "the pod template annotation"),
-        (ns_annotations.get(key), f"namespace {namespace}'s annotation"),
+        (
+            pod_annotations.get(key),
+            f"the pod template annotation of {owner}" if owner else "the pod annotation",
+        ),
+        (ns_annotations.get(key), f"Namespace {namespace}'s annotation"),
     ):
         if value is None:
             continue

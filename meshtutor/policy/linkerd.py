@@ -218,22 +218,22 @@ def evaluate(cluster: Cluster, pod: PodState, req: LinkerdRequest) -> LinkerdDec
         and _server_port_matches(s, pod, req.port)
     ]
     if not servers:
-        policy = pod.default_inbound_policy or cluster.linkerd_default_inbound_policy
-        ok, why = _default_policy_allows(policy, req)
+        default = pod.default_inbound_policy or cluster.linkerd_default_inbound_policy
+        ok, why = _default_policy_allows(default, req)
         step = Step(
             f"no Server selects {pod.display} port {req.port}, so its default inbound policy "
-            f"{policy} applies (set by {pod.default_inbound_policy_source}, read when the proxy "
+            f"{default} applies (set by {pod.default_inbound_policy_source}, read when the proxy "
             f"started): it {why}",
             pod.owner
             if "pod template" in (pod.default_inbound_policy_source or "")
             else (
                 ResourceRef("Namespace", None, pod.namespace)
-                if "namespace" in (pod.default_inbound_policy_source or "")
+                if "Namespace" in (pod.default_inbound_policy_source or "")
                 else None
             ),
             "config.linkerd.io/default-inbound-policy",
         )
-        return LinkerdDecision(ok, 403, (step,), step.resource, audit=policy == "audit")
+        return LinkerdDecision(ok, 403, (step,), step.resource, audit=default == "audit")
 
     server = servers[0]
     steps: list[Step] = []
@@ -311,7 +311,7 @@ def evaluate(cluster: Cluster, pod: PodState, req: LinkerdRequest) -> LinkerdDec
             steps.append(
                 Step(
                     f"AuthorizationPolicy {policy.namespace}/{policy.name} targets "
-                    f"{policy.target.kind} {policy.target.name} and {why}, so the request is allowed",
+                    f"{policy.target.kind} {policy.target.namespace or policy.namespace}/{policy.target.name} and {why}, so the request is allowed",
                     policy.ref,
                     "spec.requiredAuthenticationRefs",
                 )

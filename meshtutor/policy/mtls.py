@@ -10,7 +10,7 @@ Rules and sources: reference/mesh-semantics.md §2-§3; istio/istio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshtutor.model.base import ResourceRef
 from meshtutor.model.istio import ClientTLS, DestinationRule, PeerAuthentication
@@ -198,8 +198,8 @@ class ClientTLSChoice:
 
     rule: DestinationRule | None
     tls: ClientTLS | None
-    field: str | None
-    steps: tuple[Step, ...] = field(default=())
+    field_path: str | None
+    steps: tuple[Step, ...] = ()
 
 
 def destination_rule_for(
@@ -209,7 +209,8 @@ def destination_rule_for(
     client namespace first, then the service's namespace (if exported), then the root
     namespace; the most specific host wins in a namespace; among rules for the same host the
     oldest top-level trafficPolicy is used."""
-    fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}"
+    service_ns = service.namespace or "default"
+    fqdn = f"{service.name}.{service_ns}.svc.{CLUSTER_DOMAIN}"
     root = cluster.mesh_config.root_namespace
     rules = cluster.objects(DestinationRule)
     steps: list[Step] = []
@@ -254,10 +255,10 @@ def destination_rule_for(
     order = [client.namespace] if client.namespace != root else [root]
     if client.namespace != root:
         chosen = matching(client.namespace, exported_only=False)
-    if not chosen and service.namespace != client.namespace:
-        chosen = matching(service.namespace, exported_only=True)
-        order.append(service.namespace)
-        hidden = [d for d in matching(service.namespace, exported_only=False) if d not in chosen]
+    if not chosen and service_ns != client.namespace:
+        chosen = matching(service_ns, exported_only=True)
+        order.append(service_ns)
+        hidden = [d for d in matching(service_ns, exported_only=False) if d not in chosen]
         for dr in hidden:
             steps.append(
                 Step(

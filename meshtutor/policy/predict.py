@@ -401,7 +401,7 @@ def _istio(
                     "mutual-own": "TLS with the certificate named in the rule, not the mesh's",
                 }[sends],
                 choice.rule.ref,
-                choice.field,
+                choice.field_path,
             )
         else:
             if choice.rule is not None:
@@ -466,6 +466,11 @@ def _istio(
         return _app(trace, probe, target, port, captured, via_server_proxy=False)
 
     assert pa is not None
+    trace.add(
+        f"{target.display} has a sidecar: {target.injection.reason}",
+        target.injection.decided_by,
+        target.injection.field,
+    )
     trace.extend(pa.steps)
     if sends == "plaintext" and pa.mode == "STRICT":
         if captured:
@@ -580,6 +585,12 @@ def _linkerd(
     port: int,
 ) -> Outcome:
     url = trace.url
+    if target.sidecar == "linkerd":
+        trace.add(
+            f"{target.display} is meshed: {target.injection.reason}",
+            target.injection.decided_by,
+            target.injection.field,
+        )
     if target.sidecar == "linkerd" and captured:
         trace.mtls = True
         trace.server_identity = identity_of(cluster, target)
