@@ -91,7 +91,40 @@ def _evaluate(
     ]
     verb = "ingress to" if direction == "Ingress" else "egress from"
     if not policies:
-        return NetpolResult(True, (), None)
+        everywhere = cluster.objects(NetworkPolicy)
+        nearby = [p for p in everywhere if p.namespace == subject.namespace]
+        if not everywhere or (direction == "Egress" and not nearby):
+            return NetpolResult(True, (), None)
+        if nearby:
+            names = ", ".join(f"NetworkPolicy {p.namespace}/{p.name}" for p in nearby)
+            text = (
+                f"{names} {'exists' if len(nearby) == 1 else 'exist'} in {subject.namespace} "
+                f"but none selects {subject.display} for {direction}, so its "
+                f"{direction.lower()} is not restricted"
+            )
+        else:
+            first = everywhere[0]
+            text = (
+                f"no NetworkPolicy in namespace {subject.namespace} selects {subject.display} "
+                f"(NetworkPolicy {first.namespace}/{first.name} only selects pods of its own "
+                f"namespace), so its {direction.lower()} is not restricted"
+            )
+        ref = (nearby or everywhere)[0].ref
+        return NetpolResult(True, (Step(text, ref, "spec.podSelector"),), None)
+        names = ", ".join(f"NetworkPolicy {p.namespace}/{p.name}" for p in nearby)
+        return NetpolResult(
+            True,
+            (
+                Step(
+                    f"{names} {'exists' if len(nearby) == 1 else 'exist'} in {subject.namespace} but none "
+                    f"selects {subject.display} for {direction}, so its {direction.lower()} is not "
+                    "restricted",
+                    nearby[0].ref,
+                    "spec.podSelector",
+                ),
+            ),
+            None,
+        )
     for policy in policies:
         rules = policy.ingress if direction == "Ingress" else policy.egress
         for index, rule in enumerate(rules):
