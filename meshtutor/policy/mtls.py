@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from meshtutor.model.base import ResourceRef
 from meshtutor.model.istio import ClientTLS, DestinationRule, PeerAuthentication
-from meshtutor.model.k8s import Service
+from meshtutor.model.k8s import Service, ServicePort
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.outcome import Step
 
@@ -306,3 +306,110 @@ def destination_rule_for(
                 )
             )
     return ClientTLSChoice(rule, tls, where, tuple(steps))
+
+
+@dataclass(frozen=True)
+class TLSDecision:
+    """What an Istio client sidecar sends to one endpoint: ``plaintext``, ``mtls`` (Istio
+    mutual TLS), ``tls`` (DestinationRule SIMPLE: TLS without a client certificate) or
+    ``mutual-own`` (DestinationRule MUTUAL: the rule's own certificate, not the mesh's)."""
+
+    sends: str
+    steps: tuple[Step, ...]
+    rule: DestinationRule | None = None
+
+
+_DR_SENDS = {
+    "DISABLE": "plaintext",
+    "ISTIO_MUTUAL": "mtls",
+    "SIMPLE": "tls",
+    "MUTUAL": "mutual-own",
+}
+_SENDS_WORDS = {
+    "plaintext": "plaintext",
+    "mtls": "Istio mutual TLS",
+    "tls": "TLS without a client certificate",
+    "mutual-own": "TLS with the certificate named in the rule, not the mesh's",
+}
+
+
+def client_tls_decision(
+    cluster: Cluster,
+    client: PodState,
+    service: Service,
+    svc_port: ServicePort,
+    target: PodState,
+    target_port: int,
+    server_pa: PeerAuthnResult | None = None,
+) -> TLSDecision:
+    """Auto mTLS and DestinationRule, as istiod programs a client sidecar for one endpoint
+    (``mtls_checker.go: checkMtlsEnabled``, ``cluster_tls.go: buildUpstreamTLSSettings``)."""
+    choice = destination_rule_for(cluster, client, service, svc_port.port)
+    steps = list(choice.steps)
+    if choice.tls is not None and choice.rule is not None:
+        sends = _DR_SENDS[choice.tls.mode]
+        steps.append(
+            Step(
+                f"DestinationRule {choice.rule.namespace}/{choice.rule.name} (host "
+                f"{choice.rule.host}) sets tls.mode {choice.tls.mode} for this traffic, which "
+                f"replaces auto mTLS: the client sidecar sends {_SENDS_WORDS[sends]}",
+                choice.rule.ref,
+                choice.field_path,
+            )
+        )
+        return TLSDecision(sends, tuple(steps), choice.rule)
+    if choice.rule is not None:
+        steps.append(
+            Step(
+                f"DestinationRule {choice.rule.namespace}/{choice.rule.name} applies but sets no "
+                "tls, so auto mTLS stays in charge",
+                choice.rule.ref,
+                "spec.trafficPolicy",
+            )
+        )
+    if server_pa is None and target.sidecar == "istio":
+        server_pa = effective_peer_authentication(cluster, target, target_port)
+    if not cluster.mesh_config.enable_auto_mtls:
+        steps.append(
+            Step(
+                "enableAutoMtls is false in ConfigMap istio-system/istio and no DestinationRule "
+                "sets tls, so the client sidecar sends plaintext",
+                ResourceRef("ConfigMap", "istio-system", "istio"),
+                "data.mesh.enableAutoMtls",
+            )
+        )
+        return TLSDecision("plaintext", tuple(steps), choice.rule)
+    if target.sidecar != "istio" or server_pa is None:
+        steps.append(
+            Step(
+                f"auto mTLS: {target.display} has no sidecar, so the client sidecar sends plaintext"
+            )
+        )
+        return TLSDecision("plaintext", tuple(steps), choice.rule)
+    if server_pa.namespace_mode == "DISABLE":
+        steps.append(
+            Step(
+                f"auto mTLS: the namespace-wide mode for {service.namespace} is DISABLE, so istiod "
+                "configures no TLS at all for this service's clients",
+                server_pa.namespace_mode_by,
+                "spec.mtls.mode",
+            )
+        )
+        return TLSDecision("plaintext", tuple(steps), choice.rule)
+    if server_pa.mode == "DISABLE":
+        steps.append(
+            Step(
+                f"auto mTLS: {target.display} accepts only plaintext on port {target_port} "
+                "(PeerAuthentication DISABLE), so the client sidecar sends plaintext",
+                server_pa.decided_by,
+                "spec.mtls.mode",
+            )
+        )
+        return TLSDecision("plaintext", tuple(steps), choice.rule)
+    steps.append(
+        Step(
+            f"auto mTLS: {target.display} has a sidecar, so the client sidecar sends Istio mutual "
+            "TLS with its certificate"
+        )
+    )
+    return TLSDecision("mtls", tuple(steps), choice.rule)

@@ -22,7 +22,7 @@ from meshtutor.policy.apps import listener_for, response_status
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.mtls import (
     CLUSTER_DOMAIN,
-    destination_rule_for,
+    client_tls_decision,
     effective_peer_authentication,
 )
 from meshtutor.policy.outcome import Outcome, Step
@@ -115,7 +115,7 @@ class _Trace:
         )
 
 
-def _source(cluster: Cluster, probe: Probe) -> tuple[PodState, str]:
+def resolve_source(cluster: Cluster, probe: Probe) -> tuple[PodState, str]:
     if cluster.namespace(probe.source_namespace) is None:
         raise ProbeSpecError(
             f"probe {probe.describe()}: namespace {probe.source_namespace!r} does not exist"
@@ -151,7 +151,7 @@ def _source(cluster: Cluster, probe: Probe) -> tuple[PodState, str]:
     return pod, container
 
 
-def _resolve_service(cluster: Cluster, host: str, source_ns: str) -> tuple[Service | None, str]:
+def resolve_service(cluster: Cluster, host: str, source_ns: str) -> tuple[Service | None, str]:
     """Cluster DNS: ``name``, ``name.ns``, ``name.ns.svc`` and ``name.ns.svc.cluster.local``."""
     labels = host.rstrip(".").split(".")
     suffix = ["svc", *CLUSTER_DOMAIN.split(".")]
@@ -164,7 +164,7 @@ def _resolve_service(cluster: Cluster, host: str, source_ns: str) -> tuple[Servi
     return cluster.service(ns, name), f"{name}.{ns}.svc.{CLUSTER_DOMAIN}"
 
 
-def _is_http(port: ServicePort) -> bool:
+def is_http_port(port: ServicePort) -> bool:
     """Istio picks the protocol from the port name (``http-*``, ``tcp-*``) or appProtocol, and
     sniffs when neither says; meshtutor's probes are HTTP, so only an explicit TCP/TLS
     declaration makes the port TCP."""
@@ -174,7 +174,7 @@ def _is_http(port: ServicePort) -> bool:
 
 def predict(cluster: Cluster, probe: Probe) -> Outcome:
     """Predict ``probe`` against ``cluster`` without running any traffic."""
-    source, container = _source(cluster, probe)
+    source, container = resolve_source(cluster, probe)
     url = probe.parsed_url
     trace = _Trace(probe, url)
     mesh = cluster.mesh
@@ -212,7 +212,7 @@ def predict(cluster: Cluster, probe: Probe) -> Outcome:
     if not dns.allowed:
         trace.extend(dns.steps)
         return trace.result("000", 28, decided_by=dns.decided_by)
-    service, fqdn = _resolve_service(cluster, url.host, source.namespace)
+    service, fqdn = resolve_service(cluster, url.host, source.namespace)
     if service is None:
         trace.add(
             f"cluster DNS has no name {url.host} (no such Service"
@@ -229,7 +229,7 @@ def predict(cluster: Cluster, probe: Probe) -> Outcome:
             "spec.ports",
         )
         return trace.result("000", 28, decided_by=service.ref)
-    endpoints = _endpoints(cluster, service, svc_port)
+    endpoints = service_endpoints(cluster, service, svc_port)
     if not endpoints:
         trace.add(
             f"Service {service.namespace}/{service.name} has no ready endpoints "
@@ -261,7 +261,7 @@ def predict(cluster: Cluster, probe: Probe) -> Outcome:
         service.ref,
         "spec.ports",
     )
-    http = _is_http(svc_port)
+    http = is_http_port(svc_port)
     if not http:
         trace.add(
             f"port {svc_port.port} is declared as "
@@ -319,7 +319,7 @@ def _dropped(
     return trace.result("000", 28, decided_by=by)
 
 
-def _endpoints(
+def service_endpoints(
     cluster: Cluster, service: Service, svc_port: ServicePort
 ) -> list[tuple[PodState, int]]:
     if not service.selector:
@@ -381,68 +381,9 @@ def _istio(
     pa = effective_peer_authentication(cluster, target, port) if target.sidecar == "istio" else None
     sends = "plaintext"
     if captured:
-        choice = destination_rule_for(cluster, source, service, svc_port.port)
-        trace.extend(choice.steps)
-        if choice.tls is not None and choice.rule is not None:
-            sends = {
-                "DISABLE": "plaintext",
-                "ISTIO_MUTUAL": "mtls",
-                "SIMPLE": "tls",
-                "MUTUAL": "mutual-own",
-            }[choice.tls.mode]
-            trace.add(
-                f"DestinationRule {choice.rule.namespace}/{choice.rule.name} (host "
-                f"{choice.rule.host}) sets tls.mode {choice.tls.mode} for this traffic, which "
-                "replaces auto mTLS: the client sidecar sends "
-                + {
-                    "plaintext": "plaintext",
-                    "mtls": "Istio mutual TLS",
-                    "tls": "TLS without a client certificate",
-                    "mutual-own": "TLS with the certificate named in the rule, not the mesh's",
-                }[sends],
-                choice.rule.ref,
-                choice.field_path,
-            )
-        else:
-            if choice.rule is not None:
-                trace.add(
-                    f"DestinationRule {choice.rule.namespace}/{choice.rule.name} applies but "
-                    "sets no tls, so auto mTLS stays in charge",
-                    choice.rule.ref,
-                    "spec.trafficPolicy",
-                )
-            if not cluster.mesh_config.enable_auto_mtls:
-                trace.add(
-                    "enableAutoMtls is false in ConfigMap istio-system/istio and no "
-                    "DestinationRule sets tls, so the client sidecar sends plaintext",
-                    ResourceRef("ConfigMap", "istio-system", "istio"),
-                    "data.mesh.enableAutoMtls",
-                )
-            elif target.sidecar != "istio":
-                trace.add(
-                    f"auto mTLS: {target.display} has no sidecar, so the client sidecar "
-                    "sends plaintext"
-                )
-            elif pa is not None and pa.namespace_mode == "DISABLE":
-                trace.add(
-                    f"auto mTLS: the namespace-wide mode for {service.namespace} is DISABLE, so "
-                    "istiod configures no TLS at all for this service's clients",
-                    pa.namespace_mode_by,
-                    "spec.mtls.mode",
-                )
-            elif pa is not None and pa.mode == "DISABLE":
-                trace.add(
-                    f"auto mTLS: {target.display} accepts only plaintext on port {port} "
-                    "(PeerAuthentication DISABLE), so the client sidecar sends plaintext",
-                    pa.decided_by,
-                    "spec.mtls.mode",
-                )
-            else:
-                sends = "mtls"
-                trace.add(
-                    f"auto mTLS: {target.display} has a sidecar, so the client sidecar "
-                    "sends Istio mutual TLS with its certificate"
-                )
+        tls_choice = client_tls_tls_choice(cluster, source, service, svc_port, target, port, pa)
+        sends = tls_choice.sends
+        trace.extend(decision.steps)
     if target.sidecar != "istio":
         if sends != "plaintext":
             trace.add(
