@@ -381,9 +381,9 @@ def _istio(
     pa = effective_peer_authentication(cluster, target, port) if target.sidecar == "istio" else None
     sends = "plaintext"
     if captured:
-        tls_choice = client_tls_tls_choice(cluster, source, service, svc_port, target, port, pa)
+        tls_choice = client_tls_decision(cluster, source, service, svc_port, target, port, pa)
         sends = tls_choice.sends
-        trace.extend(decision.steps)
+        trace.extend(tls_choice.steps)
     if target.sidecar != "istio":
         if sends != "plaintext":
             trace.add(
