@@ -44,6 +44,7 @@ CURL_ERRORS = {
     35: "TLS connect error: wrong version number",
     52: "Empty reply from server",
     56: "Recv failure: Connection reset by peer",
+    60: "SSL certificate problem: unable to get local issuer certificate",
 }
 EXIT_MEANING = {
     0: "",
@@ -53,6 +54,7 @@ EXIT_MEANING = {
     35: "TLS handshake failed",
     52: "empty reply",
     56: "connection reset",
+    60: "server certificate not trusted",
 }
 
 
@@ -351,13 +353,14 @@ def _https(
         trace.extend(pa.steps)
         if pa.mode == "STRICT":
             trace.add(
-                f"curl speaks TLS to {target.display}'s sidecar but has no client certificate; "
-                "with TLS 1.3 the sidecar rejects the missing certificate right after the "
-                "handshake (alert certificate_required), so the connection fails on the first read",
+                f"{target.display}'s sidecar terminates TLS on port {port} (STRICT) and presents "
+                "its mesh certificate, which is signed by the mesh's own CA; curl does not trust "
+                "that CA and aborts the handshake (with -k it would get further and then fail "
+                "for lack of a client certificate)",
                 pa.decided_by,
                 "spec.mtls.mode",
             )
-            return trace.result("000", 56, decided_by=pa.decided_by)
+            return trace.result("000", 60, decided_by=pa.decided_by)
     trace.add(
         f"curl starts a TLS handshake, but the application in {target.display} speaks plain "
         "HTTP on that port and never answers with a ServerHello"

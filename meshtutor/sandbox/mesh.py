@@ -1,0 +1,415 @@
+"""The sandbox: an embedded local mesh built from the same manifests a real cluster takes.
+
+Every pod gets its own loopback address (its pod IP, e.g. 127.42.0.7; on Linux the whole
+127.0.0.0/8 block is loopback) and real asyncio listeners on ephemeral ports:
+
+- the **apps** of its containers (httpbin, echo) on the pod IP;
+- one **pod port** per container port that something reaches: the network layer. It enforces
+  NetworkPolicy (a dropped connection is never answered) and hands the connection to the pod's
+  inbound sidecar, or straight to the app when the pod has none;
+- with a sidecar, an **outbound** listener that captured containers use as their proxy, and for
+  Linkerd the proxy's **inbound port** (4143) that meshed peers connect to.
+
+Certificates come from a real CA (``meshtutor.pki``) and TLS is real TLS 1.3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from meshtutor.model.base import Resource, ResourceRef
+from meshtutor.policy import netpol
+from meshtutor.policy.apps import app_for
+from meshtutor.policy.cluster import ApplyReport, Cluster, Mesh, PodState
+from meshtutor.sandbox import proxy
+from meshtutor.sandbox.apps import AppServer
+from meshtutor.sandbox.handshake import HandshakeRecorder, HandshakeTrace, enable_keylog
+from meshtutor.sandbox.netio import close_quietly, hold_until_closed
+
+DROP_HOLD = 120.0
+_EVENTS_KEPT = 512
+
+
+def loopback_aliases_work() -> bool:
+    """Linux routes all of 127.0.0.0/8 to loopback; macOS only has 127.0.0.1 by default."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.42.255.254", 0))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class ProbeEvents:
+    """What the sidecars saw for one probe (keyed by the probe's request header)."""
+
+    mtls: bool = False
+    client_identity: str | None = None
+    server_identity: str | None = None
+    destination: str | None = None
+    handshake: HandshakeTrace | None = None
+    handshake_error: str | None = None
+    handshake_ms: float | None = None
+
+
+@dataclass
+class PodRuntime:
+    """The running side of a pod: its listeners, credential and TLS contexts."""
+
+    state: PodState
+    sandbox: Sandbox
+    apps: dict[int, AppServer] = field(default_factory=dict)
+    servers: list[asyncio.Server] = field(default_factory=list)
+    entries: dict[int, tuple[str, int]] = field(default_factory=dict)
+    closed_ports: dict[int, socket.socket] = field(default_factory=dict)
+    outbound_port: int | None = None
+    linkerd_port: int | None = None
+    credential: Any = None
+    _contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    _serial: int | None = None
+
+    def _fresh(self) -> None:
+        serial = self.credential.certificate.serial_number if self.credential else None
+        if serial != self._serial:
+            self._contexts.clear()
+            self._serial = serial
+
+    def server_context(self) -> ssl.SSLContext:
+        from meshtutor.pki import server_context
+
+        self._fresh()
+        if "server" not in self._contexts:
+            alpn = proxy.LINKERD_ALPN if self.state.sidecar == "linkerd" else proxy.ISTIO_ALPN
+            ctx = server_context(self.credential, check_time=False, alpn=alpn)
+            self.sandbox.instrument(ctx, "server")
+            self._contexts["server"] = ctx
+        return self._contexts["server"]
+
+    def client_context(self, *, linkerd: bool) -> ssl.SSLContext:
+        from meshtutor.pki import client_context
+
+        self._fresh()
+        if "client" not in self._contexts:
+            alpn = proxy.LINKERD_ALPN if linkerd else proxy.ISTIO_ALPN
+            ctx = client_context(self.credential, check_time=False, alpn=alpn)
+            self.sandbox.instrument(ctx, "client")
+            self._contexts["client"] = ctx
+        return self._contexts["client"]
+
+
+class Sandbox:
+    """A running mesh. Use ``async with Sandbox("istio") as sb:`` or ``start``/``stop``."""
+
+    def __init__(
+        self,
+        mesh: Mesh = "istio",
+        *,
+        clock: Any = None,
+        key_type: str = "ecdsa",
+        keylog: str | None = None,
+    ) -> None:
+        self.aliases = loopback_aliases_work()
+        self._next_ip = 2
+        self.cluster = Cluster(mesh, ip_allocator=self._allocate_ip)
+        self.mesh = mesh
+        self._clock = clock
+        self._key_type = key_type
+        self._keylog = keylog
+        self.ca: Any = None
+        self.recorder = HandshakeRecorder()
+        self._runtimes: dict[tuple[str, str], PodRuntime] = {}
+        self._connections: set[asyncio.Task[None]] = set()
+        self._blackhole: asyncio.Server | None = None
+        self.blackhole_port = 0
+        self.events: OrderedDict[str, ProbeEvents] = OrderedDict()
+        self._started = False
+        self._foreign: dict[bool, ssl.SSLContext] = {}
+        self._refusing: socket.socket | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _allocate_ip(self) -> str:
+        if not self.aliases:
+            return "127.0.0.1"
+        n = self._next_ip
+        self._next_ip += 1
+        return f"127.42.{n // 254}.{n % 254 + 1}"
+
+    async def start(self) -> Sandbox:
+        if self._started:
+            return self
+        from meshtutor.pki import MeshCA, SystemClock
+
+        self.ca = MeshCA.create(
+            self.mesh, clock=self._clock or SystemClock(), key_type=self._key_type
+        )
+        self._blackhole = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.blackhole_port = self._blackhole.sockets[0].getsockname()[1]
+        self._started = True
+        return self
+
+    async def __aenter__(self) -> Sandbox:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Close every listener, connection and task: nothing keeps listening afterwards."""
+        for runtime in list(self._runtimes.values()):
+            await self._stop_pod(runtime)
+        self._runtimes.clear()
+        if self._blackhole is not None:
+            self._blackhole.close()
+            await self._blackhole.wait_closed()
+            self._blackhole = None
+        if self._refusing is not None:
+            self._refusing.close()
+            self._refusing = None
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        self._started = False
+
+    def refusing_port(self) -> int:
+        """A port on 127.0.0.1 that refuses connections (bound, never listening): what
+        kube-proxy's REJECT rule gives a service without endpoints."""
+        if self._refusing is None:
+            self._refusing = socket.socket()
+            self._refusing.bind(("127.0.0.1", 0))
+        return int(self._refusing.getsockname()[1])
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hold_until_closed(reader, DROP_HOLD)
+        await close_quietly(writer)
+
+    # --- cluster operations -------------------------------------------------------------------
+
+    async def apply(self, resources: Iterable[Resource]) -> ApplyReport:
+        """Create or update objects, then start, replace or stop pods to match."""
+        report = self.cluster.apply(resources)
+        await self.reconcile()
+        return report
+
+    async def delete(self, refs: Iterable[Resource | ResourceRef]) -> list[str]:
+        lines = self.cluster.delete(refs)
+        await self.reconcile()
+        return lines
+
+    async def restart(self, namespace: str, deployment: str) -> None:
+        self.cluster.restart(namespace, deployment)
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        wanted = {(p.namespace, p.name): p for p in self.cluster.pods()}
+        for key, runtime in list(self._runtimes.items()):
+            pod = wanted.get(key)
+            if pod is None or pod.created != runtime.state.created:
+                await self._stop_pod(runtime)
+                del self._runtimes[key]
+        for key, pod in wanted.items():
+            if key not in self._runtimes:
+                self._runtimes[key] = await self._start_pod(pod)
+            else:
+                self._runtimes[key].state = pod
+
+    def advance_clock(self, delta: timedelta) -> int:
+        """Fast-forward the mesh clock; returns how many certificates rotated."""
+        clock = self.ca.clock
+        if not hasattr(clock, "advance"):
+            raise ValueError("this sandbox runs on the real clock; create it with a ManualClock")
+        clock.advance(delta)
+        rotated = 0
+        for runtime in self._runtimes.values():
+            if runtime.credential is not None:
+                rotated += runtime.credential.refresh()
+        return rotated
+
+    # --- pods ---------------------------------------------------------------------------------
+
+    def runtime(self, pod: PodState) -> PodRuntime:
+        return self._runtimes[(pod.namespace, pod.name)]
+
+    def runtimes(self) -> list[PodRuntime]:
+        return list(self._runtimes.values())
+
+    async def _start_pod(self, pod: PodState) -> PodRuntime:
+        runtime = PodRuntime(pod, self)
+        for container in pod.spec.containers:
+            app = app_for(container)
+            if app.kind == "client":
+                continue
+            for port in app.ports:
+                if port not in runtime.apps:
+                    runtime.apps[port] = await AppServer.start(
+                        app, pod.ip, 0, pod_name=pod.name, namespace=pod.namespace
+                    )
+        if pod.sidecar is not None:
+            runtime.credential = self.ca.credential(pod.namespace, pod.service_account)
+            server = await asyncio.start_server(
+                self._handler(lambda r, w, rt=runtime: proxy.outbound(self, rt, r, w)), pod.ip, 0
+            )
+            runtime.servers.append(server)
+            runtime.outbound_port = server.sockets[0].getsockname()[1]
+        return runtime
+
+    async def _stop_pod(self, runtime: PodRuntime) -> None:
+        for server in runtime.servers:
+            server.close()
+        for server in runtime.servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        for app in runtime.apps.values():
+            await app.close()
+        for sock in runtime.closed_ports.values():
+            sock.close()
+        runtime.servers.clear()
+
+    def _handler(self, fn: Any) -> Any:
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.get_running_loop().create_task(self._guard(fn(reader, writer), writer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+        return accept
+
+    async def _guard(self, coro: Any, writer: asyncio.StreamWriter) -> None:
+        try:
+            await coro
+        except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            await close_quietly(writer)
+
+    def _source_of(self, writer: asyncio.StreamWriter) -> PodState | None:
+        peer = writer.get_extra_info("peername")
+        if not peer or not self.aliases:
+            return None
+        return self.cluster.pod_by_ip(peer[0])
+
+    async def entry(self, runtime: PodRuntime, port: int) -> tuple[str, int]:
+        """Where a connection to ``pod IP:port`` lands. Created on first use; a port where
+        nothing listens (no app, no sidecar) refuses connections, as a real one would."""
+        if port in runtime.entries:
+            return runtime.entries[port]
+        pod = runtime.state
+        if pod.sidecar is None and port not in runtime.apps:
+            sock = socket.socket()
+            sock.bind((pod.ip, 0))  # bound but not listening: connections are refused
+            runtime.closed_ports[port] = sock
+            runtime.entries[port] = (pod.ip, sock.getsockname()[1])
+            return runtime.entries[port]
+
+        async def pod_port(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            source = self._source_of(writer)
+            if source is not None and not self._network_allows(source, runtime.state, port):
+                await hold_until_closed(reader, DROP_HOLD)
+                await close_quietly(writer)
+                return
+            await proxy.inbound(self, runtime, port, source, reader, writer)
+
+        server = await asyncio.start_server(self._handler(pod_port), pod.ip, 0)
+        runtime.servers.append(server)
+        runtime.entries[port] = (pod.ip, server.sockets[0].getsockname()[1])
+        return runtime.entries[port]
+
+    async def linkerd_entry(self, runtime: PodRuntime) -> tuple[str, int]:
+        """The Linkerd proxy's inbound port (4143 in a real pod)."""
+        if runtime.linkerd_port is None:
+
+            async def inbound(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                source = self._source_of(writer)
+                if source is not None and not self._network_allows(source, runtime.state, 4143):
+                    await hold_until_closed(reader, DROP_HOLD)
+                    await close_quietly(writer)
+                    return
+                await proxy.linkerd_inbound_port(self, runtime, source, reader, writer)
+
+            server = await asyncio.start_server(self._handler(inbound), runtime.state.ip, 0)
+            runtime.servers.append(server)
+            runtime.linkerd_port = server.sockets[0].getsockname()[1]
+        return runtime.state.ip, runtime.linkerd_port
+
+    def _network_allows(self, source: PodState, target: PodState, port: int) -> bool:
+        return (
+            netpol.egress_allowed(self.cluster, source, target, port).allowed
+            and netpol.ingress_allowed(self.cluster, source, target, port).allowed
+        )
+
+    # --- TLS plumbing -------------------------------------------------------------------------
+
+    def instrument(self, ctx: ssl.SSLContext, side: str) -> None:
+        self.recorder.attach(ctx, side=side)  # type: ignore[arg-type]
+        if self._keylog:
+            enable_keylog(ctx, self._keylog)
+
+    def foreign_client_context(self, *, with_certificate: bool) -> ssl.SSLContext:
+        """TLS a DestinationRule SIMPLE or MUTUAL sends: no mesh certificate, no mesh trust."""
+        if with_certificate not in self._foreign:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if with_certificate:
+                from meshtutor.pki import MeshCA, client_context
+
+                stranger = MeshCA.create("istio", clock=self.ca.clock).credential("x", "x")
+                ctx = client_context(stranger, check_time=False)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self.instrument(ctx, "client")
+            self._foreign[with_certificate] = ctx
+        return self._foreign[with_certificate]
+
+    def verify_peer(self, tls: ssl.SSLObject, *, expected: str | None) -> str | None:
+        """Check the peer at the mesh clock (OpenSSL ignores our fast-forwarded time) and its
+        identity (secure naming); None when fine, else the reason."""
+        from meshtutor.pki import verify_peer
+
+        result = verify_peer(tls, self.ca, expected_identity=expected)
+        return None if result.ok else result.message
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _event(self, probe_id: str | None) -> ProbeEvents | None:
+        if not probe_id:
+            return None
+        event = self.events.get(probe_id)
+        if event is None:
+            event = self.events[probe_id] = ProbeEvents()
+            while len(self.events) > _EVENTS_KEPT:
+                self.events.popitem(last=False)
+        return event
+
+    def record(self, probe_id: str | None, **values: Any) -> None:
+        event = self._event(probe_id)
+        if event is not None:
+            for key, value in values.items():
+                setattr(event, key, value)
+
+    def record_handshake(
+        self,
+        probe_id: str | None,
+        ssl_object: ssl.SSLObject,
+        *,
+        error: object = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        trace = self.recorder.pop(ssl_object)
+        event = self._event(probe_id)
+        if event is not None:
+            event.handshake = trace
+            event.handshake_error = str(error) if error is not None else None
+            event.handshake_ms = duration_ms
+
+    def note_failed_handshake(
+        self, pod: PodState, ssl_object: ssl.SSLObject, error: object
+    ) -> None:
+        self.recorder.pop(ssl_object)

@@ -1,0 +1,257 @@
+"""Probes in the sandbox: a real ``curl`` process per probe, as ``kubectl exec`` would run it.
+
+The curl line is built the way the traffic would flow in a pod: a captured container's curl
+goes through its sidecar (``--proxy``, standing in for iptables capture), an uncaptured one
+connects straight to the destination pod (``--connect-to``). curl always binds the source pod's
+address (``--interface``) so the other side knows who is calling, as pod IPs do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from meshtutor.backends.base import Prober, ProbeResult
+from meshtutor.policy import netpol
+from meshtutor.policy.predict import (
+    CURL_ERRORS,
+    predict,
+    resolve_service,
+    resolve_source,
+    service_endpoints,
+)
+from meshtutor.policy.probe import Probe
+from meshtutor.sandbox.proxy import PROBE_HEADER
+
+if TYPE_CHECKING:
+    from meshtutor.sandbox.mesh import Sandbox
+
+_MARK = "\n__meshtutor_http_code__="
+
+
+def curl_path() -> str | None:
+    return shutil.which("curl")
+
+
+async def _target_address(sb: Sandbox, probe: Probe, captured: bool) -> tuple[str, str, int] | None:
+    """How curl reaches the URL: ("proxy", ip, port), ("connect", ip, port), or None when the
+    host name does not resolve."""
+    source, _ = resolve_source(sb.cluster, probe)
+    url = probe.parsed_url
+    if not netpol.dns_allowed(sb.cluster, source).allowed:
+        return "connect", "127.0.0.1", sb.blackhole_port  # lookups time out
+    service, _ = resolve_service(sb.cluster, url.host, source.namespace)
+    if service is None:
+        return None
+    runtime = sb.runtime(source)
+    if captured:
+        assert runtime.outbound_port is not None
+        return "proxy", source.ip, runtime.outbound_port
+    svc_port = service.port(url.port)
+    if svc_port is None:
+        return "connect", "127.0.0.1", sb.blackhole_port  # nothing answers on the service address
+    endpoints = service_endpoints(sb.cluster, service, svc_port)
+    if not endpoints:
+        return "connect", "127.0.0.1", sb.refusing_port()
+    target, port = endpoints[0]
+    host, entry_port = await sb.entry(sb.runtime(target), port)
+    return "connect", host, entry_port
+
+
+def _captured(sb: Sandbox, probe: Probe) -> tuple[bool, str]:
+    source, container = resolve_source(sb.cluster, probe)
+    proxy_container = "istio-proxy" if sb.mesh == "istio" else "linkerd-proxy"
+    return source.sidecar is not None and container != proxy_container, container
+
+
+def curl_command(
+    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str
+) -> list[str]:
+    source, _ = resolve_source(sb.cluster, probe)
+    url = probe.parsed_url
+    args = [
+        "curl",
+        "-q",
+        "-s",
+        "-S",
+        "-w",
+        _MARK + "%{http_code}",
+        "--max-time",
+        f"{probe.effective_timeout:g}",
+        "-H",
+        f"{PROBE_HEADER}: {probe_id}",
+    ]
+    if probe.method != "GET":
+        args += ["-X", probe.method]
+    for name, value in probe.headers.items():
+        args += ["-H", f"{name}: {value}"]
+    target_url = probe.url
+    if route is None:
+        # A name cluster DNS does not know. ".invalid" never resolves (RFC 6761), so curl
+        # fails the same way, fast and offline.
+        target_url = probe.url.replace(f"//{url.host}", f"//{url.host}.invalid", 1)
+    elif route[0] == "proxy":
+        args += ["--proxy", f"http://{route[1]}:{route[2]}"]
+    else:
+        args += ["--connect-to", f"{url.host}:{url.port}:{route[1]}:{route[2]}"]
+    if sb.aliases:
+        args += ["--interface", source.ip]
+    args.append(target_url)
+    return args
+
+
+def _display_command(probe: Probe, container: str) -> str:
+    """What the learner would type on a real cluster."""
+    parts = [
+        "kubectl",
+        "exec",
+        "-n",
+        probe.source_namespace,
+        f"deploy/{probe.source_deployment}",
+        "-c",
+        container,
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ]
+    if probe.method != "GET":
+        parts += ["-X", probe.method]
+    for name, value in probe.headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    parts += ["--max-time", f"{probe.effective_timeout:g}", probe.url]
+    return shlex.join(parts)
+
+
+async def run_probe(sb: Sandbox, probe: Probe, *, use_curl: bool | None = None) -> ProbeResult:
+    """Run one probe for real and compare it with the policy engine's prediction."""
+    prediction = predict(sb.cluster, probe)  # also validates the probe (ProbeSpecError)
+    captured, container = _captured(sb, probe)
+    route = await _target_address(sb, probe, captured)
+    probe_id = uuid.uuid4().hex[:16]
+    curl = curl_path() if use_curl is not False else None
+    started = time.perf_counter()
+    if curl is not None:
+        code, exit_code, stderr, body = await _run_curl(sb, probe, route, probe_id, curl)
+        prober: Prober = "curl"
+    else:
+        code, exit_code, stderr, body = await _run_builtin(sb, probe, route, probe_id)
+        prober = "builtin"
+    elapsed = (time.perf_counter() - started) * 1000
+    if route is None and stderr:
+        stderr = stderr.replace(f"{probe.parsed_url.host}.invalid", probe.parsed_url.host)
+    event = sb.events.pop(probe_id, None)
+    mtls = bool(event and event.mtls)
+    return ProbeResult(
+        probe=probe,
+        container=container,
+        http_code=code,
+        exit_code=exit_code,
+        stderr=stderr,
+        body=body,
+        mtls=mtls,
+        client_identity=event.client_identity if event and mtls else None,
+        server_identity=event.server_identity if event and mtls else None,
+        prediction=prediction,
+        prober=prober,
+        duration_ms=elapsed,
+        command=_display_command(probe, container),
+        handshake=event.handshake if event else None,
+        handshake_error=event.handshake_error if event else None,
+    )
+
+
+async def _run_curl(
+    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str, curl: str
+) -> tuple[str, int, str, str]:
+    args = curl_command(sb, probe, route, probe_id)
+    args[0] = curl
+    # curl honours *_proxy variables and ~/.curlrc (-q skips the latter); neither belongs here.
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await process.communicate()
+    text = out.decode("utf-8", "replace")
+    body, _, code = text.rpartition(_MARK)
+    if not _:
+        body, code = text, "000"
+    stderr = err.decode("utf-8", "replace").strip().splitlines()
+    return code.strip() or "000", int(process.returncode or 0), stderr[-1] if stderr else "", body
+
+
+async def _run_builtin(
+    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str
+) -> tuple[str, int, str, str]:
+    """The same request without curl (when it is not installed), mapping failures to the exit
+    codes curl would use."""
+    from meshtutor.sandbox.http import HTTPParseError, Request, read_response
+
+    url = probe.parsed_url
+    source, _ = resolve_source(sb.cluster, probe)
+
+    def fail(code: int) -> tuple[str, int, str, str]:
+        message = CURL_ERRORS.get(code, "failed").format(
+            host=url.host, port=url.port, ms=int(probe.effective_timeout * 1000)
+        )
+        return "000", code, f"curl: ({code}) {message}", ""
+
+    if route is None:
+        return fail(6)
+    if url.scheme == "https" and route[0] == "connect":
+        return fail(35)
+    target = url.path_with_query if route[0] == "connect" else probe.url
+    headers = [
+        ("Host", url.authority),
+        ("User-Agent", "meshtutor-builtin"),
+        ("Accept", "*/*"),
+        (PROBE_HEADER, probe_id),
+        *probe.headers.items(),
+    ]
+    request = Request(probe.method, target, headers=list(headers))
+    try:
+        async with asyncio.timeout(probe.effective_timeout):
+            reader, writer = await asyncio.open_connection(
+                route[1], route[2], local_addr=(source.ip, 0) if sb.aliases else None
+            )
+            try:
+                writer.write(request.to_bytes(origin_form=False))
+                await writer.drain()
+                response = await read_response(reader, head_only_for=probe.method)
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+    except TimeoutError:
+        return fail(28)
+    except ConnectionRefusedError:
+        return fail(7)
+    except ConnectionResetError:
+        return fail(56)
+    except (HTTPParseError, asyncio.IncompleteReadError):
+        return fail(52)
+    except OSError:
+        return fail(56)
+    return str(response.status), 0, "", response.body.decode("utf-8", "replace")
+
+
+async def run_probes(
+    sb: Sandbox, probes: list[Probe], *, parallel: int = 16, use_curl: bool | None = None
+) -> list[ProbeResult]:
+    """Run probes concurrently (at most ``parallel`` curl processes at once), in order."""
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(probe: Probe) -> ProbeResult:
+        async with limit:
+            return await run_probe(sb, probe, use_curl=use_curl)
+
+    return list(await asyncio.gather(*(one(p) for p in probes)))
