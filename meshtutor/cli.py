@@ -20,6 +20,7 @@ from meshtutor.errors import MeshtutorError
 _LAZY_COMMANDS: dict[str, str] = {
     "explain": "meshtutor.commands.explain:explain",
     "certs": "meshtutor.pki.cli:certs",
+    "sandbox": "meshtutor.commands.sandbox:sandbox",
 }
 
 

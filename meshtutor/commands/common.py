@@ -97,7 +97,7 @@ def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
     return probes
 
 
-def destination_label(cluster: Cluster, probe: Probe) -> str:
+def destination_label(probe: Probe) -> str:
     """``httpbin.bar`` for ``http://httpbin.bar:8000/ip`` from anywhere, as Istio's docs print."""
     host = probe.parsed_url.host
     parts = host.split(".")
@@ -108,7 +108,7 @@ def destination_label(cluster: Cluster, probe: Probe) -> str:
     return host
 
 
-def source_label(cluster: Cluster, probe: Probe, container: str | None) -> str:
+def source_label(probe: Probe, container: str | None) -> str:
     label = f"{probe.source_deployment}.{probe.source_namespace}"
     return f"{label} ({container})" if container else label
 
@@ -137,10 +137,7 @@ def outcome_dict(cluster: Cluster, probe: Probe, outcome: Outcome) -> dict[str, 
 def headline(cluster: Cluster, probe: Probe, outcome: Outcome) -> str:
     """``sleep.foo to httpbin.bar: 200``, the style of Istio's task outputs."""
     container = probe.container
-    line = (
-        f"{source_label(cluster, probe, container)} to {destination_label(cluster, probe)}: "
-        f"{outcome.http_code}"
-    )
+    line = f"{source_label(probe, container)} to {destination_label(probe)}: {outcome.http_code}"
     if outcome.exit_code:
         line += f" (curl exit code {outcome.exit_code})"
     if outcome.mtls:

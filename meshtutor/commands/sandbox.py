@@ -1,0 +1,263 @@
+"""``meshtutor sandbox``: boot the embedded mesh from manifests and send real traffic through it."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshtutor.commands.common import (
+    FILES_OPTION,
+    JSON_OPTION,
+    MESH_OPTION,
+    NAMESPACE_OPTION,
+    PROBES_OPTION,
+    destination_label,
+    load_manifests,
+    print_json,
+    read_probes,
+    source_label,
+)
+from meshtutor.errors import MeshtutorError
+
+
+@click.group()
+def sandbox() -> None:
+    """Run the embedded sandbox mesh: real TLS, real certificates, real curl."""
+
+
+def _wrap(line: str, prefix: str) -> str:
+    return textwrap.fill(
+        line,
+        width=100,
+        initial_indent=prefix,
+        subsequent_indent=" " * len(prefix),
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
+def _print_result(result: Any, *, handshake: bool) -> None:
+    cluster_probe = result.probe
+    line = (
+        f"{source_label(cluster_probe, cluster_probe.container)} to "
+        f"{destination_label(cluster_probe)}: {result.http_code}"
+    )
+    if result.exit_code:
+        line += f" (curl exit code {result.exit_code})"
+    if result.mtls:
+        line += "  [mutual TLS]"
+    click.echo(line)
+    if result.stderr:
+        click.echo(f"  {result.stderr}")
+    if not result.matches_prediction:
+        p = result.prediction
+        click.echo(
+            f"  ! the policy engine predicted {p.http_code}"
+            + (f" (exit code {p.exit_code})" if p.exit_code else "")
+            + f", mutual TLS {'yes' if p.mtls else 'no'}: please report this mismatch"
+        )
+    for number, text in enumerate(result.prediction.explanation_lines, start=1):
+        click.echo(_wrap(text, f"  {number}. "))
+    if handshake:
+        if result.handshake is not None:
+            click.echo("  TLS handshake (client sidecar's view):")
+            for text in result.handshake.summary_lines():
+                click.echo(f"    {text}")
+        elif result.handshake_error:
+            click.echo(f"  TLS handshake failed: {result.handshake_error}")
+        else:
+            click.echo("  no TLS handshake between sidecars on this path")
+
+
+@sandbox.command("probe")
+@FILES_OPTION
+@click.argument("probe_args", metavar="[PROBE]...", nargs=-1)
+@PROBES_OPTION
+@MESH_OPTION
+@NAMESPACE_OPTION
+@JSON_OPTION
+@click.option("--handshake", is_flag=True, help="Show the TLS handshake of each probe.")
+@click.option(
+    "--keylog",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write TLS key-log lines (NSS format, for Wireshark) to this file.",
+)
+def probe_command(
+    files: Sequence[Path],
+    probe_args: Sequence[str],
+    probes_file: Path | None,
+    mesh: str,
+    namespace: str | None,
+    as_json: bool,
+    handshake: bool,
+    keylog: Path | None,
+) -> None:
+    """Boot a sandbox from the files (applied in order), run each PROBE for real, and compare
+    what curl printed with the policy engine's prediction.
+
+    PROBE is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL, as for `meshtutor explain`.
+    """
+    if not files:
+        raise click.UsageError("give at least one manifest with -f FILE")
+    batches = load_manifests(files, namespace)
+    probes = read_probes(probe_args, probes_file)
+    results = asyncio.run(_run(mesh, batches, probes, keylog))
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        for index, result in enumerate(results):
+            if index:
+                click.echo()
+            _print_result(result, handshake=handshake)
+    mismatches = [r for r in results if not r.matches_prediction]
+    if mismatches:
+        click.echo(f"meshtutor: {len(mismatches)} probe(s) differ from the prediction", err=True)
+
+
+async def _run(
+    mesh: str, batches: Sequence[Sequence[Any]], probes: Sequence[Any], keylog: Path | None
+) -> list[Any]:
+    from meshtutor.policy.predict import predict
+    from meshtutor.sandbox.mesh import Sandbox
+    from meshtutor.sandbox.probe import run_probes
+
+    async with Sandbox(mesh, keylog=str(keylog) if keylog else None) as sb:  # type: ignore[arg-type]
+        for batch in batches:
+            await sb.apply(batch)
+        for probe in probes:
+            predict(sb.cluster, probe)  # bad probes fail here, before any traffic
+        return await run_probes(sb, list(probes))
+
+
+SHELL_HELP = """\
+commands:
+  apply FILE [-n NS]      apply a manifest (like kubectl apply -f)
+  delete FILE [-n NS]     delete what a manifest names
+  restart NS/DEPLOY       kubectl rollout restart: a new pod, injection decided again
+  probe PROBE             run a probe, e.g. probe foo/sleep=http://httpbin.bar:8000/ip
+  explain PROBE           the prediction only, no traffic
+  handshake PROBE         run a probe and show its TLS handshake
+  certs NS/DEPLOY         the certificate chain the workload's sidecar presents
+  clock +24h              fast-forward the mesh clock (certificates rotate and expire)
+  workloads               pods, sidecars, identities, addresses
+  help, quit"""
+
+
+@sandbox.command("shell")
+@FILES_OPTION
+@MESH_OPTION
+@NAMESPACE_OPTION
+def shell_command(files: Sequence[Path], mesh: str, namespace: str | None) -> None:
+    """An interactive prompt on a running sandbox (type help)."""
+    batches = load_manifests(files, namespace)
+    asyncio.run(_shell(mesh, batches))
+
+
+async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
+    from meshtutor.pki import ManualClock
+    from meshtutor.sandbox.mesh import Sandbox
+
+    loop = asyncio.get_running_loop()
+    async with Sandbox(mesh, clock=ManualClock()) as sb:  # type: ignore[arg-type]
+        for batch in batches:
+            await sb.apply(batch)
+        click.echo(f"meshtutor sandbox ({mesh}), {len(sb.cluster.pods())} pods. Type help.")
+        while True:
+            try:
+                line = await loop.run_in_executor(None, input, "sandbox> ")
+            except (EOFError, KeyboardInterrupt):
+                click.echo()
+                break
+            words = shlex.split(line) if line.strip() else []
+            if not words:
+                continue
+            if words[0] in ("quit", "exit", "q"):
+                break
+            try:
+                await _shell_command(sb, words)
+            except MeshtutorError as exc:
+                click.echo(f"error: {exc}")
+            except (ValueError, IndexError) as exc:
+                click.echo(f"error: {exc}; type help")
+
+
+async def _shell_command(sb: Any, words: list[str]) -> None:
+
+    from meshtutor.model import load_file
+    from meshtutor.policy import Probe, predict
+    from meshtutor.sandbox.probe import run_probe
+
+    command, args = words[0], words[1:]
+    if command == "help":
+        click.echo(SHELL_HELP)
+    elif command in ("apply", "delete"):
+        namespace = args[args.index("-n") + 1] if "-n" in args else None
+        docs = load_file(args[0], default_namespace=namespace)
+        if command == "apply":
+            report = await sb.apply(docs)
+            for text in report.lines:
+                click.echo(text)
+        else:
+            for text in await sb.delete(docs):
+                click.echo(text)
+    elif command == "restart":
+        ns, _, name = args[0].partition("/")
+        await sb.restart(ns, name)
+        click.echo(f"deployment.apps/{name} restarted")
+    elif command in ("probe", "handshake"):
+        result = await run_probe(sb, Probe.parse(args[0]))
+        _print_result(result, handshake=command == "handshake")
+    elif command == "explain":
+        outcome = predict(sb.cluster, Probe.parse(args[0]))
+        click.echo(
+            f"predicted: {outcome.http_code}"
+            + (f" (curl exit code {outcome.exit_code})" if outcome.exit_code else "")
+        )
+        for number, text in enumerate(outcome.explanation_lines, start=1):
+            click.echo(_wrap(text, f"  {number}. "))
+    elif command == "certs":
+        ns, _, name = args[0].partition("/")
+        pod = sb.cluster.pod_for(ns, name)
+        if pod is None:
+            raise ValueError(f"no workload {args[0]}")
+        runtime = sb.runtime(pod)
+        if runtime.credential is None:
+            click.echo(f"{pod.display} has no sidecar, so it has no mesh certificate")
+            return
+        from rich.console import Console
+
+        from meshtutor.pki import describe_credential
+        from meshtutor.pki.cli import chain_tree
+
+        info = describe_credential(runtime.credential)
+        click.echo(
+            f"{info.identity}: rotated {info.rotations} time(s); next rotation at "
+            f"{info.renew_at:%Y-%m-%d %H:%M} UTC"
+        )
+        Console(highlight=False).print(chain_tree(info.chain, mesh=sb.mesh))
+    elif command == "clock":
+        from meshtutor.pki import parse_offset
+
+        delta = parse_offset(args[0])
+        rotated = sb.advance_clock(delta)
+        click.echo(
+            f"mesh clock is now {sb.ca.clock.now():%Y-%m-%d %H:%M} UTC; "
+            f"{rotated} certificate rotation(s)"
+        )
+    elif command == "workloads":
+        from meshtutor.policy.predict import identity_of
+
+        for pod in sb.cluster.pods():
+            sidecar = pod.sidecar or "no sidecar"
+            click.echo(
+                f"{pod.namespace}/{pod.deployment:<24} {pod.ip:<14} {sidecar:<10} "
+                f"{identity_of(sb.cluster, pod) or '-'}"
+            )
+    else:
+        raise ValueError(f"unknown command {command!r}")
