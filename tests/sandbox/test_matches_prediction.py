@@ -160,3 +160,209 @@ def test_observations_match_predictions_istio() -> None:
     checked = asyncio.run(main())
     assert checked == COMBINATIONS * len(PROBES)
     assert not mismatches, f"{len(mismatches)} mismatches; first:\n" + "\n".join(mismatches[:3])
+
+
+LINKERD_TOPOLOGY = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: app, annotations: {linkerd.io/inject: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: plain}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: app}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: api, namespace: app}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: app}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers: [{name: web, image: curlimages/curl:8.16.0, command: [/bin/sleep, infinity]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bot, namespace: app}
+spec:
+  selector: {matchLabels: {app: bot}}
+  template:
+    metadata: {labels: {app: bot}}
+    spec:
+      containers: [{name: bot, image: curlimages/curl:8.16.0, command: [/bin/sleep, infinity]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: app}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata:
+      labels: {app: api}
+      annotations: {config.linkerd.io/default-inbound-policy: POLICY}
+    spec:
+      serviceAccountName: api
+      containers:
+      - name: api
+        image: docker.io/mccutchen/go-httpbin:v2.15.0
+        ports: [{containerPort: 8080, name: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: app}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: curl, namespace: plain}
+spec:
+  selector: {matchLabels: {app: curl}}
+  template:
+    metadata: {labels: {app: curl}}
+    spec:
+      containers: [{name: curl, image: curlimages/curl:8.16.0, command: [/bin/sleep, infinity]}]
+"""
+
+LINKERD_POLICIES = {
+    "server": """
+apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: api-http, namespace: app}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  port: http
+  accessPolicy: ACCESS
+""",
+    "route": """
+apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: api-ip, namespace: app}
+spec:
+  parentRefs: [{name: api-http, kind: Server, group: policy.linkerd.io}]
+  rules:
+  - matches: [{path: {value: /ip, type: PathPrefix}, method: GET}]
+""",
+    "ap-web": """
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: api-from-web, namespace: app}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: TARGET, name: NAME}
+  requiredAuthenticationRefs:
+  - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: web-only}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: web-only, namespace: app}
+spec:
+  identities: [web.app.serviceaccount.identity.linkerd.cluster.local]
+""",
+    "ap-net": """
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: api-from-anywhere, namespace: app}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: api-http}
+  requiredAuthenticationRefs:
+  - {group: policy.linkerd.io, kind: NetworkAuthentication, name: everywhere}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: NetworkAuthentication
+metadata: {name: everywhere, namespace: app}
+spec:
+  networks: [{cidr: 0.0.0.0/0}]
+""",
+}
+
+LINKERD_PROBES = [
+    Probe("app", "web", "http://api/ip", timeout=1),
+    Probe("app", "web", "http://api/headers", timeout=1),
+    Probe("app", "bot", "http://api.app/ip", timeout=1),
+    Probe("plain", "curl", "http://api.app/ip", timeout=1),
+    Probe(
+        "plain", "curl", "http://api.app.svc.cluster.local:80/anything", method="POST", timeout=1
+    ),
+]
+
+
+def _linkerd_combination(rng: random.Random) -> tuple[str, str]:
+    default = rng.choice(
+        [
+            "all-unauthenticated",
+            "all-authenticated",
+            "cluster-authenticated",
+            "deny",
+            "audit",
+            "cluster-unauthenticated",
+        ]
+    )
+    parts = []
+    if rng.random() < 0.7:
+        parts.append(
+            LINKERD_POLICIES["server"].replace(
+                "ACCESS", rng.choice(["deny", "all-unauthenticated", "all-authenticated", "audit"])
+            )
+        )
+        has_route = rng.random() < 0.5
+        if has_route:
+            parts.append(LINKERD_POLICIES["route"])
+        auth = rng.choice([None, "ap-web", "ap-net"])
+        if auth == "ap-web":
+            target = (
+                ("HTTPRoute", "api-ip")
+                if has_route and rng.random() < 0.5
+                else rng.choice([("Server", "api-http"), ("Namespace", "app")])
+            )
+            text = (
+                LINKERD_POLICIES["ap-web"].replace("TARGET", target[0]).replace("NAME", target[1])
+            )
+            if target[0] == "Namespace":
+                text = text.replace("group: policy.linkerd.io, kind: Namespace", "kind: Namespace")
+            parts.append(text)
+        elif auth == "ap-net":
+            parts.append(LINKERD_POLICIES["ap-net"])
+    return default, "---".join(parts)
+
+
+LINKERD_COMBINATIONS = 40
+
+
+def test_observations_match_predictions_linkerd() -> None:
+    rng = random.Random(7)
+    combos = [_linkerd_combination(rng) for _ in range(LINKERD_COMBINATIONS)]
+    mismatches: list[str] = []
+
+    async def one(index: int, default: str, policies: str, limit: asyncio.Semaphore) -> int:
+        async with limit, Sandbox("linkerd") as sb:
+            await sb.apply(load_yaml(LINKERD_TOPOLOGY.replace("POLICY", default)))
+            if policies.strip():
+                await sb.apply(load_yaml(policies, source=f"linkerd-{index}"))
+            results = await run_probes(sb, LINKERD_PROBES)
+        for result in results:
+            if not result.matches_prediction:
+                p = result.prediction
+                mismatches.append(
+                    f"#{index} default={default} {result.probe.describe()}: observed "
+                    f"{result.http_code}/{result.exit_code} mtls={result.mtls}, predicted "
+                    f"{p.http_code}/{p.exit_code} mtls={p.mtls}\n{policies}"
+                )
+        return len(results)
+
+    async def main() -> int:
+        limit = asyncio.Semaphore(PARALLEL_SANDBOXES)
+        counts = await asyncio.gather(*(one(i, d, p, limit) for i, (d, p) in enumerate(combos)))
+        return sum(counts)
+
+    assert asyncio.run(main()) == LINKERD_COMBINATIONS * len(LINKERD_PROBES)
+    assert not mismatches, f"{len(mismatches)} mismatches; first:\n" + "\n".join(mismatches[:3])
