@@ -199,6 +199,7 @@ class Sandbox:
         """Create or update objects, then start, replace or stop pods to match."""
         report = self.cluster.apply(resources)
         await self.reconcile()
+        await self.warm()
         return report
 
     async def delete(self, refs: Iterable[Resource | ResourceRef]) -> list[str]:
@@ -222,6 +223,26 @@ class Sandbox:
                 self._runtimes[key] = await self._start_pod(pod)
             else:
                 self._runtimes[key].state = pod
+
+    async def warm(self) -> None:
+        """Open every pod port a Service or container declares and build the TLS contexts now,
+        so the first probe pays for nothing (what "ready" means for the boot budget)."""
+        from meshtutor.policy.predict import service_endpoints
+
+        ports: dict[tuple[str, str], set[int]] = {}
+        for service in self.cluster.services():
+            for svc_port in service.ports:
+                for pod, port in service_endpoints(self.cluster, service, svc_port):
+                    ports.setdefault((pod.namespace, pod.name), set()).add(port)
+        for key, runtime in self._runtimes.items():
+            wanted = ports.get(key, set()) | set(runtime.apps)
+            for container in runtime.state.spec.containers:
+                wanted |= {p.container_port for p in container.ports}
+            for port in sorted(wanted):
+                await self.entry(runtime, port)
+            if runtime.credential is not None:
+                runtime.server_context()
+                runtime.client_context(linkerd=self.mesh == "linkerd")
 
     def advance_clock(self, delta: timedelta) -> int:
         """Fast-forward the mesh clock; returns how many certificates rotated."""
