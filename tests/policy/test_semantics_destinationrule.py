@@ -35,7 +35,7 @@ def dr(
     extra: str = "",
 ) -> str:
     """A DestinationRule; ``mode=None`` writes a trafficPolicy without a tls block."""
-    export = f"\n      exportTo: [\"{export_to}\"]" if export_to else ""
+    export = f'\n      exportTo: ["{export_to}"]' if export_to else ""
     tls = (
         f"\n        tls:\n          mode: {mode}"
         if mode
@@ -95,20 +95,55 @@ AUTO = ("auto",)
 # honours the server's PA DISABLE (§9.4).
 
 AUTO_MTLS = [
-    case("sidecar-to-sidecar-is-mtls", (), FOO_TO_BAR, "200", words=AUTO, mtls=True,
-         client=spiffe("foo", "sleep"), server=spiffe("bar", "httpbin")),
-    case("sidecar-to-no-sidecar-is-plaintext", (), FOO_TO_LEGACY, "200", words=("no sidecar|without a sidecar",),
-         mtls=False, client=None, server=None),
-    case("auto-mtls-satisfies-strict", BAR_STRICT, FOO_TO_BAR, "200", words=AUTO,
-         named=("PeerAuthentication bar/default",), mtls=True),
+    case(
+        "sidecar-to-sidecar-is-mtls",
+        (),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+        client=spiffe("foo", "sleep"),
+        server=spiffe("bar", "httpbin"),
+    ),
+    case(
+        "sidecar-to-no-sidecar-is-plaintext",
+        (),
+        FOO_TO_LEGACY,
+        "200",
+        words=("no sidecar|without a sidecar",),
+        mtls=False,
+        client=None,
+        server=None,
+    ),
+    case(
+        "auto-mtls-satisfies-strict",
+        BAR_STRICT,
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        named=("PeerAuthentication bar/default",),
+        mtls=True,
+    ),
     # the endpoint decides, not the namespace: an opted-out pod in injected foo
-    case("opted-out-endpoint-in-injected-namespace-gets-plaintext",
-         httpbin_yaml("foo", "httpbin-plain", pod_labels={"sidecar.istio.io/inject": "false"}),
-         "bar/sleep=http://httpbin-plain.foo:8000/ip", "200", words=("no sidecar|without a sidecar",),
-         mtls=False, server=None),
-    case("auto-mtls-honours-server-namespace-disable", FOO_DISABLE,
-         "bar/sleep=http://httpbin.foo:8000/ip", "200",
-         named=("PeerAuthentication foo/default",), mtls=False, client=None, server=None),
+    case(
+        "opted-out-endpoint-in-injected-namespace-gets-plaintext",
+        httpbin_yaml("foo", "httpbin-plain", pod_labels={"sidecar.istio.io/inject": "false"}),
+        "bar/sleep=http://httpbin-plain.foo:8000/ip",
+        "200",
+        words=("no sidecar|without a sidecar",),
+        mtls=False,
+        server=None,
+    ),
+    case(
+        "auto-mtls-honours-server-namespace-disable",
+        FOO_DISABLE,
+        "bar/sleep=http://httpbin.foo:8000/ip",
+        "200",
+        named=("PeerAuthentication foo/default",),
+        mtls=False,
+        client=None,
+        server=None,
+    ),
 ]
 
 
@@ -122,39 +157,98 @@ def test_auto_mtls(c):
 # outcomes" table; §9.5 a DR without tls leaves auto mTLS in charge.
 
 EXPLICIT_TLS = [
-    case("disable-to-strict-is-503", (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE")),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",
-                                   "PeerAuthentication bar/default"), **E503),
-    case("disable-to-permissive-is-plaintext-200", dr("bar", "httpbin", BAR, "DISABLE",
-                                                      api=API_VERSIONS[0]),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=False, client=None),
-    case("istio-mutual-to-no-sidecar-is-503", dr("legacy", "httpbin", LEGACY, "ISTIO_MUTUAL"),
-         FOO_TO_LEGACY, "503", named=("DestinationRule legacy/httpbin",), **E503),
-    case("istio-mutual-to-pa-disable-is-503",
-         (FOO_DISABLE, dr("foo", "httpbin", FOO, "ISTIO_MUTUAL", api=API_VERSIONS[1])),
-         "bar/sleep=http://httpbin.foo:8000/ip", "503",
-         named=("DestinationRule foo/httpbin", "PeerAuthentication foo/default"), **E503),
-    case("istio-mutual-to-strict-is-mtls", (BAR_STRICT, dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True,
-         client=spiffe("foo", "sleep"), server=spiffe("bar", "httpbin")),
-    case("istio-mutual-to-permissive-is-mtls", dr("bar", "httpbin", BAR, "ISTIO_MUTUAL",
-                                                  api=API_VERSIONS[0]),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
+    case(
+        "disable-to-strict-is-503",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE")),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin", "PeerAuthentication bar/default"),
+        **E503,
+    ),
+    case(
+        "disable-to-permissive-is-plaintext-200",
+        dr("bar", "httpbin", BAR, "DISABLE", api=API_VERSIONS[0]),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=False,
+        client=None,
+    ),
+    case(
+        "istio-mutual-to-no-sidecar-is-503",
+        dr("legacy", "httpbin", LEGACY, "ISTIO_MUTUAL"),
+        FOO_TO_LEGACY,
+        "503",
+        named=("DestinationRule legacy/httpbin",),
+        **E503,
+    ),
+    case(
+        "istio-mutual-to-pa-disable-is-503",
+        (FOO_DISABLE, dr("foo", "httpbin", FOO, "ISTIO_MUTUAL", api=API_VERSIONS[1])),
+        "bar/sleep=http://httpbin.foo:8000/ip",
+        "503",
+        named=("DestinationRule foo/httpbin", "PeerAuthentication foo/default"),
+        **E503,
+    ),
+    case(
+        "istio-mutual-to-strict-is-mtls",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+        client=spiffe("foo", "sleep"),
+        server=spiffe("bar", "httpbin"),
+    ),
+    case(
+        "istio-mutual-to-permissive-is-mtls",
+        dr("bar", "httpbin", BAR, "ISTIO_MUTUAL", api=API_VERSIONS[0]),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
     # SIMPLE = TLS origination without a client certificate: neither a plain-HTTP app nor a
     # STRICT sidecar completes it, so Envoy answers 503 (ref §3 SIMPLE; §2 STRICT needs a
     # client cert).
-    case("simple-tls-to-plain-http-app-is-503", dr("legacy", "httpbin", LEGACY, "SIMPLE"),
-         FOO_TO_LEGACY, "503", named=("DestinationRule legacy/httpbin",), **E503),
-    case("simple-tls-to-strict-sidecar-is-503", (BAR_STRICT, dr("bar", "httpbin", BAR, "SIMPLE")),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
-    case("dr-without-tls-keeps-auto-mtls-to-strict", (BAR_STRICT, dr("bar", "httpbin", BAR, None)),
-         FOO_TO_BAR, "200", words=AUTO, mtls=True),
-    case("dr-without-tls-keeps-auto-plaintext-to-no-sidecar",
-         dr("legacy", "httpbin", LEGACY, None, api=API_VERSIONS[1]), FOO_TO_LEGACY, "200",
-         words=("no sidecar|without a sidecar",), mtls=False),
+    case(
+        "simple-tls-to-plain-http-app-is-503",
+        dr("legacy", "httpbin", LEGACY, "SIMPLE"),
+        FOO_TO_LEGACY,
+        "503",
+        named=("DestinationRule legacy/httpbin",),
+        **E503,
+    ),
+    case(
+        "simple-tls-to-strict-sidecar-is-503",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "SIMPLE")),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
+    case(
+        "dr-without-tls-keeps-auto-mtls-to-strict",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, None)),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
+    case(
+        "dr-without-tls-keeps-auto-plaintext-to-no-sidecar",
+        dr("legacy", "httpbin", LEGACY, None, api=API_VERSIONS[1]),
+        FOO_TO_LEGACY,
+        "200",
+        words=("no sidecar|without a sidecar",),
+        mtls=False,
+    ),
     # subset traffic policies only apply when a VirtualService routes to the subset
-    case("subset-tls-without-virtualservice-is-ignored",
-         (BAR_STRICT, """
+    case(
+        "subset-tls-without-virtualservice-is-ignored",
+        (
+            BAR_STRICT,
+            """
     apiVersion: networking.istio.io/v1
     kind: DestinationRule
     metadata:
@@ -169,15 +263,37 @@ EXPLICIT_TLS = [
         trafficPolicy:
           tls:
             mode: DISABLE
-"""), FOO_TO_BAR, "200", words=AUTO, mtls=True),
-    case("dr-tls-update-applies-live",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE"),
-          dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
-    case("deleting-the-dr-restores-auto-mtls",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE"),
-          Delete(dr("bar", "httpbin", BAR, "DISABLE"))),
-         FOO_TO_BAR, "200", words=AUTO, mtls=True),
+""",
+        ),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
+    case(
+        "dr-tls-update-applies-live",
+        (
+            BAR_STRICT,
+            dr("bar", "httpbin", BAR, "DISABLE"),
+            dr("bar", "httpbin", BAR, "ISTIO_MUTUAL"),
+        ),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
+    case(
+        "deleting-the-dr-restores-auto-mtls",
+        (
+            BAR_STRICT,
+            dr("bar", "httpbin", BAR, "DISABLE"),
+            Delete(dr("bar", "httpbin", BAR, "DISABLE")),
+        ),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
 ]
 
 
@@ -191,26 +307,66 @@ def test_explicit_tls(c):
 # PA portLevelMtls.
 
 PORT_LEVEL = [
-    case("port-8000-disable-overrides-top-level-istio-mutual",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "ISTIO_MUTUAL",
-                         extra=port_settings((8000, "DISABLE")))),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
-    case("container-port-8080-entry-does-not-match",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "ISTIO_MUTUAL",
-                         extra=port_settings((8080, "DISABLE")))),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
-    case("port-8000-istio-mutual-overrides-top-level-disable",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE",
-                         extra=port_settings((8000, "ISTIO_MUTUAL")))),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
-    case("container-port-8080-istio-mutual-leaves-top-level-disable",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", api=API_VERSIONS[0],
-                         extra=port_settings((8080, "ISTIO_MUTUAL")))),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
+    case(
+        "port-8000-disable-overrides-top-level-istio-mutual",
+        (
+            BAR_STRICT,
+            dr("bar", "httpbin", BAR, "ISTIO_MUTUAL", extra=port_settings((8000, "DISABLE"))),
+        ),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
+    case(
+        "container-port-8080-entry-does-not-match",
+        (
+            BAR_STRICT,
+            dr("bar", "httpbin", BAR, "ISTIO_MUTUAL", extra=port_settings((8080, "DISABLE"))),
+        ),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
+    case(
+        "port-8000-istio-mutual-overrides-top-level-disable",
+        (
+            BAR_STRICT,
+            dr("bar", "httpbin", BAR, "DISABLE", extra=port_settings((8000, "ISTIO_MUTUAL"))),
+        ),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
+    case(
+        "container-port-8080-istio-mutual-leaves-top-level-disable",
+        (
+            BAR_STRICT,
+            dr(
+                "bar",
+                "httpbin",
+                BAR,
+                "DISABLE",
+                api=API_VERSIONS[0],
+                extra=port_settings((8080, "ISTIO_MUTUAL")),
+            ),
+        ),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
     # authn-policy (old): DISABLE at top, ISTIO_MUTUAL only on port 1234 -> 8000 plaintext
-    case("other-port-entry-leaves-8000-plaintext",
-         dr("legacy", "httpbin", LEGACY, "DISABLE", extra=port_settings((1234, "ISTIO_MUTUAL"))),
-         FOO_TO_LEGACY, "200", named=("DestinationRule legacy/httpbin",), mtls=False),
+    case(
+        "other-port-entry-leaves-8000-plaintext",
+        dr("legacy", "httpbin", LEGACY, "DISABLE", extra=port_settings((1234, "ISTIO_MUTUAL"))),
+        FOO_TO_LEGACY,
+        "200",
+        named=("DestinationRule legacy/httpbin",),
+        mtls=False,
+    ),
 ]
 
 
@@ -224,49 +380,123 @@ def test_port_level_settings(c):
 # client), then the root namespace; a DR elsewhere is never consulted.
 
 LOOKUP = [
-    case("client-namespace-dr-beats-server-namespace-dr",
-         (BAR_STRICT, dr("foo", "httpbin-bar", BAR, "DISABLE"),
-          dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "503", named=("DestinationRule foo/httpbin-bar",), **E503),
-    case("server-namespace-client-uses-its-own-dr",
-         (BAR_STRICT, dr("foo", "httpbin-bar", BAR, "DISABLE"),
-          dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
-         BAR_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
-    case("client-namespace-dr-for-another-host-does-not-shadow",
-         (BAR_STRICT, dr("foo", "httpbin-legacy", LEGACY, "ISTIO_MUTUAL"),
-          dr("bar", "httpbin", BAR, "DISABLE")),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
-    case("server-dr-exported-dot-is-invisible-to-other-namespaces",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to=".")),
-         FOO_TO_BAR, "200", words=AUTO, mtls=True),
-    case("server-dr-exported-dot-applies-in-own-namespace",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to=".")),
-         BAR_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
-    case("server-dr-exported-star-applies-everywhere",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to="*")),
-         FOO_TO_BAR, "503", named=("DestinationRule bar/httpbin",), **E503),
+    case(
+        "client-namespace-dr-beats-server-namespace-dr",
+        (
+            BAR_STRICT,
+            dr("foo", "httpbin-bar", BAR, "DISABLE"),
+            dr("bar", "httpbin", BAR, "ISTIO_MUTUAL"),
+        ),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule foo/httpbin-bar",),
+        **E503,
+    ),
+    case(
+        "server-namespace-client-uses-its-own-dr",
+        (
+            BAR_STRICT,
+            dr("foo", "httpbin-bar", BAR, "DISABLE"),
+            dr("bar", "httpbin", BAR, "ISTIO_MUTUAL"),
+        ),
+        BAR_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
+    case(
+        "client-namespace-dr-for-another-host-does-not-shadow",
+        (
+            BAR_STRICT,
+            dr("foo", "httpbin-legacy", LEGACY, "ISTIO_MUTUAL"),
+            dr("bar", "httpbin", BAR, "DISABLE"),
+        ),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
+    case(
+        "server-dr-exported-dot-is-invisible-to-other-namespaces",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to=".")),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
+    case(
+        "server-dr-exported-dot-applies-in-own-namespace",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to=".")),
+        BAR_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
+    case(
+        "server-dr-exported-star-applies-everywhere",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE", export_to="*")),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule bar/httpbin",),
+        **E503,
+    ),
     # authn-policy @f3e6069: global *.local ISTIO_MUTUAL breaks httpbin.legacy (503) until a
     # DR in the server's namespace (preferred over the root one) disables TLS.
-    case("root-namespace-dr-applies-when-nothing-closer",
-         dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", api=API_VERSIONS[0]),
-         FOO_TO_LEGACY, "503", named=("DestinationRule istio-system/default",), **E503),
-    case("server-namespace-dr-preferred-over-root",
-         (dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", api=API_VERSIONS[0]),
-          dr("legacy", "httpbin-legacy", LEGACY, "DISABLE", api=API_VERSIONS[0])),
-         FOO_TO_LEGACY, "200", named=("DestinationRule legacy/httpbin-legacy",), mtls=False),
-    case("root-namespace-dr-istio-mutual-to-strict",
-         (BAR_STRICT, dr("istio-system", "default", "*.local", "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule istio-system/default",), mtls=True),
-    case("client-namespace-dr-preferred-over-root",
-         (BAR_STRICT, dr("istio-system", "default", "*.local", "DISABLE"),
-          dr("foo", "httpbin-bar", BAR, "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule foo/httpbin-bar",), mtls=True),
-    case("root-dr-exported-dot-stays-in-root",
-         dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", export_to="."),
-         FOO_TO_LEGACY, "200", words=("no sidecar|without a sidecar",), mtls=False),
-    case("dr-in-unrelated-namespace-is-ignored",
-         (BAR_STRICT, dr("legacy", "httpbin-bar", BAR, "DISABLE")),
-         FOO_TO_BAR, "200", words=AUTO, mtls=True),
+    case(
+        "root-namespace-dr-applies-when-nothing-closer",
+        dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", api=API_VERSIONS[0]),
+        FOO_TO_LEGACY,
+        "503",
+        named=("DestinationRule istio-system/default",),
+        **E503,
+    ),
+    case(
+        "server-namespace-dr-preferred-over-root",
+        (
+            dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", api=API_VERSIONS[0]),
+            dr("legacy", "httpbin-legacy", LEGACY, "DISABLE", api=API_VERSIONS[0]),
+        ),
+        FOO_TO_LEGACY,
+        "200",
+        named=("DestinationRule legacy/httpbin-legacy",),
+        mtls=False,
+    ),
+    case(
+        "root-namespace-dr-istio-mutual-to-strict",
+        (BAR_STRICT, dr("istio-system", "default", "*.local", "ISTIO_MUTUAL")),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule istio-system/default",),
+        mtls=True,
+    ),
+    case(
+        "client-namespace-dr-preferred-over-root",
+        (
+            BAR_STRICT,
+            dr("istio-system", "default", "*.local", "DISABLE"),
+            dr("foo", "httpbin-bar", BAR, "ISTIO_MUTUAL"),
+        ),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule foo/httpbin-bar",),
+        mtls=True,
+    ),
+    case(
+        "root-dr-exported-dot-stays-in-root",
+        dr("istio-system", "default", "*.local", "ISTIO_MUTUAL", export_to="."),
+        FOO_TO_LEGACY,
+        "200",
+        words=("no sidecar|without a sidecar",),
+        mtls=False,
+    ),
+    case(
+        "dr-in-unrelated-namespace-is-ignored",
+        (BAR_STRICT, dr("legacy", "httpbin-bar", BAR, "DISABLE")),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
 ]
 
 
@@ -280,32 +510,72 @@ def test_which_destination_rule_applies(c):
 # specific host match wins.
 
 HOSTS = [
-    case("short-host-in-foo-does-not-match-httpbin-bar",
-         (BAR_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE")),
-         FOO_TO_BAR, "200", words=AUTO, mtls=True),
-    case("short-host-in-foo-means-httpbin-foo",
-         (FOO_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE")),
-         "foo/sleep=http://httpbin.foo:8000/ip", "503",
-         named=("DestinationRule foo/httpbin",), **E503),
-    case("short-host-in-server-namespace-applies-to-other-clients",
-         (FOO_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE", api=API_VERSIONS[1])),
-         "bar/sleep=http://httpbin.foo:8000/ip", "503",
-         named=("DestinationRule foo/httpbin",), **E503),
-    case("short-host-in-legacy-means-httpbin-legacy",
-         dr("legacy", "httpbin", "httpbin", "ISTIO_MUTUAL"),
-         FOO_TO_LEGACY, "503", named=("DestinationRule legacy/httpbin",), **E503),
-    case("exact-host-beats-star-local",
-         (dr("foo", "all", "*.local", "ISTIO_MUTUAL"),
-          dr("foo", "httpbin-legacy", LEGACY, "DISABLE")),
-         FOO_TO_LEGACY, "200", named=("DestinationRule foo/httpbin-legacy",), mtls=False),
-    case("exact-host-beats-namespace-wildcard",
-         (BAR_STRICT, dr("foo", "bar-all", "*.bar.svc.cluster.local", "DISABLE"),
-          dr("foo", "httpbin-bar", BAR, "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule foo/httpbin-bar",), mtls=True),
-    case("namespace-wildcard-alone-applies",
-         (BAR_STRICT, dr("foo", "bar-all", "*.bar.svc.cluster.local", "DISABLE",
-                         api=API_VERSIONS[1])),
-         FOO_TO_BAR, "503", named=("DestinationRule foo/bar-all",), **E503),
+    case(
+        "short-host-in-foo-does-not-match-httpbin-bar",
+        (BAR_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE")),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO,
+        mtls=True,
+    ),
+    case(
+        "short-host-in-foo-means-httpbin-foo",
+        (FOO_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE")),
+        "foo/sleep=http://httpbin.foo:8000/ip",
+        "503",
+        named=("DestinationRule foo/httpbin",),
+        **E503,
+    ),
+    case(
+        "short-host-in-server-namespace-applies-to-other-clients",
+        (FOO_STRICT, dr("foo", "httpbin", "httpbin", "DISABLE", api=API_VERSIONS[1])),
+        "bar/sleep=http://httpbin.foo:8000/ip",
+        "503",
+        named=("DestinationRule foo/httpbin",),
+        **E503,
+    ),
+    case(
+        "short-host-in-legacy-means-httpbin-legacy",
+        dr("legacy", "httpbin", "httpbin", "ISTIO_MUTUAL"),
+        FOO_TO_LEGACY,
+        "503",
+        named=("DestinationRule legacy/httpbin",),
+        **E503,
+    ),
+    case(
+        "exact-host-beats-star-local",
+        (
+            dr("foo", "all", "*.local", "ISTIO_MUTUAL"),
+            dr("foo", "httpbin-legacy", LEGACY, "DISABLE"),
+        ),
+        FOO_TO_LEGACY,
+        "200",
+        named=("DestinationRule foo/httpbin-legacy",),
+        mtls=False,
+    ),
+    case(
+        "exact-host-beats-namespace-wildcard",
+        (
+            BAR_STRICT,
+            dr("foo", "bar-all", "*.bar.svc.cluster.local", "DISABLE"),
+            dr("foo", "httpbin-bar", BAR, "ISTIO_MUTUAL"),
+        ),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule foo/httpbin-bar",),
+        mtls=True,
+    ),
+    case(
+        "namespace-wildcard-alone-applies",
+        (
+            BAR_STRICT,
+            dr("foo", "bar-all", "*.bar.svc.cluster.local", "DISABLE", api=API_VERSIONS[1]),
+        ),
+        FOO_TO_BAR,
+        "503",
+        named=("DestinationRule foo/bar-all",),
+        **E503,
+    ),
 ]
 
 
@@ -319,18 +589,32 @@ def test_host_matching(c):
 # never use DestinationRules.
 
 NOT_CAPTURED = [
-    case("istio-proxy-container-ignores-istio-mutual-dr",
-         dr("legacy", "httpbin", LEGACY, "ISTIO_MUTUAL"),
-         "foo/sleep:istio-proxy=http://httpbin.legacy:8000/ip", "200",
-         words=("istio-proxy",), mtls=False, client=None),
-    case("istio-proxy-container-to-strict-is-reset-not-503",
-         (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE")),
-         "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip", "000/56",
-         named=("PeerAuthentication bar/default",), mtls=False),
-    case("no-sidecar-client-ignores-its-namespace-dr",
-         dr("legacy", "httpbin-foo", FOO, "ISTIO_MUTUAL"),
-         "legacy/sleep=http://httpbin.foo:8000/ip", "200", words=("PERMISSIVE",),
-         mtls=False, client=None),
+    case(
+        "istio-proxy-container-ignores-istio-mutual-dr",
+        dr("legacy", "httpbin", LEGACY, "ISTIO_MUTUAL"),
+        "foo/sleep:istio-proxy=http://httpbin.legacy:8000/ip",
+        "200",
+        words=("istio-proxy",),
+        mtls=False,
+        client=None,
+    ),
+    case(
+        "istio-proxy-container-to-strict-is-reset-not-503",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "DISABLE")),
+        "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip",
+        "000/56",
+        named=("PeerAuthentication bar/default",),
+        mtls=False,
+    ),
+    case(
+        "no-sidecar-client-ignores-its-namespace-dr",
+        dr("legacy", "httpbin-foo", FOO, "ISTIO_MUTUAL"),
+        "legacy/sleep=http://httpbin.foo:8000/ip",
+        "200",
+        words=("PERMISSIVE",),
+        mtls=False,
+        client=None,
+    ),
 ]
 
 
@@ -346,15 +630,40 @@ def test_uncaptured_clients_ignore_destination_rules(c):
 
 AUTO_OFF_WORDS = ("enableAutoMtls|ConfigMap istio-system/istio",)
 AUTO_OFF = [
-    case("auto-off-no-dr-to-strict-is-503", BAR_STRICT, FOO_TO_BAR, "503",
-         named=("PeerAuthentication bar/default",), words=AUTO_OFF_WORDS, **E503),
-    case("auto-off-no-dr-to-permissive-is-plaintext", (), FOO_TO_BAR, "200",
-         words=AUTO_OFF_WORDS, mtls=False, client=None),
-    case("auto-off-istio-mutual-dr-to-strict", (BAR_STRICT, dr("bar", "httpbin", BAR,
-                                                               "ISTIO_MUTUAL")),
-         FOO_TO_BAR, "200", named=("DestinationRule bar/httpbin",), mtls=True),
-    case("auto-off-dr-without-tls-to-strict-is-503", (BAR_STRICT, dr("bar", "httpbin", BAR, None)),
-         FOO_TO_BAR, "503", named=("PeerAuthentication bar/default",), **E503),
+    case(
+        "auto-off-no-dr-to-strict-is-503",
+        BAR_STRICT,
+        FOO_TO_BAR,
+        "503",
+        named=("PeerAuthentication bar/default",),
+        words=AUTO_OFF_WORDS,
+        **E503,
+    ),
+    case(
+        "auto-off-no-dr-to-permissive-is-plaintext",
+        (),
+        FOO_TO_BAR,
+        "200",
+        words=AUTO_OFF_WORDS,
+        mtls=False,
+        client=None,
+    ),
+    case(
+        "auto-off-istio-mutual-dr-to-strict",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, "ISTIO_MUTUAL")),
+        FOO_TO_BAR,
+        "200",
+        named=("DestinationRule bar/httpbin",),
+        mtls=True,
+    ),
+    case(
+        "auto-off-dr-without-tls-to-strict-is-503",
+        (BAR_STRICT, dr("bar", "httpbin", BAR, None)),
+        FOO_TO_BAR,
+        "503",
+        named=("PeerAuthentication bar/default",),
+        **E503,
+    ),
 ]
 
 

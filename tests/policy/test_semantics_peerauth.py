@@ -97,7 +97,9 @@ NO_SIDECAR = ("no sidecar|without a sidecar",)
 
 AUTHN_STAGES: dict[str, tuple] = {
     # stage: (snippets applied in order, expected matrix, deciding PA per server namespace)
-    "initial": ((), """
+    "initial": (
+        (),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.foo to httpbin.legacy: 200
@@ -107,8 +109,12 @@ AUTHN_STAGES: dict[str, tuple] = {
         sleep.legacy to httpbin.foo: 200
         sleep.legacy to httpbin.bar: 200
         sleep.legacy to httpbin.legacy: 200
-    """, {}),
-    "mesh-strict": ((MESH_STRICT,), """
+    """,
+        {},
+    ),
+    "mesh-strict": (
+        (MESH_STRICT,),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.foo to httpbin.legacy: 200
@@ -118,9 +124,15 @@ AUTHN_STAGES: dict[str, tuple] = {
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 000/56
         sleep.legacy to httpbin.legacy: 200
-    """, {"foo": "PeerAuthentication istio-system/default",
-          "bar": "PeerAuthentication istio-system/default"}),
-    "namespace-foo-strict": ((NS_FOO_STRICT,), """
+    """,
+        {
+            "foo": "PeerAuthentication istio-system/default",
+            "bar": "PeerAuthentication istio-system/default",
+        },
+    ),
+    "namespace-foo-strict": (
+        (NS_FOO_STRICT,),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.foo to httpbin.legacy: 200
@@ -130,8 +142,12 @@ AUTHN_STAGES: dict[str, tuple] = {
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 200
         sleep.legacy to httpbin.legacy: 200
-    """, {"foo": "PeerAuthentication foo/default"}),
-    "workload-bar-strict": ((NS_FOO_STRICT, BAR_HTTPBIN_STRICT), """
+    """,
+        {"foo": "PeerAuthentication foo/default"},
+    ),
+    "workload-bar-strict": (
+        (NS_FOO_STRICT, BAR_HTTPBIN_STRICT),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.foo to httpbin.legacy: 200
@@ -141,10 +157,13 @@ AUTHN_STAGES: dict[str, tuple] = {
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 000/56
         sleep.legacy to httpbin.legacy: 200
-    """, {"foo": "PeerAuthentication foo/default", "bar": "PeerAuthentication bar/httpbin"}),
+    """,
+        {"foo": "PeerAuthentication foo/default", "bar": "PeerAuthentication bar/httpbin"},
+    ),
     # the doc re-applies bar/httpbin with portLevelMtls {8080: DISABLE} (an update in place)
     "workload-bar-port-8080-disable": (
-        (NS_FOO_STRICT, BAR_HTTPBIN_STRICT, BAR_HTTPBIN_STRICT_8080_DISABLE), """
+        (NS_FOO_STRICT, BAR_HTTPBIN_STRICT, BAR_HTTPBIN_STRICT_8080_DISABLE),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.foo to httpbin.legacy: 200
@@ -154,18 +173,24 @@ AUTHN_STAGES: dict[str, tuple] = {
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 200
         sleep.legacy to httpbin.legacy: 200
-    """, {"foo": "PeerAuthentication foo/default", "bar": "PeerAuthentication bar/httpbin"}),
+    """,
+        {"foo": "PeerAuthentication foo/default", "bar": "PeerAuthentication bar/httpbin"},
+    ),
     "policy-precedence-overwrite-example": (
-        (NS_FOO_STRICT, BAR_HTTPBIN_STRICT, BAR_HTTPBIN_STRICT_8080_DISABLE,
-         FOO_OVERWRITE_DISABLE), """
+        (NS_FOO_STRICT, BAR_HTTPBIN_STRICT, BAR_HTTPBIN_STRICT_8080_DISABLE, FOO_OVERWRITE_DISABLE),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.bar to httpbin.foo: 200
         sleep.legacy to httpbin.foo: 200
         sleep.legacy to httpbin.bar: 200
         sleep.legacy to httpbin.legacy: 200
-    """, {"foo": "PeerAuthentication foo/overwrite-example",
-          "bar": "PeerAuthentication bar/httpbin"}),
+    """,
+        {
+            "foo": "PeerAuthentication foo/overwrite-example",
+            "bar": "PeerAuthentication bar/httpbin",
+        },
+    ),
 }
 
 # Servers whose effective mode on port 8080 is DISABLE in a stage: auto mTLS honours it and
@@ -200,8 +225,15 @@ def matrix_cases(stages: dict[str, tuple], plaintext: dict[str, set[str]]) -> li
                 kwargs["named"] = (deciders[dst],)
             else:
                 kwargs["words"] = PERMISSIVE_DEFAULT
-            cases.append(case(f"{stage}:{pair}", setup, f"{src}/sleep=http://httpbin.{dst}:8000/ip",
-                              result, **kwargs))
+            cases.append(
+                case(
+                    f"{stage}:{pair}",
+                    setup,
+                    f"{src}/sleep=http://httpbin.{dst}:8000/ip",
+                    result,
+                    **kwargs,
+                )
+            )
     return cases
 
 
@@ -214,39 +246,54 @@ def test_authentication_policy_task_matrix(c):
 # ref §2, §9.13 + istio.io tasks/security/authentication/mtls-migration (index.md, test.sh):
 # foo then mesh locked down while legacy (no sidecar) still calls; cleanup deletes both PAs.
 MIGRATION_STAGES: dict[str, tuple] = {
-    "initial": ((), """
+    "initial": (
+        (),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.bar to httpbin.foo: 200
         sleep.bar to httpbin.bar: 200
         sleep.legacy to httpbin.foo: 200
         sleep.legacy to httpbin.bar: 200
-    """, {}),
-    "lock-down-namespace-foo": ((NS_FOO_STRICT,), """
+    """,
+        {},
+    ),
+    "lock-down-namespace-foo": (
+        (NS_FOO_STRICT,),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.bar to httpbin.foo: 200
         sleep.bar to httpbin.bar: 200
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 200
-    """, {"foo": "PeerAuthentication foo/default"}),
-    "lock-down-entire-mesh": ((NS_FOO_STRICT, MESH_STRICT), """
+    """,
+        {"foo": "PeerAuthentication foo/default"},
+    ),
+    "lock-down-entire-mesh": (
+        (NS_FOO_STRICT, MESH_STRICT),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.bar to httpbin.foo: 200
         sleep.bar to httpbin.bar: 200
         sleep.legacy to httpbin.foo: 000/56
         sleep.legacy to httpbin.bar: 000/56
-    """, {"foo": "PeerAuthentication foo/default",
-          "bar": "PeerAuthentication istio-system/default"}),
-    "clean-up": ((NS_FOO_STRICT, MESH_STRICT, Delete(NS_FOO_STRICT), Delete(MESH_STRICT)), """
+    """,
+        {"foo": "PeerAuthentication foo/default", "bar": "PeerAuthentication istio-system/default"},
+    ),
+    "clean-up": (
+        (NS_FOO_STRICT, MESH_STRICT, Delete(NS_FOO_STRICT), Delete(MESH_STRICT)),
+        """
         sleep.foo to httpbin.foo: 200
         sleep.foo to httpbin.bar: 200
         sleep.bar to httpbin.foo: 200
         sleep.bar to httpbin.bar: 200
         sleep.legacy to httpbin.foo: 200
         sleep.legacy to httpbin.bar: 200
-    """, {}),
+    """,
+        {},
+    ),
 }
 
 
@@ -263,49 +310,135 @@ LEGACY_TO_FOO = "legacy/sleep=http://httpbin.foo:8000/ip"
 LEGACY_TO_BAR = "legacy/sleep=http://httpbin.bar:8000/ip"
 
 PRECEDENCE = [
-    case("nothing-configured-is-permissive", (), LEGACY_TO_FOO, "200",
-         words=PERMISSIVE_DEFAULT, mtls=False, client=None, server=None),
-    case("mesh-strict-rejects-plaintext", MESH_STRICT, LEGACY_TO_FOO, "000/56",
-         named=("PeerAuthentication istio-system/default",), mtls=False),
-    case("mesh-permissive-explicit", MESH_PERMISSIVE, LEGACY_TO_FOO, "200",
-         named=("PeerAuthentication istio-system/default",), mtls=False),
-    case("mesh-unset-means-permissive", MESH_UNSET, LEGACY_TO_FOO, "200",
-         words=PERMISSIVE_DEFAULT),
-    case("namespace-permissive-overrides-mesh-strict", (MESH_STRICT, NS_FOO_PERMISSIVE),
-         LEGACY_TO_FOO, "200", named=("PeerAuthentication foo/default",)),
-    case("mesh-strict-still-applies-to-other-namespace", (MESH_STRICT, NS_FOO_PERMISSIVE),
-         LEGACY_TO_BAR, "000/56", named=("PeerAuthentication istio-system/default",)),
-    case("namespace-unset-inherits-mesh-strict", (MESH_STRICT, NS_FOO_UNSET),
-         LEGACY_TO_FOO, "000/56", named=("PeerAuthentication istio-system/default",)),
-    case("namespace-strict-overrides-mesh-disable", (MESH_DISABLE, NS_FOO_STRICT),
-         LEGACY_TO_FOO, "000/56", named=("PeerAuthentication foo/default",)),
-    case("namespace-strict-leaves-other-namespace", NS_FOO_STRICT, LEGACY_TO_BAR, "200",
-         words=PERMISSIVE_DEFAULT),
-    case("workload-permissive-overrides-namespace-strict",
-         (NS_FOO_STRICT, workload_pa("foo", "httpbin", "PERMISSIVE")), LEGACY_TO_FOO, "200",
-         named=("PeerAuthentication foo/httpbin",)),
-    case("workload-unset-inherits-namespace-strict",
-         (NS_FOO_STRICT, workload_pa("foo", "httpbin", "UNSET")), LEGACY_TO_FOO, "000/56",
-         named=("PeerAuthentication foo/default",)),
-    case("workload-disable-overrides-mesh-strict",
-         (MESH_STRICT, workload_pa("foo", "httpbin", "DISABLE")), LEGACY_TO_FOO, "200",
-         named=("PeerAuthentication foo/httpbin",)),
-    case("workload-strict-selector-matches-nothing", workload_pa("foo", "nobody", "STRICT",
-         app="no-such-app"), LEGACY_TO_FOO, "200", words=PERMISSIVE_DEFAULT),
-    case("workload-selector-only-matches-own-namespace", workload_pa("bar", "httpbin", "STRICT"),
-         LEGACY_TO_FOO, "200", words=PERMISSIVE_DEFAULT),
-    case("namespace-pa-name-is-not-significant",
-         NS_FOO_STRICT.replace("name: default", "name: lock-down"), LEGACY_TO_FOO, "000/56",
-         named=("PeerAuthentication foo/lock-down",)),
-    case("pa-changes-apply-live-update-in-place", (NS_FOO_STRICT, NS_FOO_PERMISSIVE),
-         LEGACY_TO_FOO, "200", named=("PeerAuthentication foo/default",)),
-    case("deleting-pa-restores-default", (NS_FOO_STRICT, Delete(NS_FOO_STRICT)),
-         LEGACY_TO_FOO, "200", words=PERMISSIVE_DEFAULT),
+    case(
+        "nothing-configured-is-permissive",
+        (),
+        LEGACY_TO_FOO,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+        mtls=False,
+        client=None,
+        server=None,
+    ),
+    case(
+        "mesh-strict-rejects-plaintext",
+        MESH_STRICT,
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication istio-system/default",),
+        mtls=False,
+    ),
+    case(
+        "mesh-permissive-explicit",
+        MESH_PERMISSIVE,
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication istio-system/default",),
+        mtls=False,
+    ),
+    case("mesh-unset-means-permissive", MESH_UNSET, LEGACY_TO_FOO, "200", words=PERMISSIVE_DEFAULT),
+    case(
+        "namespace-permissive-overrides-mesh-strict",
+        (MESH_STRICT, NS_FOO_PERMISSIVE),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/default",),
+    ),
+    case(
+        "mesh-strict-still-applies-to-other-namespace",
+        (MESH_STRICT, NS_FOO_PERMISSIVE),
+        LEGACY_TO_BAR,
+        "000/56",
+        named=("PeerAuthentication istio-system/default",),
+    ),
+    case(
+        "namespace-unset-inherits-mesh-strict",
+        (MESH_STRICT, NS_FOO_UNSET),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication istio-system/default",),
+    ),
+    case(
+        "namespace-strict-overrides-mesh-disable",
+        (MESH_DISABLE, NS_FOO_STRICT),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/default",),
+    ),
+    case(
+        "namespace-strict-leaves-other-namespace",
+        NS_FOO_STRICT,
+        LEGACY_TO_BAR,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
+    case(
+        "workload-permissive-overrides-namespace-strict",
+        (NS_FOO_STRICT, workload_pa("foo", "httpbin", "PERMISSIVE")),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/httpbin",),
+    ),
+    case(
+        "workload-unset-inherits-namespace-strict",
+        (NS_FOO_STRICT, workload_pa("foo", "httpbin", "UNSET")),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/default",),
+    ),
+    case(
+        "workload-disable-overrides-mesh-strict",
+        (MESH_STRICT, workload_pa("foo", "httpbin", "DISABLE")),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/httpbin",),
+    ),
+    case(
+        "workload-strict-selector-matches-nothing",
+        workload_pa("foo", "nobody", "STRICT", app="no-such-app"),
+        LEGACY_TO_FOO,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
+    case(
+        "workload-selector-only-matches-own-namespace",
+        workload_pa("bar", "httpbin", "STRICT"),
+        LEGACY_TO_FOO,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
+    case(
+        "namespace-pa-name-is-not-significant",
+        NS_FOO_STRICT.replace("name: default", "name: lock-down"),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/lock-down",),
+    ),
+    case(
+        "pa-changes-apply-live-update-in-place",
+        (NS_FOO_STRICT, NS_FOO_PERMISSIVE),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/default",),
+    ),
+    case(
+        "deleting-pa-restores-default",
+        (NS_FOO_STRICT, Delete(NS_FOO_STRICT)),
+        LEGACY_TO_FOO,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
     # sidecar to sidecar under STRICT: mutual TLS with both SPIFFE identities
-    case("strict-accepts-sidecar-mtls", NS_FOO_STRICT,
-         "bar/sleep=http://httpbin.foo:8000/headers", "200",
-         named=("PeerAuthentication foo/default",), mtls=True,
-         client=spiffe("bar", "sleep"), server=spiffe("foo", "httpbin")),
+    case(
+        "strict-accepts-sidecar-mtls",
+        NS_FOO_STRICT,
+        "bar/sleep=http://httpbin.foo:8000/headers",
+        "200",
+        named=("PeerAuthentication foo/default",),
+        mtls=True,
+        client=spiffe("bar", "sleep"),
+        server=spiffe("foo", "httpbin"),
+    ),
 ]
 
 
@@ -322,13 +455,27 @@ ROOT_SELECTOR_STRICT = workload_pa("istio-system", "httpbin-everywhere", "STRICT
 ROOT_SELECTOR_DISABLE = workload_pa("istio-system", "httpbin-everywhere", "DISABLE")
 
 ROOT_NAMESPACE = [
-    case("root-pa-with-selector-is-ignored", ROOT_SELECTOR_STRICT, LEGACY_TO_FOO, "200",
-         words=PERMISSIVE_DEFAULT),
-    case("root-pa-with-selector-ignored-in-every-namespace", ROOT_SELECTOR_STRICT,
-         LEGACY_TO_BAR, "200", words=PERMISSIVE_DEFAULT),
-    case("root-pa-with-selector-does-not-relax-mesh-strict",
-         (MESH_STRICT, ROOT_SELECTOR_DISABLE), LEGACY_TO_FOO, "000/56",
-         named=("PeerAuthentication istio-system/default",)),
+    case(
+        "root-pa-with-selector-is-ignored",
+        ROOT_SELECTOR_STRICT,
+        LEGACY_TO_FOO,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
+    case(
+        "root-pa-with-selector-ignored-in-every-namespace",
+        ROOT_SELECTOR_STRICT,
+        LEGACY_TO_BAR,
+        "200",
+        words=PERMISSIVE_DEFAULT,
+    ),
+    case(
+        "root-pa-with-selector-does-not-relax-mesh-strict",
+        (MESH_STRICT, ROOT_SELECTOR_DISABLE),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication istio-system/default",),
+    ),
 ]
 
 
@@ -341,10 +488,18 @@ def test_root_namespace(c):
     ("pa_namespace", "result", "named"),
     [
         # ref §2 Scopes: mesh-wide = root namespace = meshConfig.rootNamespace
-        pytest.param("istio-config", "000/56", "PeerAuthentication istio-config/default",
-                     id="custom-root-namespace-pa-is-mesh-wide"),
-        pytest.param("istio-system", "200", None,
-                     id="istio-system-is-just-a-namespace-when-root-is-elsewhere"),
+        pytest.param(
+            "istio-config",
+            "000/56",
+            "PeerAuthentication istio-config/default",
+            id="custom-root-namespace-pa-is-mesh-wide",
+        ),
+        pytest.param(
+            "istio-system",
+            "200",
+            None,
+            id="istio-system-is-just-a-namespace-when-root-is-elsewhere",
+        ),
     ],
 )
 def test_custom_root_namespace(pa_namespace, result, named):
@@ -367,35 +522,78 @@ def test_custom_root_namespace(pa_namespace, result, named):
 # the OLDEST (creation order) wins, whatever the names sort like.
 
 DUPLICATES = [
-    case("namespace-duplicates-oldest-strict-wins",
-         (NS_FOO_STRICT.replace("name: default", "name: zz-strict"),
-          NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive")),
-         LEGACY_TO_FOO, "000/56", named=("PeerAuthentication foo/zz-strict",)),
-    case("namespace-duplicates-oldest-permissive-wins",
-         (NS_FOO_PERMISSIVE.replace("name: default", "name: zz-permissive"),
-          NS_FOO_STRICT.replace("name: default", "name: aa-strict")),
-         LEGACY_TO_FOO, "200", named=("PeerAuthentication foo/zz-permissive",)),
-    case("mesh-duplicates-oldest-strict-wins",
-         (MESH_STRICT.replace("name: default", "name: zz-strict"),
-          MESH_PERMISSIVE.replace("name: default", "name: aa-permissive")),
-         LEGACY_TO_BAR, "000/56", named=("PeerAuthentication istio-system/zz-strict",)),
-    case("mesh-duplicates-oldest-permissive-wins",
-         (MESH_PERMISSIVE.replace("name: default", "name: zz-permissive"),
-          MESH_STRICT.replace("name: default", "name: aa-strict")),
-         LEGACY_TO_BAR, "200", named=("PeerAuthentication istio-system/zz-permissive",)),
-    case("workload-duplicates-oldest-wins",
-         (workload_pa("foo", "zz-strict", "STRICT"), workload_pa("foo", "aa-permissive",
-                                                                 "PERMISSIVE")),
-         LEGACY_TO_FOO, "000/56", named=("PeerAuthentication foo/zz-strict",)),
-    case("deleting-the-oldest-lets-the-next-oldest-decide",
-         (NS_FOO_STRICT.replace("name: default", "name: zz-strict"),
-          NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive"),
-          Delete(NS_FOO_STRICT.replace("name: default", "name: zz-strict"))),
-         LEGACY_TO_FOO, "200", named=("PeerAuthentication foo/aa-permissive",)),
-    case("duplicates-in-one-file-keep-document-order",
-         (NS_FOO_STRICT.replace("name: default", "name: zz-strict") + "---\n"
-          + NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive"),),
-         LEGACY_TO_FOO, "000/56", named=("PeerAuthentication foo/zz-strict",)),
+    case(
+        "namespace-duplicates-oldest-strict-wins",
+        (
+            NS_FOO_STRICT.replace("name: default", "name: zz-strict"),
+            NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive"),
+        ),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/zz-strict",),
+    ),
+    case(
+        "namespace-duplicates-oldest-permissive-wins",
+        (
+            NS_FOO_PERMISSIVE.replace("name: default", "name: zz-permissive"),
+            NS_FOO_STRICT.replace("name: default", "name: aa-strict"),
+        ),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/zz-permissive",),
+    ),
+    case(
+        "mesh-duplicates-oldest-strict-wins",
+        (
+            MESH_STRICT.replace("name: default", "name: zz-strict"),
+            MESH_PERMISSIVE.replace("name: default", "name: aa-permissive"),
+        ),
+        LEGACY_TO_BAR,
+        "000/56",
+        named=("PeerAuthentication istio-system/zz-strict",),
+    ),
+    case(
+        "mesh-duplicates-oldest-permissive-wins",
+        (
+            MESH_PERMISSIVE.replace("name: default", "name: zz-permissive"),
+            MESH_STRICT.replace("name: default", "name: aa-strict"),
+        ),
+        LEGACY_TO_BAR,
+        "200",
+        named=("PeerAuthentication istio-system/zz-permissive",),
+    ),
+    case(
+        "workload-duplicates-oldest-wins",
+        (
+            workload_pa("foo", "zz-strict", "STRICT"),
+            workload_pa("foo", "aa-permissive", "PERMISSIVE"),
+        ),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/zz-strict",),
+    ),
+    case(
+        "deleting-the-oldest-lets-the-next-oldest-decide",
+        (
+            NS_FOO_STRICT.replace("name: default", "name: zz-strict"),
+            NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive"),
+            Delete(NS_FOO_STRICT.replace("name: default", "name: zz-strict")),
+        ),
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/aa-permissive",),
+    ),
+    case(
+        "duplicates-in-one-file-keep-document-order",
+        (
+            NS_FOO_STRICT.replace("name: default", "name: zz-strict")
+            + "---\n"
+            + NS_FOO_PERMISSIVE.replace("name: default", "name: aa-permissive"),
+        ),
+        LEGACY_TO_FOO,
+        "000/56",
+        named=("PeerAuthentication foo/zz-strict",),
+    ),
 ]
 
 
@@ -410,29 +608,62 @@ def test_oldest_duplicate_wins(c):
 # port-level DISABLE (§3).
 
 PORT_LEVEL = [
-    case("port-8080-disable-admits-plaintext",
-         BAR_HTTPBIN_STRICT_8080_DISABLE, LEGACY_TO_BAR, "200",
-         named=("PeerAuthentication bar/httpbin",), mtls=False),
-    case("service-port-8000-key-does-not-match",
-         workload_pa("bar", "httpbin", "STRICT", extra=port_level(8000, "DISABLE")),
-         LEGACY_TO_BAR, "000/56", named=("PeerAuthentication bar/httpbin",)),
-    case("port-8080-strict-on-permissive-workload",
-         workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8080, "STRICT")),
-         LEGACY_TO_BAR, "000/56", named=("PeerAuthentication bar/httpbin",)),
-    case("port-8000-strict-key-ignored",
-         workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8000, "STRICT")),
-         LEGACY_TO_BAR, "200", named=("PeerAuthentication bar/httpbin",)),
-    case("port-unset-inherits-workload-permissive",
-         (NS_BAR_STRICT,
-          workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8080, "UNSET"))),
-         LEGACY_TO_BAR, "200", named=("PeerAuthentication bar/httpbin",)),
-    case("port-disable-under-namespace-strict",
-         (NS_BAR_STRICT,
-          workload_pa("bar", "httpbin", "UNSET", extra=port_level(8080, "DISABLE"))),
-         LEGACY_TO_BAR, "200", named=("PeerAuthentication bar/httpbin",)),
-    case("sidecar-client-sends-plaintext-to-port-level-disable",
-         BAR_HTTPBIN_STRICT_8080_DISABLE, "foo/sleep=http://httpbin.bar:8000/ip", "200",
-         named=("PeerAuthentication bar/httpbin",), mtls=False, client=None, server=None),
+    case(
+        "port-8080-disable-admits-plaintext",
+        BAR_HTTPBIN_STRICT_8080_DISABLE,
+        LEGACY_TO_BAR,
+        "200",
+        named=("PeerAuthentication bar/httpbin",),
+        mtls=False,
+    ),
+    case(
+        "service-port-8000-key-does-not-match",
+        workload_pa("bar", "httpbin", "STRICT", extra=port_level(8000, "DISABLE")),
+        LEGACY_TO_BAR,
+        "000/56",
+        named=("PeerAuthentication bar/httpbin",),
+    ),
+    case(
+        "port-8080-strict-on-permissive-workload",
+        workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8080, "STRICT")),
+        LEGACY_TO_BAR,
+        "000/56",
+        named=("PeerAuthentication bar/httpbin",),
+    ),
+    case(
+        "port-8000-strict-key-ignored",
+        workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8000, "STRICT")),
+        LEGACY_TO_BAR,
+        "200",
+        named=("PeerAuthentication bar/httpbin",),
+    ),
+    case(
+        "port-unset-inherits-workload-permissive",
+        (
+            NS_BAR_STRICT,
+            workload_pa("bar", "httpbin", "PERMISSIVE", extra=port_level(8080, "UNSET")),
+        ),
+        LEGACY_TO_BAR,
+        "200",
+        named=("PeerAuthentication bar/httpbin",),
+    ),
+    case(
+        "port-disable-under-namespace-strict",
+        (NS_BAR_STRICT, workload_pa("bar", "httpbin", "UNSET", extra=port_level(8080, "DISABLE"))),
+        LEGACY_TO_BAR,
+        "200",
+        named=("PeerAuthentication bar/httpbin",),
+    ),
+    case(
+        "sidecar-client-sends-plaintext-to-port-level-disable",
+        BAR_HTTPBIN_STRICT_8080_DISABLE,
+        "foo/sleep=http://httpbin.bar:8000/ip",
+        "200",
+        named=("PeerAuthentication bar/httpbin",),
+        mtls=False,
+        client=None,
+        server=None,
+    ),
 ]
 
 
@@ -445,23 +676,58 @@ def test_port_level_mtls(c):
 # ref §1.5, §2 "PA only affects inbound at sidecars"; §3 auto mTLS honours DISABLE.
 
 NO_SIDECAR_AND_DISABLE = [
-    case("no-sidecar-server-ignores-namespace-strict",
-         NS_FOO_STRICT.replace("namespace: foo", "namespace: legacy"),
-         "legacy/sleep=http://httpbin.legacy:8000/ip", "200", words=NO_SIDECAR, mtls=False),
-    case("no-sidecar-server-ignores-workload-strict",
-         workload_pa("legacy", "httpbin", "STRICT"),
-         "bar/sleep=http://httpbin.legacy:8000/ip", "200", words=NO_SIDECAR, mtls=False,
-         server=None),
-    case("mesh-strict-sidecar-client-to-no-sidecar-server", MESH_STRICT,
-         "foo/sleep=http://httpbin.legacy:8000/ip", "200", words=NO_SIDECAR, mtls=False),
-    case("namespace-disable-sidecar-client-sends-plaintext", NS_FOO_DISABLE,
-         "bar/sleep=http://httpbin.foo:8000/ip", "200",
-         named=("PeerAuthentication foo/default",), mtls=False, client=None, server=None),
-    case("namespace-disable-admits-plaintext-client", NS_FOO_DISABLE, LEGACY_TO_FOO, "200",
-         named=("PeerAuthentication foo/default",), mtls=False),
-    case("mesh-disable-sidecars-talk-plaintext", MESH_DISABLE,
-         "foo/sleep=http://httpbin.bar:8000/ip", "200",
-         named=("PeerAuthentication istio-system/default",), mtls=False, client=None),
+    case(
+        "no-sidecar-server-ignores-namespace-strict",
+        NS_FOO_STRICT.replace("namespace: foo", "namespace: legacy"),
+        "legacy/sleep=http://httpbin.legacy:8000/ip",
+        "200",
+        words=NO_SIDECAR,
+        mtls=False,
+    ),
+    case(
+        "no-sidecar-server-ignores-workload-strict",
+        workload_pa("legacy", "httpbin", "STRICT"),
+        "bar/sleep=http://httpbin.legacy:8000/ip",
+        "200",
+        words=NO_SIDECAR,
+        mtls=False,
+        server=None,
+    ),
+    case(
+        "mesh-strict-sidecar-client-to-no-sidecar-server",
+        MESH_STRICT,
+        "foo/sleep=http://httpbin.legacy:8000/ip",
+        "200",
+        words=NO_SIDECAR,
+        mtls=False,
+    ),
+    case(
+        "namespace-disable-sidecar-client-sends-plaintext",
+        NS_FOO_DISABLE,
+        "bar/sleep=http://httpbin.foo:8000/ip",
+        "200",
+        named=("PeerAuthentication foo/default",),
+        mtls=False,
+        client=None,
+        server=None,
+    ),
+    case(
+        "namespace-disable-admits-plaintext-client",
+        NS_FOO_DISABLE,
+        LEGACY_TO_FOO,
+        "200",
+        named=("PeerAuthentication foo/default",),
+        mtls=False,
+    ),
+    case(
+        "mesh-disable-sidecars-talk-plaintext",
+        MESH_DISABLE,
+        "foo/sleep=http://httpbin.bar:8000/ip",
+        "200",
+        named=("PeerAuthentication istio-system/default",),
+        mtls=False,
+        client=None,
+    ),
 ]
 
 
@@ -475,18 +741,41 @@ def test_no_sidecar_and_disable(c):
 # sidecar: plaintext, no client identity; judged by the server's PA.
 
 ISTIO_PROXY = [
-    case("istio-proxy-container-to-strict", NS_BAR_STRICT,
-         "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip", "000/56",
-         named=("PeerAuthentication bar/default",), mtls=False, client=None),
-    case("istio-proxy-container-to-permissive", (),
-         "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip", "200",
-         words=PERMISSIVE_DEFAULT, mtls=False, client=None, server=None),
-    case("istio-proxy-container-to-mesh-strict", MESH_STRICT,
-         "bar/sleep:istio-proxy=http://httpbin.bar:8000/ip", "000/56",
-         named=("PeerAuthentication istio-system/default",)),
-    case("app-container-same-pod-gets-mtls", NS_BAR_STRICT,
-         "foo/sleep:sleep=http://httpbin.bar:8000/ip", "200",
-         named=("PeerAuthentication bar/default",), mtls=True, client=spiffe("foo", "sleep")),
+    case(
+        "istio-proxy-container-to-strict",
+        NS_BAR_STRICT,
+        "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip",
+        "000/56",
+        named=("PeerAuthentication bar/default",),
+        mtls=False,
+        client=None,
+    ),
+    case(
+        "istio-proxy-container-to-permissive",
+        (),
+        "foo/sleep:istio-proxy=http://httpbin.bar:8000/ip",
+        "200",
+        words=PERMISSIVE_DEFAULT,
+        mtls=False,
+        client=None,
+        server=None,
+    ),
+    case(
+        "istio-proxy-container-to-mesh-strict",
+        MESH_STRICT,
+        "bar/sleep:istio-proxy=http://httpbin.bar:8000/ip",
+        "000/56",
+        named=("PeerAuthentication istio-system/default",),
+    ),
+    case(
+        "app-container-same-pod-gets-mtls",
+        NS_BAR_STRICT,
+        "foo/sleep:sleep=http://httpbin.bar:8000/ip",
+        "200",
+        named=("PeerAuthentication bar/default",),
+        mtls=True,
+        client=spiffe("foo", "sleep"),
+    ),
 ]
 
 
@@ -503,8 +792,9 @@ def test_istio_proxy_container(c):
     "text",
     [
         pytest.param(MESH_STRICT.replace("STRICT", "STRICTER"), id="unknown-mode"),
-        pytest.param(NS_FOO_STRICT + port_level(8080, "DISABLE"),
-                     id="port-level-mtls-without-selector"),
+        pytest.param(
+            NS_FOO_STRICT + port_level(8080, "DISABLE"), id="port-level-mtls-without-selector"
+        ),
     ],
 )
 def test_invalid_peer_authentication(text):

@@ -98,28 +98,37 @@ def workload_yaml(
     else:
         container["ports"] = [{"containerPort": container_port}]
     docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": sa, "namespace": namespace}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": sa, "namespace": namespace},
+        },
     ]
     ports = [dict(p) for p in service_ports]
     if ports:
-        docs.append({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-            "spec": {"selector": {"app": name}, "ports": ports},
-        })
-    docs.append({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": template_meta,
-                "spec": {"serviceAccountName": sa, "containers": [container]},
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+                "spec": {"selector": {"app": name}, "ports": ports},
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": template_meta,
+                    "spec": {"serviceAccountName": sa, "containers": [container]},
+                },
             },
-        },
-    })
+        }
+    )
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
@@ -138,12 +147,14 @@ def sleep_yaml(namespace: str, name: str = "sleep", **extra: Any) -> str:
 
 def mesh_config_yaml(mesh: Mapping[str, Any]) -> str:
     """ConfigMap ``istio`` in ``istio-system`` carrying MeshConfig under key ``mesh``."""
-    return yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "istio", "namespace": "istio-system"},
-        "data": {"mesh": yaml.safe_dump(dict(mesh), sort_keys=False)},
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": yaml.safe_dump(dict(mesh), sort_keys=False)},
+        }
+    )
 
 
 # --------------------------------------------------------------------------- topologies
