@@ -10,6 +10,7 @@ field that decided it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshtutor.errors import ProbeSpecError
@@ -72,6 +73,9 @@ def identity_of(cluster: Cluster, pod: PodState) -> str | None:
     return None
 
 
+CertificateCheck = Callable[[PodState], "str | None"]
+
+
 @dataclass
 class _Trace:
     probe: Probe
@@ -82,6 +86,17 @@ class _Trace:
     server_identity: str | None = None
     mtls: bool = False
     destination: str | None = None
+    certificates: CertificateCheck | None = None
+
+    def certificate_failure(self, client: PodState, server: PodState) -> str | None:
+        """Why a mutual TLS handshake between these sidecars would fail, if it would."""
+        if self.certificates is None:
+            return None
+        for pod, role in ((server, "server"), (client, "client")):
+            problem = self.certificates(pod)
+            if problem:
+                return f"the {role} {pod.display}'s certificate cannot be trusted: {problem}"
+        return None
 
     def add(self, text: str, resource: ResourceRef | None = None, fld: str | None = None) -> None:
         self.steps.append(Step(text, resource, fld))
@@ -174,11 +189,18 @@ def is_http_port(port: ServicePort) -> bool:
     return declared not in ("tcp", "tls", "mongo", "mysql", "redis")
 
 
-def predict(cluster: Cluster, probe: Probe) -> Outcome:
-    """Predict ``probe`` against ``cluster`` without running any traffic."""
+def predict(
+    cluster: Cluster, probe: Probe, *, certificates: CertificateCheck | None = None
+) -> Outcome:
+    """Predict ``probe`` against ``cluster`` without running any traffic.
+
+    ``certificates`` says, per pod, what is wrong with its sidecar's certificate right now
+    (expired, CA expired...) or None; the engine itself has no clock, so a backend that knows
+    certificates (the sandbox) passes it in.
+    """
     source, container = resolve_source(cluster, probe)
     url = probe.parsed_url
-    trace = _Trace(probe, url)
+    trace = _Trace(probe, url, certificates=certificates)
     mesh = cluster.mesh
 
     # 1. The source container.
@@ -466,6 +488,17 @@ def _istio(
             pa.decided_by,
         )
     if sends == "mtls":
+        failure = trace.certificate_failure(source, target)
+        if failure:
+            trace.add(
+                f"{failure}, so the mutual TLS handshake fails and the client sidecar answers 503"
+            )
+            return _closed(
+                trace,
+                http,
+                ENVOY_503 + "connection failure, transport failure "
+                "reason: TLS error: certificate verify failed",
+            )
         trace.mtls = True
         trace.server_identity = spiffe_id(cluster, target)
         trace.add(
@@ -536,6 +569,13 @@ def _linkerd(
             target.injection.field,
         )
     if target.sidecar == "linkerd" and captured:
+        failure = trace.certificate_failure(source, target)
+        if failure:
+            trace.add(
+                f"{failure}, so the mutual TLS handshake fails and the client's Linkerd "
+                "proxy answers 502"
+            )
+            return trace.result("502", 0, "")
         trace.mtls = True
         trace.server_identity = identity_of(cluster, target)
         trace.add(

@@ -389,6 +389,14 @@ class Sandbox:
             self._foreign[with_certificate] = ctx
         return self._foreign[with_certificate]
 
+    def certificate_problem(self, pod: PodState) -> str | None:
+        """What is wrong with a sidecar's certificate at the mesh clock, or None."""
+        runtime = self._runtimes.get((pod.namespace, pod.name))
+        if runtime is None or runtime.credential is None:
+            return None
+        result = self.ca.verify(runtime.credential.chain)
+        return None if result.ok else str(result.message)
+
     def verify_peer(self, tls: ssl.SSLObject, *, expected: str | None) -> str | None:
         """Check the peer at the mesh clock (OpenSSL ignores our fast-forwarded time) and its
         identity (secure naming); None when fine, else the reason."""
@@ -427,7 +435,10 @@ class Sandbox:
         event = self._event(probe_id)
         if event is not None:
             event.handshake = trace
-            event.handshake_error = str(error) if error is not None else None
+            if isinstance(error, Exception) and error.args and isinstance(error.args[0], str):
+                event.handshake_error = error.args[0]
+            else:
+                event.handshake_error = str(error) if error is not None else None
             event.handshake_ms = duration_ms
 
     def note_failed_handshake(

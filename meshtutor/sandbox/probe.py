@@ -134,7 +134,8 @@ def _display_command(probe: Probe, container: str) -> str:
 
 async def run_probe(sb: Sandbox, probe: Probe, *, use_curl: bool | None = None) -> ProbeResult:
     """Run one probe for real and compare it with the policy engine's prediction."""
-    prediction = predict(sb.cluster, probe)  # also validates the probe (ProbeSpecError)
+    # Also validates the probe (ProbeSpecError) before any traffic.
+    prediction = predict(sb.cluster, probe, certificates=sb.certificate_problem)
     captured, container = _captured(sb, probe)
     route = await _target_address(sb, probe, captured)
     probe_id = uuid.uuid4().hex[:16]

@@ -356,6 +356,34 @@ class TestNetworkPolicy:
         _run(body)
 
 
+class TestClock:
+    def test_rotation_and_an_expired_root(self) -> None:
+        from datetime import timedelta
+
+        from meshtutor.pki import ManualClock
+
+        async def main() -> None:
+            async with Sandbox("istio", clock=ManualClock()) as sb:
+                await sb.apply(load_file(BOUTIQUE / "demo.yaml"))
+                probe = Probe("demo", "productcatalogservice", "http://frontend:80/")
+                assert (await run_probe(sb, probe)).mtls
+                # Istio renews at half of a 24 h lifetime: two pods, one rotation each.
+                assert sb.advance_clock(timedelta(hours=13)) == 2
+                assert (await run_probe(sb, probe)).http_code == "200"
+                # Past the root's 10 years nothing can be trusted any more.
+                sb.advance_clock(timedelta(days=3700))
+                broken = await run_probe(sb, probe)
+                assert (broken.http_code, broken.mtls) == ("503", False)
+                assert broken.matches_prediction
+                assert "expired" in (broken.handshake_error or "")
+                assert any(
+                    "cannot be trusted" in line and "expired" in line
+                    for line in broken.prediction.explanation_lines
+                )
+
+        asyncio.run(main())
+
+
 class TestSafety:
     def _listening(self) -> set[tuple[str, int]]:
         out = Path("/proc/net/tcp").read_text().splitlines()[1:]
