@@ -470,3 +470,61 @@ class TestBadInput:
         )
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert f"{bad}:5, document 1, field spec.ports[0].port" in out.stderr
+
+
+class TestProbers:
+    def test_builtin_prober_without_curl_has_the_same_outcomes(self) -> None:
+        async def body(sb: Sandbox) -> None:
+            await sb.apply(_task_topology())
+            await sb.apply(
+                _yaml("""
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: foo}
+spec: {mtls: {mode: STRICT}}
+""")
+            )
+            probes = [
+                Probe("bar", "sleep", "http://httpbin.foo:8000/ip"),
+                Probe("legacy", "sleep", "http://httpbin.foo:8000/ip"),
+                Probe("legacy", "sleep", "http://httpbin.bar:8000/status/418"),
+                Probe("legacy", "sleep", "http://nosuch.bar:8000/"),
+            ]
+            for probe in probes:
+                builtin = await run_probe(sb, probe, use_curl=False)
+                real = await run_probe(sb, probe)
+                assert builtin.prober == "builtin" and real.prober == "curl"
+                assert (builtin.http_code, builtin.exit_code, builtin.mtls) == (
+                    real.http_code,
+                    real.exit_code,
+                    real.mtls,
+                ), probe.describe()
+                assert builtin.matches_prediction
+
+        _run(body)
+
+    def test_keylog_file_for_wireshark(self, tmp_path: Path) -> None:
+        keylog = tmp_path / "keys.log"
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meshtutor",
+                "sandbox",
+                "probe",
+                "--keylog",
+                str(keylog),
+                "-f",
+                str(BOUTIQUE / "demo.yaml"),
+                "demo/productcatalogservice=http://frontend:80/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert out.returncode == 0, out.stderr
+        lines = keylog.read_text().splitlines()
+        assert any(line.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") for line in lines)
+        assert any(line.startswith("SERVER_TRAFFIC_SECRET_0 ") for line in lines)
+        assert keylog.stat().st_mode & 0o777 == 0o600
