@@ -91,6 +91,30 @@ def port_is_http(sb: Sandbox, pod: PodState, port: int) -> bool:
 # --- inbound ----------------------------------------------------------------------------------
 
 
+async def _terminate_mtls(
+    sb: Sandbox,
+    runtime: PodRuntime,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first: bytes,
+) -> TLSStream | None:
+    """Terminate mutual TLS with the pod's certificate, requiring a client certificate from
+    the mesh CA that is still valid at the mesh clock. None (connection closed) on failure."""
+    tls = TLSStream(reader, writer, runtime.server_context(), server_side=True, initial=first)
+    try:
+        await asyncio.wait_for(tls.handshake(), UPSTREAM_TIMEOUT)
+    except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+        sb.note_failed_handshake(runtime.state, tls.ssl_object, exc)
+        await close_quietly(writer)
+        return None
+    verdict = sb.verify_peer(tls.ssl_object, expected=None)
+    if verdict is not None:
+        sb.note_failed_handshake(runtime.state, tls.ssl_object, verdict)
+        await tls.close()
+        return None
+    return tls
+
+
 async def inbound(
     sb: Sandbox,
     runtime: PodRuntime,
@@ -126,7 +150,7 @@ async def _to_app_raw(
         return
     try:
         up_reader, up_writer = await asyncio.open_connection(
-            app.host, app.port, local_addr=(source.ip if source else None, 0) if source else None
+            app.host, app.port, local_addr=(source.ip, 0) if source else None
         )
     except OSError:
         reset(writer)
@@ -154,24 +178,15 @@ async def _istio_inbound(
     mode = effective_peer_authentication(sb.cluster, pod, port).mode
     if looks_like_tls(first):
         hello = parse_client_hello(first)
-        istio = bool(hello and any(p.startswith("istio") for p in hello.alpn))
+        istio = bool(hello and hello.istio_alpn)
         if mode == "DISABLE" or (mode == "PERMISSIVE" and not istio):
             # Not Istio mTLS: Envoy's passthrough chain hands the bytes to the app as they are.
             await _to_app_raw(sb, runtime, port, source, first, reader, writer)
             return
-        tls = TLSStream(reader, writer, runtime.server_context(), server_side=True, initial=first)
-        try:
-            await asyncio.wait_for(tls.handshake(), UPSTREAM_TIMEOUT)
-        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
-            sb.note_failed_handshake(pod, tls.ssl_object, exc)
-            await close_quietly(writer)
+        tls = await _terminate_mtls(sb, runtime, reader, writer, first)
+        if tls is None:
             return
         peer = _spiffe_from_der(tls.peer_certificate_der())
-        verdict = sb.verify_peer(tls.ssl_object, expected=None)
-        if verdict is not None:
-            sb.note_failed_handshake(pod, tls.ssl_object, verdict)
-            await tls.close()
-            return
         tls_reader, tls_writer = tls.stream_pair()
         await _istio_http(sb, runtime, port, source, tls_reader, tls_writer, peer, tls)  # type: ignore[arg-type]
         return
@@ -333,17 +348,8 @@ async def linkerd_inbound_port(
     if not looks_like_tls(first):
         await close_quietly(writer)
         return
-    tls = TLSStream(reader, writer, runtime.server_context(), server_side=True, initial=first)
-    try:
-        await asyncio.wait_for(tls.handshake(), UPSTREAM_TIMEOUT)
-    except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
-        sb.note_failed_handshake(runtime.state, tls.ssl_object, exc)
-        await close_quietly(writer)
-        return
-    verdict = sb.verify_peer(tls.ssl_object, expected=None)
-    if verdict is not None:
-        sb.note_failed_handshake(runtime.state, tls.ssl_object, verdict)
-        await tls.close()
+    tls = await _terminate_mtls(sb, runtime, reader, writer, first)
+    if tls is None:
         return
     peer = _spiffe_from_der(tls.peer_certificate_der())
     tls_reader, tls_writer = tls.stream_pair()

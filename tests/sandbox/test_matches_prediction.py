@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 from meshtutor.model import load_yaml
 from meshtutor.policy import Probe
@@ -130,35 +131,45 @@ COMBINATIONS = 120
 PARALLEL_SANDBOXES = 3
 
 
-def test_observations_match_predictions_istio() -> None:
-    rng = random.Random(20261122)
-    texts = [_combination(rng) for _ in range(COMBINATIONS)]
+def _mismatches(mesh: str, setups: list[tuple[str, list[Any]]], probes: list[Probe]) -> list[str]:
+    """Boot one sandbox per setup (a few at a time), apply its documents, run the probes, and
+    describe every probe whose observation differs from the prediction."""
     mismatches: list[str] = []
-    topology = _topology()
+    checked = 0
 
-    async def one(index: int, text: str, limit: asyncio.Semaphore) -> int:
-        async with limit, Sandbox("istio") as sb:
-            await sb.apply(topology)
-            if text.strip():
-                await sb.apply(load_yaml(text, source=f"combination-{index}"))
-            results = await run_probes(sb, PROBES)
+    async def one(label: str, docs: list[Any], limit: asyncio.Semaphore) -> None:
+        nonlocal checked
+        async with limit, Sandbox(mesh) as sb:  # type: ignore[arg-type]
+            await sb.apply(docs)
+            results = await run_probes(sb, probes)
+        checked += len(results)
         for result in results:
             if not result.matches_prediction:
                 p = result.prediction
                 mismatches.append(
-                    f"#{index} {result.probe.describe()}: observed {result.http_code}/"
-                    f"{result.exit_code} mtls={result.mtls} ({result.stderr}), predicted "
-                    f"{p.http_code}/{p.exit_code} mtls={p.mtls}\n{text}"
+                    f"{result.probe.describe()}: observed {result.http_code}/{result.exit_code} "
+                    f"mtls={result.mtls} ({result.stderr}), predicted {p.http_code}/"
+                    f"{p.exit_code} mtls={p.mtls}\n{label}"
                 )
-        return len(results)
 
-    async def main() -> int:
+    async def main() -> None:
         limit = asyncio.Semaphore(PARALLEL_SANDBOXES)
-        counts = await asyncio.gather(*(one(i, t, limit) for i, t in enumerate(texts)))
-        return sum(counts)
+        await asyncio.gather(*(one(label, docs, limit) for label, docs in setups))
 
-    checked = asyncio.run(main())
-    assert checked == COMBINATIONS * len(PROBES)
+    asyncio.run(main())
+    assert checked == len(setups) * len(probes)
+    return mismatches
+
+
+def test_observations_match_predictions_istio() -> None:
+    rng = random.Random(20261122)
+    topology = _topology()
+    setups = []
+    for index in range(COMBINATIONS):
+        text = _combination(rng)
+        docs = load_yaml(text, source=f"combination-{index}") if text.strip() else []
+        setups.append((text, topology + docs))
+    mismatches = _mismatches("istio", setups, PROBES)
     assert not mismatches, f"{len(mismatches)} mismatches; first:\n" + "\n".join(mismatches[:3])
 
 
@@ -340,29 +351,12 @@ LINKERD_COMBINATIONS = 40
 
 def test_observations_match_predictions_linkerd() -> None:
     rng = random.Random(7)
-    combos = [_linkerd_combination(rng) for _ in range(LINKERD_COMBINATIONS)]
-    mismatches: list[str] = []
-
-    async def one(index: int, default: str, policies: str, limit: asyncio.Semaphore) -> int:
-        async with limit, Sandbox("linkerd") as sb:
-            await sb.apply(load_yaml(LINKERD_TOPOLOGY.replace("POLICY", default)))
-            if policies.strip():
-                await sb.apply(load_yaml(policies, source=f"linkerd-{index}"))
-            results = await run_probes(sb, LINKERD_PROBES)
-        for result in results:
-            if not result.matches_prediction:
-                p = result.prediction
-                mismatches.append(
-                    f"#{index} default={default} {result.probe.describe()}: observed "
-                    f"{result.http_code}/{result.exit_code} mtls={result.mtls}, predicted "
-                    f"{p.http_code}/{p.exit_code} mtls={p.mtls}\n{policies}"
-                )
-        return len(results)
-
-    async def main() -> int:
-        limit = asyncio.Semaphore(PARALLEL_SANDBOXES)
-        counts = await asyncio.gather(*(one(i, d, p, limit) for i, (d, p) in enumerate(combos)))
-        return sum(counts)
-
-    assert asyncio.run(main()) == LINKERD_COMBINATIONS * len(LINKERD_PROBES)
+    setups = []
+    for index in range(LINKERD_COMBINATIONS):
+        default, policies = _linkerd_combination(rng)
+        docs = load_yaml(LINKERD_TOPOLOGY.replace("POLICY", default))
+        if policies.strip():
+            docs += load_yaml(policies, source=f"linkerd-{index}")
+        setups.append((f"default inbound policy {default}\n{policies}", docs))
+    mismatches = _mismatches("linkerd", setups, LINKERD_PROBES)
     assert not mismatches, f"{len(mismatches)} mismatches; first:\n" + "\n".join(mismatches[:3])
