@@ -21,6 +21,11 @@ _LAZY_COMMANDS: dict[str, str] = {
     "explain": "meshtutor.commands.explain:explain",
     "certs": "meshtutor.pki.cli:certs",
     "sandbox": "meshtutor.commands.sandbox:sandbox",
+    "lessons": "meshtutor.commands.lessons:lessons_command",
+    "lesson": "meshtutor.commands.lessons:lesson_group",
+    "run": "meshtutor.commands.lessons:run_command",
+    "quiz": "meshtutor.commands.lessons:quiz_command",
+    "progress": "meshtutor.commands.lessons:progress_group",
 }
 
 

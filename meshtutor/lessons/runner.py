@@ -1,0 +1,382 @@
+"""The lesson runner: a state machine the app, the terminal runner and the classroom all drive.
+
+    load → setup (topology) → step n: act → check → pass / fail (with the explanation)
+         → next … → quiz → cleanup
+
+It knows nothing of any UI: every method returns plain results to display. It talks to the
+cluster only through the Backend protocol (the sandbox today, a real cluster later).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshtutor.backends.base import ProbeResult
+from meshtutor.lessons.checks import (
+    CheckResult,
+    ExpectationResult,
+    explain_failure,
+    probe_problem,
+)
+from meshtutor.lessons.model import Action, Expectation, Lesson, Question, Step
+from meshtutor.lessons.progress import Progress
+from meshtutor.lessons.quiz import Grade, choice_text, grade_choice, grade_prediction
+from meshtutor.lessons.state import changed_resource
+from meshtutor.model.loader import load_file, load_yaml
+
+BackendFactory = Callable[[str], Any]
+
+
+@dataclass
+class ActionResult:
+    """What one action did, ready to display."""
+
+    action: Action
+    command: str
+    lines: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    probes: list[ProbeResult] = field(default_factory=list)
+    matrix: tuple[list[str], list[str]] | None = None
+    certificate: Any = None  # meshtutor.pki.CredentialInfo
+    table: tuple[list[str], list[list[str]]] | None = None
+    error: str | None = None
+
+
+def default_backend(mesh: str) -> Any:
+    from meshtutor.backends.sandbox import SandboxBackend
+    from meshtutor.pki import ManualClock
+
+    return SandboxBackend(mesh, clock=ManualClock())  # type: ignore[arg-type]
+
+
+class LessonRunner:
+    def __init__(
+        self,
+        lesson: Lesson,
+        *,
+        backend_factory: BackendFactory = default_backend,
+        progress: Progress | None = None,
+    ) -> None:
+        self.lesson = lesson
+        self.progress = progress
+        self._factory = backend_factory
+        self.backend: Any = None
+        self.index = 0
+        self.hints_shown = 0
+        self.state = "new"  # new | step | quiz | done
+        self.quiz_attempt: int | None = None
+        self.grades: dict[str, Grade] = {}
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, *, resume: bool = True) -> list[ActionResult]:
+        """Boot the backend and apply the topology; with ``resume``, replay the steps the
+        learner already finished (their actions and solutions) and continue from there."""
+        self.backend = self._factory(self.lesson.mesh)
+        await self.backend.start()
+        results = await self.run_actions(self.lesson.topology)
+        self.index = 0
+        if resume and self.progress is not None:
+            done = set(self.progress.lesson(self.lesson.id).steps_done)
+            while self.index < len(self.lesson.steps) and self.lesson.steps[self.index].id in done:
+                await self._replay(self.lesson.steps[self.index])
+                self.index += 1
+        self.state = "step" if self.index < len(self.lesson.steps) else "quiz"
+        self._enter_step()
+        return results
+
+    async def stop(self) -> None:
+        if self.backend is not None:
+            await self.backend.stop()
+            self.backend = None
+
+    async def _replay(self, step: Step) -> None:
+        await self.run_actions(step.actions, quiet=True)
+        if step.solution:
+            await self.run_actions(step.solution, quiet=True)
+
+    def _enter_step(self) -> None:
+        if self.state == "step" and self.progress is not None:
+            self.progress.at_step(self.lesson.id, self.step.id)
+            self.hints_shown = self.progress.hints_for(self.lesson.id, self.step.id)
+        else:
+            self.hints_shown = 0
+
+    @property
+    def step(self) -> Step:
+        return self.lesson.steps[min(self.index, len(self.lesson.steps) - 1)]
+
+    @property
+    def step_number(self) -> tuple[int, int]:
+        return self.index + 1, len(self.lesson.steps)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    async def act(self) -> list[ActionResult]:
+        """Run the current step's actions."""
+        return await self.run_actions(self.step.actions)
+
+    async def check(self) -> CheckResult:
+        """Check the current step's expectations against the live cluster; record the result."""
+        result = await self.check_expectations(self.step.expect)
+        if self.progress is not None:
+            self.progress.step_result(
+                self.lesson.id, self.step.id, "passed" if result.passed else "failed"
+            )
+        return result
+
+    async def skip(self) -> tuple[list[ActionResult], CheckResult]:
+        """Run the solution (if any) and check; the step counts as skipped."""
+        results = await self.run_actions(self.step.solution) if self.step.solution else []
+        check = await self.check_expectations(self.step.expect)
+        if self.progress is not None and check.passed:
+            self.progress.step_result(self.lesson.id, self.step.id, "skipped")
+        return results, check
+
+    def hint(self) -> tuple[str, int, int] | None:
+        """The next hint as (text, number, total), or None when there are no more."""
+        hints = self.step.hints
+        if not hints:
+            return None
+        number = min(self.hints_shown + 1, len(hints))
+        self.hints_shown = number
+        if self.progress is not None:
+            self.progress.hint_used(self.lesson.id, self.step.id, number)
+        return hints[number - 1], number, len(hints)
+
+    def advance(self) -> bool:
+        """Go to the next step; False (and the quiz state) after the last one."""
+        self.index += 1
+        if self.index >= len(self.lesson.steps):
+            self.state = "quiz"
+            return False
+        self._enter_step()
+        return True
+
+    async def reset_step(self) -> None:
+        """Start the current step again from the state the previous steps left."""
+        await self._rebuild(self.index)
+        self._enter_step()
+
+    async def reset_lesson(self) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.lesson.id)
+        await self._rebuild(0)
+        self.state = "step"
+        self._enter_step()
+
+    async def _rebuild(self, upto: int) -> None:
+        await self.stop()
+        self.backend = self._factory(self.lesson.mesh)
+        await self.backend.start()
+        await self.run_actions(self.lesson.topology, quiet=True)
+        for step in self.lesson.steps[:upto]:
+            await self._replay(step)
+        self.index = upto
+
+    # --- actions --------------------------------------------------------------------------
+
+    async def run_actions(
+        self, actions: Sequence[Action], *, quiet: bool = False, backend: Any = None
+    ) -> list[ActionResult]:
+        backend = backend or self.backend
+        results = []
+        for action in actions:
+            results.append(await self._run(action, backend, quiet))
+        return results
+
+    async def _run(self, action: Action, backend: Any, quiet: bool) -> ActionResult:
+        a = action.args
+        out = ActionResult(action, action.describe())
+        kind = action.kind
+        if kind in ("apply", "delete"):
+            docs = load_file(a["path"], default_namespace=a.get("namespace"))
+            if kind == "apply":
+                report = await backend.apply(docs)
+                out.lines = list(report.lines)
+            else:
+                out.lines = list(await backend.delete(docs))
+            out.manifest = a["path"].read_text(encoding="utf-8")
+        elif kind in ("label", "annotate"):
+            resource = changed_resource(backend.cluster, action)
+            report = await backend.apply([resource])
+            what = (
+                f"deployment.apps/{a['name']}"
+                if a.get("deployment")
+                else f"namespace/{a['namespace']}"
+            )
+            out.lines = [f"{what} {'labeled' if kind == 'label' else 'annotated'}"]
+        elif kind == "restart":
+            await backend.restart(a["namespace"], a["name"])
+            out.lines = [f"deployment.apps/{a['name']} restarted"]
+        elif kind in ("probe", "probes", "handshake", "matrix"):
+            if not quiet:
+                out.probes = list(await backend.probes(a["probes"]))
+            if kind == "matrix":
+                out.matrix = (list(a["sources"]), list(a["urls"]))
+        elif kind == "certs":
+            if not quiet:
+                out.certificate = await backend.certificate(a["namespace"], a["name"])
+        elif kind == "clock":
+            rotated = await backend.advance_clock(a["delta"])
+            out.lines = [f"the sandbox clock moved {a['text']}; {rotated} certificate rotation(s)"]
+        elif kind == "get":
+            out.table = await backend.table(a["kind"])
+        elif kind == "status":
+            out.table = await backend.mtls_status()
+        elif kind == "bench" and not quiet:
+            out.table = await self._bench(backend, a["probes"], a["count"])
+        return out
+
+    async def _bench(
+        self, backend: Any, probes: Sequence[Any], count: int
+    ) -> tuple[list[str], list[list[str]]]:
+        rows = []
+        for probe in probes:
+            times = []
+            last = None
+            for _ in range(count):
+                started = time.perf_counter()
+                last = await backend.probe(probe)
+                times.append((time.perf_counter() - started) * 1000)
+            assert last is not None
+            rows.append(
+                [
+                    probe.describe(),
+                    "yes" if last.mtls else "no",
+                    last.http_code,
+                    f"{statistics.median(times):.1f} ms",
+                    f"{min(times):.1f} ms",
+                ]
+            )
+        return ["probe", "mTLS", "code", "median", "best"], rows
+
+    # --- checks ---------------------------------------------------------------------------
+
+    async def check_expectations(
+        self, expect: Sequence[Expectation], backend: Any = None
+    ) -> CheckResult:
+        backend = backend or self.backend
+        probes = [e.probe for e in expect if e.kind == "probe"]
+        results = list(await backend.probes(probes)) if probes else []
+        by_probe = iter(results)
+        outcome = []
+        for e in expect:
+            if e.kind == "workload":
+                pod = backend.cluster.pod_for(e.namespace, e.name)
+                has = pod is not None and pod.sidecar is not None
+                problem = (
+                    None
+                    if (pod is not None and has == e.sidecar)
+                    else (
+                        f"no running pod {e.namespace}/{e.name}"
+                        if pod is None
+                        else f"{e.namespace}/{e.name} {'has' if has else 'has no'} sidecar: "
+                        f"{pod.injection.reason}"
+                    )
+                )
+                outcome.append(ExpectationResult(e, problem is None, problem))
+                continue
+            result = next(by_probe)
+            problem = probe_problem(e, result.http_code, result.exit_code, result.mtls)
+            outcome.append(
+                ExpectationResult(
+                    e, problem is None, problem, result, explain_failure(result) if problem else []
+                )
+            )
+        return CheckResult(all(r.passed for r in outcome), outcome)
+
+    # --- quiz -----------------------------------------------------------------------------
+
+    def _attempt(self) -> int:
+        if self.quiz_attempt is None:
+            self.quiz_attempt = (
+                self.progress.next_quiz_attempt(self.lesson.id) if self.progress else 1
+            )
+        return self.quiz_attempt
+
+    def _record(self, grade: Grade, answer: Any) -> Grade:
+        self.grades[grade.question.id] = grade
+        if self.progress is not None:
+            self.progress.quiz_answer(
+                self.lesson.id,
+                self._attempt(),
+                grade.question.id,
+                answer,
+                grade.correct,
+                grade.score,
+            )
+        return grade
+
+    async def scratch(self, question: Question) -> Any:
+        """A fresh sandbox with the lesson's topology and the question's setup."""
+        backend = self._factory(self.lesson.mesh)
+        await backend.start()
+        await self.run_actions(self.lesson.topology, quiet=True, backend=backend)
+        await self.run_actions(question.setup, quiet=True, backend=backend)
+        return backend
+
+    def answer_choice(self, question: Question, picked: Sequence[int]) -> Grade:
+        return self._record(grade_choice(question, picked), list(picked))
+
+    async def answer_prediction(self, question: Question, answer: str) -> tuple[Grade, ProbeResult]:
+        """Grade a prediction by running the probe for real on a scratch sandbox."""
+        backend = await self.scratch(question)
+        try:
+            result = await backend.probe(question.probe)
+        finally:
+            await backend.stop()
+        actual = choice_text(result.http_code, result.exit_code)
+        explanation = [line for line in result.prediction.explanation_lines]
+        return self._record(grade_prediction(question, answer, actual, explanation), answer), result
+
+    async def answer_manifest(
+        self, question: Question, text: str
+    ) -> tuple[Grade, CheckResult | None]:
+        """Apply the learner's YAML to a scratch sandbox and check the question's outcomes:
+        any answer that produces them passes, not only the author's."""
+        from meshtutor.errors import MeshtutorError
+
+        try:
+            docs = load_yaml(text, source="your answer")
+        except MeshtutorError as exc:
+            grade = Grade(question, text, False, 0.0, [f"your YAML does not load: {exc}"])
+            return self._record(grade, text), None
+        backend = await self.scratch(question)
+        try:
+            try:
+                await backend.apply(docs)
+            except MeshtutorError as exc:
+                grade = Grade(question, text, False, 0.0, [f"your YAML does not apply: {exc}"])
+                return self._record(grade, text), None
+            check = await self.check_expectations(question.expect, backend)
+        finally:
+            await backend.stop()
+        feedback = []
+        for r in check.results:
+            if r.passed:
+                feedback.append(f"✔ {r.expectation.describe()}")
+            else:
+                feedback.append(f"✘ {r.problem}")
+                feedback.extend(f"    {line}" for line in r.culprit)
+        grade = Grade(question, text, check.passed, 1.0 if check.passed else 0.0, feedback)
+        return self._record(grade, text), check
+
+    def finish(self) -> float:
+        """Close the quiz: the lesson is done; returns the attempt's score (0..1)."""
+        self.state = "done"
+        if self.progress is not None:
+            self.progress.finish(self.lesson.id)
+        scores = [g.score for g in self.grades.values()]
+        return sum(scores) / len(self.lesson.quiz) if self.lesson.quiz else 1.0
+
+    async def cleanup(self) -> list[ActionResult]:
+        if self.backend is None:
+            return []
+        results = await self.run_actions(self.lesson.cleanup) if self.lesson.cleanup else []
+        await self.stop()
+        return results
