@@ -72,6 +72,8 @@ class Str(Spec):
         # for a string field, so do we, with a hint to quote them.
         if not isinstance(value, str):
             hint = ' (quote it: "...")' if isinstance(value, bool | int | float) else ""
+            if isinstance(value, dict):
+                hint = ' (text that contains ": " must be quoted)'
             raise SchemaError(f"expected a string, got {_type_name(value)}{hint}", path, line)
         if not self.allow_empty and not value:
             raise SchemaError("must not be empty", path, line)
