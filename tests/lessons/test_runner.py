@@ -65,7 +65,7 @@ class TestManifestQuestions:
         return asyncio.run(main())
 
     def test_the_authors_answer_passes(self, lesson_path: Path) -> None:
-        grade, check = self._grade(lesson_path, NAMESPACE_ANSWER)
+        grade, _check = self._grade(lesson_path, NAMESPACE_ANSWER)
         assert grade.correct and grade.score == 1.0
 
     def test_a_different_correct_answer_passes(self, lesson_path: Path) -> None:
@@ -75,7 +75,7 @@ class TestManifestQuestions:
         assert check is not None and all(r.result and r.result.prober for r in check.results)
 
     def test_a_wrong_answer_fails_with_the_probe_explained(self, lesson_path: Path) -> None:
-        grade, check = self._grade(lesson_path, WRONG_ANSWER)
+        grade, _check = self._grade(lesson_path, WRONG_ANSWER)
         assert not grade.correct and grade.score == 0.0
         text = "\n".join(grade.feedback)
         assert (
