@@ -48,7 +48,12 @@ class _LazyGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """Learn service-mesh security with real manifests, real TLS and real curl."""
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        if not sys.stdout.isatty() or not sys.stdin.isatty():
+            click.echo(ctx.get_help())
+            return
+        from meshtutor.tui.app import run_app
+
+        run_app()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,34 @@ class LessonProgress:
         }
 
 
+class _LockedConnection:
+    """A sqlite3 connection whose statements run one at a time, from any thread."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> _Rows:
+        with self._lock:
+            return _Rows(self._db.execute(sql, args).fetchall())
+
+    def executescript(self, sql: str) -> None:
+        with self._lock:
+            self._db.executescript(sql)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Rows(list[Any]):
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
 class Progress:
     """Open (creating if needed) the progress database. ``notice`` holds a message when a
     damaged database was moved aside."""
@@ -98,9 +127,12 @@ class Progress:
             )
             self._db = self._open()
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> _LockedConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        # The app reads progress on its UI thread and writes it from the sandbox's thread; one
+        # connection, serialised by a lock, keeps that safe.
+        db = _LockedConnection(
+            sqlite3.connect(self.path, isolation_level=None, timeout=5, check_same_thread=False))
         db.execute("PRAGMA journal_mode=WAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):

@@ -1,0 +1,175 @@
+"""``meshtutor`` with no arguments: the Textual app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.theme import Theme
+
+from meshtutor.tui.session import Session
+
+THEMES = [
+    # Blue and orange instead of green and red: tells ok from failed with any colour vision.
+    Theme(
+        name="meshtutor-colorblind",
+        primary="#0072B2",
+        secondary="#56B4E9",
+        accent="#E69F00",
+        success="#0072B2",
+        error="#D55E00",
+        warning="#E69F00",
+        foreground="#EDEDED",
+        background="#151515",
+        surface="#202020",
+        panel="#2A2A2A",
+        dark=True,
+    ),
+    Theme(
+        name="meshtutor-high-contrast",
+        primary="#FFFF00",
+        secondary="#00FFFF",
+        accent="#FF00FF",
+        success="#00FF00",
+        error="#FF5555",
+        warning="#FFFF00",
+        foreground="#FFFFFF",
+        background="#000000",
+        surface="#000000",
+        panel="#111111",
+        dark=True,
+    ),
+]
+
+
+class LessonCommands(Provider):
+    """Command palette entries: open any lesson."""
+
+    async def discover(self) -> Hits:
+        app: MeshtutorApp = self.app  # type: ignore[assignment]
+        for lesson in app.lessons:
+            yield DiscoveryHit(
+                f"Open lesson {lesson.order:02d}: {lesson.title}",
+                partial(app.open_lesson, lesson),
+                help=lesson.summary,
+            )
+
+    async def search(self, query: str) -> Hits:
+        app: MeshtutorApp = self.app  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        for lesson in app.lessons:
+            name = f"Open lesson {lesson.order:02d}: {lesson.title}"
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(name),
+                    partial(app.open_lesson, lesson),
+                    help=lesson.summary,
+                )
+
+
+class MeshtutorApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "meshtutor"
+    COMMANDS = App.COMMANDS | {LessonCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+t", "cycle_theme", "Theme", show=False),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        lessons: list[Any] | None = None,
+        progress: Any = None,
+        session: Session | None = None,
+        warm: bool = True,
+    ) -> None:
+        super().__init__()
+        from meshtutor.lessons.loader import load_lessons
+
+        self.lessons = lessons if lessons is not None else load_lessons()
+        self.progress = progress
+        self.session = session or Session(progress=progress)
+        self._warm = warm
+        for theme in THEMES:
+            self.register_theme(theme)
+
+    def on_mount(self) -> None:
+        from meshtutor.tui.screens.home import HomeScreen
+
+        self.push_screen(HomeScreen(self.lessons, self.progress, "sandbox (embedded mesh)"))
+        if self._warm and self.lessons:
+            self.session.warm(self._resume_target())
+
+    def _resume_target(self) -> Any:
+        if self.progress is not None:
+            for lesson in self.lessons:
+                if self.progress.lesson(lesson.id).status == "in-progress":
+                    return lesson
+            for lesson in self.lessons:
+                if self.progress.lesson(lesson.id).status != "done":
+                    return lesson
+        return self.lessons[0]
+
+    def open_lesson(self, lesson: Any) -> None:
+        from meshtutor.tui.screens.lesson import LessonScreen
+
+        self.push_screen(LessonScreen(self.session, lesson))
+
+    def quiz_screen(self, lesson: Any) -> Screen[None]:
+        from meshtutor.tui.screens.quiz import QuizScreen
+
+        return QuizScreen(self.session, lesson)
+
+    def action_help(self) -> None:
+        from meshtutor.tui.screens.dialogs import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def action_cycle_theme(self) -> None:
+        names = ["textual-dark", "textual-light", "meshtutor-colorblind", "meshtutor-high-contrast"]
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.notify(f"theme: {self.theme}")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys", "Every key meshtutor knows", self.action_help)
+        yield SystemCommand(
+            "Colour-blind-safe theme",
+            "Blue and orange instead of green and red",
+            partial(setattr, self, "theme", "meshtutor-colorblind"),
+        )
+        yield SystemCommand(
+            "High-contrast theme",
+            "Yellow on black",
+            partial(setattr, self, "theme", "meshtutor-high-contrast"),
+        )
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(
+                    binding.description,
+                    f"key {binding.key}",
+                    partial(screen.run_action, binding.action),
+                )
+
+    def on_unmount(self) -> None:
+        self.session.shutdown()
+
+
+def run_app() -> None:
+    from meshtutor.lessons.progress import Progress
+
+    progress = Progress()
+    app = MeshtutorApp(progress=progress)
+    if progress.notice:
+        app.call_later(app.notify, progress.notice, severity="warning", timeout=20)
+    app.run()
