@@ -89,11 +89,34 @@ class KeyType(StrEnum):
         return "ECDSA P-256" if self is KeyType.ECDSA_P256 else "RSA 2048"
 
 
-def generate_key(key_type: KeyType | str = KeyType.ECDSA_P256) -> PrivateKey:
-    """A fresh private key: P-256 takes ~0.05 ms, RSA 2048 ~50 ms (the lesson's point)."""
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def generate_key(
+    key_type: KeyType | str = KeyType.ECDSA_P256, rng: random.Random | None = None
+) -> PrivateKey:
+    """A fresh private key: P-256 takes ~0.05 ms, RSA 2048 ~50 ms (the lesson's point).
+
+    With ``rng`` (a seeded CA, for tests and snapshots) a P-256 key is derived from it, so the
+    same seed gives the same certificates; RSA keys stay random.
+    """
     if KeyType(key_type) is KeyType.ECDSA_P256:
+        if rng is not None:
+            return ec.derive_private_key(rng.randrange(1, _P256_ORDER), ec.SECP256R1())
         return ec.generate_private_key(ec.SECP256R1())
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _serial(rng: random.Random | None) -> int:
+    return rng.getrandbits(159) | 1 if rng is not None else x509.random_serial_number()
+
+
+def _sign(builder: x509.CertificateBuilder, key: PrivateKey) -> x509.Certificate:
+    # RFC 6979 deterministic ECDSA: as safe as random nonces, and a seeded CA then produces
+    # byte-identical certificates (stable fingerprints in snapshots).
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 def _pkcs8_pem(key: PrivateKey) -> bytes:
@@ -192,6 +215,7 @@ def _ca_certificate(
     not_after: datetime,
     path_length: int | None,
     crl_sign: bool,
+    rng: random.Random | None = None,
 ) -> x509.Certificate:
     """A CA certificate: self-signed when ``signer`` is None."""
     builder = (
@@ -199,7 +223,7 @@ def _ca_certificate(
         .subject_name(subject)
         .issuer_name(subject if signer is None else signer.certificate.subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial(rng))
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
@@ -221,7 +245,7 @@ def _ca_certificate(
     )
     if signer is not None:
         builder = builder.add_extension(signer.authority_key_identifier, critical=False)
-    return builder.sign(signer.key if signer else key, hashes.SHA256())
+    return _sign(builder, signer.key if signer else key)
 
 
 # The same for every workload certificate of both meshes (Istio GenCertFromCSR; Linkerd's
@@ -263,8 +287,11 @@ class MeshCA:
         workload_ttl: timedelta = WORKLOAD_TTL,
         rotation: RotationPolicy | None = None,
         rng: random.Random | None = None,
+        key_rng: random.Random | None = None,
     ) -> None:
         self.mesh = mesh
+        # Seeded CAs derive keys and serials from this (deterministic certificates).
+        self._key_rng = key_rng
         self.trust_domain = trust_domain
         self.key_type = key_type
         self.clock = clock
@@ -296,7 +323,8 @@ class MeshCA:
     ) -> MeshCA:
         """A new throwaway CA for ``mesh``; ``intermediate`` selects Istio's plug-in CA layout.
 
-        ``seed`` fixes the rotation jitter (tests). Linkerd always has an intermediate (the
+        ``seed`` fixes the rotation jitter, and the keys and serials of P-256 certificates, so
+        the same seed and clock give the same certificates (tests and snapshots). Linkerd always has an intermediate (the
         identity issuer).
         """
         mesh = Mesh(mesh)
@@ -333,7 +361,8 @@ class MeshCA:
         key_type = KeyType(key_type)
         WorkloadIdentity(Mesh.ISTIO, "default", "default", trust_domain)  # validates the domain
         now = clock.now()
-        root_key = generate_key(key_type)
+        key_rng = random.Random(f"keys-{seed}") if seed is not None else None
+        root_key = generate_key(key_type, key_rng)
         if not intermediate:
             # istiod: Org = trust domain, no CN (security/pkg/pki/ca NewSelfSignedIstioCAOptions).
             subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
@@ -352,11 +381,12 @@ class MeshCA:
             not_after=now + ISTIO_ROOT_TTL,
             path_length=None,
             crl_sign=intermediate,
+            rng=key_rng,
         )
         root = _CACert(root_cert, root_key)
         intermediates: list[_CACert] = []
         if intermediate:
-            key = generate_key(key_type)
+            key = generate_key(key_type, key_rng)
             name = x509.Name(
                 [
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Istio"),
@@ -371,6 +401,7 @@ class MeshCA:
                 not_after=now + ISTIO_INTERMEDIATE_TTL,
                 path_length=0,
                 crl_sign=True,
+                rng=key_rng,
             )
             intermediates.append(_CACert(cert, key))
         return cls(
@@ -384,6 +415,7 @@ class MeshCA:
             send_root=intermediate,
             workload_ttl=workload_ttl,
             rng=random.Random(seed),
+            key_rng=key_rng,
         )
 
     @classmethod
@@ -401,7 +433,8 @@ class MeshCA:
         key_type = KeyType(key_type)
         WorkloadIdentity(Mesh.LINKERD, "default", "default", trust_domain)  # validates the domain
         now = clock.now()
-        anchor_key, issuer_key = generate_key(key_type), generate_key(key_type)
+        key_rng = random.Random(f"keys-{seed}") if seed is not None else None
+        anchor_key, issuer_key = generate_key(key_type, key_rng), generate_key(key_type, key_rng)
         anchor_name = x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, f"root.linkerd.{trust_domain}")]
         )
@@ -414,6 +447,7 @@ class MeshCA:
                 not_after=now + LINKERD_CA_TTL,
                 path_length=None,
                 crl_sign=True,
+                rng=key_rng,
             ),
             anchor_key,
         )
@@ -431,6 +465,7 @@ class MeshCA:
                 not_after=now + LINKERD_CA_TTL,
                 path_length=0,
                 crl_sign=True,
+                rng=key_rng,
             ),
             issuer_key,
         )
@@ -443,6 +478,7 @@ class MeshCA:
             intermediates=[issuer],
             workload_ttl=workload_ttl,
             rng=random.Random(seed),
+            key_rng=key_rng,
         )
 
     # -- what the CA is made of -----------------------------------------------------------
@@ -539,7 +575,7 @@ class MeshCA:
             )
         at = self.clock.now() if at is None else at
         not_before, not_after = self.validity_window(at, ttl)
-        key = generate_key(self.key_type) if key is None else key
+        key = generate_key(self.key_type, self._key_rng) if key is None else key
         if self.mesh is Mesh.ISTIO:
             # Empty subject, so the SAN is critical (RFC 5280 §4.2.1.6), as Istio marks it.
             subject = x509.Name([])
@@ -549,12 +585,12 @@ class MeshCA:
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)])
             san = x509.SubjectAlternativeName([x509.DNSName(identity.name)])
             san_critical = False
-        certificate = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self._signer.certificate.subject)
             .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
+            .serial_number(_serial(self._key_rng))
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(_NOT_A_CA, critical=True)
@@ -562,8 +598,8 @@ class MeshCA:
             .add_extension(_LEAF_EKU, critical=False)
             .add_extension(san, critical=san_critical)
             .add_extension(self._signer.authority_key_identifier, critical=False)
-            .sign(self._signer.key, hashes.SHA256())
         )
+        certificate = _sign(builder, self._signer.key)
         return IssuedCertificate(identity, certificate, key, self._ca_chain, at)
 
     def credential(self, namespace: str, service_account: str) -> WorkloadCredential:

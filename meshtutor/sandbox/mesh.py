@@ -74,6 +74,7 @@ class PodRuntime:
     outbound_port: int | None = None
     linkerd_port: int | None = None
     credential: Any = None
+    credential_error: str | None = None
     _contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _serial: int | None = None
 
@@ -83,9 +84,14 @@ class PodRuntime:
             self._contexts.clear()
             self._serial = serial
 
+    def _require_credential(self) -> None:
+        if self.credential is None:
+            raise ssl.SSLError(f"the sidecar has no certificate: {self.credential_error}")
+
     def server_context(self) -> ssl.SSLContext:
         from meshtutor.pki import server_context
 
+        self._require_credential()
         self._fresh()
         if "server" not in self._contexts:
             alpn = proxy.LINKERD_ALPN if self.state.sidecar == "linkerd" else proxy.ISTIO_ALPN
@@ -97,6 +103,7 @@ class PodRuntime:
     def client_context(self, *, linkerd: bool) -> ssl.SSLContext:
         from meshtutor.pki import client_context
 
+        self._require_credential()
         self._fresh()
         if "client" not in self._contexts:
             alpn = proxy.LINKERD_ALPN if linkerd else proxy.ISTIO_ALPN
@@ -116,6 +123,7 @@ class Sandbox:
         clock: Any = None,
         key_type: str = "ecdsa",
         keylog: str | None = None,
+        seed: int | None = None,
     ) -> None:
         self.aliases = loopback_aliases_work()
         self._next_ip = 2
@@ -124,6 +132,7 @@ class Sandbox:
         self._clock = clock
         self._key_type = key_type
         self._keylog = keylog
+        self._seed = seed
         self.ca: Any = None
         self.recorder = HandshakeRecorder()
         self._runtimes: dict[tuple[str, str], PodRuntime] = {}
@@ -276,7 +285,14 @@ class Sandbox:
                         app, pod.ip, 0, pod_name=pod.name, namespace=pod.namespace
                     )
         if pod.sidecar is not None:
-            runtime.credential = self.ca.credential(pod.namespace, pod.service_account)
+            from meshtutor.errors import PKIError
+
+            try:
+                runtime.credential = self.ca.credential(pod.namespace, pod.service_account)
+            except PKIError as exc:
+                # istio-agent / linkerd identity cannot get a certificate (e.g. the CA expired):
+                # the sidecar runs but every mutual TLS handshake through it fails.
+                runtime.credential_error = str(exc)
             server = await asyncio.start_server(
                 self._handler(lambda r, w, rt=runtime: proxy.outbound(self, rt, r, w)), pod.ip, 0
             )
@@ -392,8 +408,10 @@ class Sandbox:
     def certificate_problem(self, pod: PodState) -> str | None:
         """What is wrong with a sidecar's certificate at the mesh clock, or None."""
         runtime = self._runtimes.get((pod.namespace, pod.name))
-        if runtime is None or runtime.credential is None:
+        if runtime is None:
             return None
+        if runtime.credential is None:
+            return runtime.credential_error
         result = self.ca.verify(runtime.credential.chain)
         return None if result.ok else str(result.message)
 

@@ -100,7 +100,12 @@ async def _terminate_mtls(
 ) -> TLSStream | None:
     """Terminate mutual TLS with the pod's certificate, requiring a client certificate from
     the mesh CA that is still valid at the mesh clock. None (connection closed) on failure."""
-    tls = TLSStream(reader, writer, runtime.server_context(), server_side=True, initial=first)
+    try:
+        context = runtime.server_context()
+    except ssl.SSLError:
+        await close_quietly(writer)  # no certificate to present: the handshake cannot start
+        return None
+    tls = TLSStream(reader, writer, context, server_side=True, initial=first)
     try:
         await asyncio.wait_for(tls.handshake(), UPSTREAM_TIMEOUT)
     except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
@@ -521,7 +526,18 @@ async def _outbound_request(
     tls: TLSStream | None = None
     if sends != "plaintext":
         if sends == "mtls":
-            context = runtime.client_context(linkerd=linkerd)
+            try:
+                context = runtime.client_context(linkerd=linkerd)
+            except ssl.SSLError as exc:
+                await close_quietly(up_writer)
+                await _fail(
+                    writer,
+                    http,
+                    linkerd,
+                    ENVOY_503 + f"connection failure, transport failure reason: TLS error: {exc}",
+                    linkerd_status=502,
+                )
+                return
         else:
             context = sb.foreign_client_context(with_certificate=sends == "mutual-own")
         sni = identity_of(sb.cluster, target) if linkerd else f"outbound_.{svc_port.port}_._.{fqdn}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -269,3 +269,21 @@ class TestWritePrivateKey:
         key = istio.issue(istio.identity("foo", "sleep")).private_key
         with pytest.raises(PKIError, match="No such file or directory"):
             write_private_key(tmp_path / "nope" / "key.pem", key)
+
+
+class TestSeededCA:
+    """A seeded CA on a fixed clock gives byte-identical certificates (for snapshots)."""
+
+    def test_same_seed_same_certificates(self) -> None:
+        from datetime import datetime
+
+        from meshtutor.pki import ManualClock, MeshCA
+
+        def chain(mesh: str, seed: int) -> list[bytes]:
+            clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+            credential = MeshCA.create(mesh, clock=clock, seed=seed).credential("foo", "sleep")
+            return [c.public_bytes(serialization.Encoding.DER) for c in credential.chain]
+
+        for mesh in ("istio", "linkerd"):
+            assert chain(mesh, 7) == chain(mesh, 7)
+            assert chain(mesh, 7) != chain(mesh, 8)

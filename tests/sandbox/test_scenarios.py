@@ -528,3 +528,26 @@ spec: {mtls: {mode: STRICT}}
         assert any(line.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") for line in lines)
         assert any(line.startswith("SERVER_TRAFFIC_SECRET_0 ") for line in lines)
         assert keylog.stat().st_mode & 0o777 == 0o600
+
+
+class TestExpiredCA:
+    def test_pods_started_after_the_root_expired_fail_mtls_with_a_reason(self) -> None:
+        from datetime import timedelta
+
+        from meshtutor.pki import ManualClock
+
+        async def main() -> None:
+            async with Sandbox("istio", clock=ManualClock()) as sb:
+                await sb.apply(load_file(BOUTIQUE / "demo.yaml"))
+                sb.advance_clock(timedelta(days=3700))
+                await sb.restart("demo", "frontend")  # no certificate can be issued now
+                probe = Probe("demo", "productcatalogservice", "http://frontend:80/")
+                result = await run_probe(sb, probe)
+                assert (result.http_code, result.mtls) == ("503", False)
+                assert result.matches_prediction
+                assert any(
+                    "cannot be trusted" in line or "certificate" in line
+                    for line in result.prediction.explanation_lines
+                )
+
+        asyncio.run(main())
