@@ -56,6 +56,34 @@ def default_matrix(cluster: Any) -> MatrixSpec:
     return MatrixSpec(tuple(sources[:MAX_SOURCES]), tuple(urls[:MAX_TARGETS]))
 
 
+def lesson_matrix(lesson: Any, cluster: Any) -> MatrixSpec:
+    """The matrix a lesson is about: its own matrix action if it has one, else the sources and
+    URLs its probes use, topped up with the default matrix's client pods and services."""
+    for step in lesson.steps:
+        for action in step.actions:
+            if action.kind == "matrix":
+                return MatrixSpec(tuple(action.args["sources"]), tuple(action.args["urls"]))
+    sources: list[str] = []
+    urls: list[str] = []
+    probes = [p for step in lesson.steps for a in step.actions for p in a.args.get("probes", ())]
+    probes += [e.probe for step in lesson.steps for e in step.expect if e.probe is not None]
+    for probe in probes:
+        source = probe.source + (f":{probe.container}" if probe.container else "")
+        if source not in sources and cluster.pod_for(probe.source_namespace,
+                                                     probe.source_deployment):
+            sources.append(source)
+        if probe.url not in urls and probe.method == "GET" and not probe.headers:
+            urls.append(probe.url)
+    fallback = default_matrix(cluster)
+    for source in fallback.sources:
+        if source not in sources:
+            sources.append(source)
+    for url in fallback.urls:
+        if url not in urls:
+            urls.append(url)
+    return MatrixSpec(tuple(sources[:MAX_SOURCES]), tuple(urls[:MAX_TARGETS]))
+
+
 class Session:
     def __init__(
         self, *, progress: Progress | None = None, backend_factory: BackendFactory = default_backend

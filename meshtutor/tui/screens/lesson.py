@@ -155,13 +155,13 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
 
     async def refresh_mesh(self) -> None:
         from meshtutor.backends.sandbox import mtls_status_table
-        from meshtutor.tui.session import default_matrix
+        from meshtutor.tui.session import lesson_matrix
 
         runner = self.session.runner
         cluster = runner.backend.cluster
         _headers, rows = mtls_status_table(cluster)
         self.query_one(WorkloadTable).show(rows)
-        spec = self.matrix_spec or default_matrix(cluster)
+        spec = self.matrix_spec or lesson_matrix(self.lesson, cluster)
         probes = spec.probes()
         note = self.query_one("#mesh-note", Static)
         if not probes:
