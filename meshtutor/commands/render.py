@@ -74,6 +74,13 @@ def action_result(result: Any, *, mesh: str) -> RenderableType:
     elif result.probes:
         parts.append(probe_table(result.probes))
         for probe in result.probes:
+            body = probe.body.strip()
+            if body and not probe.http_code.startswith("2"):
+                first = body.splitlines()[0][:100]
+                parts.append(
+                    Text(f"  {probe.probe.source} got {probe.http_code}: {first}", style="dim")
+                )
+        for probe in result.probes:
             if result.action.kind == "handshake":
                 if probe.handshake is not None:
                     parts.append(Text("\n".join(probe.handshake.summary_lines())))

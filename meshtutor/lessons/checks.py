@@ -17,16 +17,22 @@ def _outcome_text(code: str, exit_code: int, mtls: bool | None) -> str:
     return text
 
 
-def probe_problem(expect: Expectation, code: str, exit_code: int, mtls: bool) -> str | None:
-    """None when the observed probe matches the expectation, else what differs."""
+def probe_problem(
+    expect: Expectation, code: str, exit_code: int, mtls: bool, body: str | None = None
+) -> str | None:
+    """None when the observed probe matches the expectation, else what differs. ``body``
+    None means the body is unknown (a prediction without one) and is not checked."""
     ok = (
         code == expect.code
         and exit_code == expect.exit
         and (expect.mtls is None or expect.mtls == mtls)
     )
+    assert expect.probe is not None
+    if ok and expect.body and body is not None and expect.body not in body:
+        short = body.strip().splitlines()[0][:80] if body.strip() else "(empty)"
+        return f"{expect.probe.describe()}: the body does not contain {expect.body!r}: {short}"
     if ok:
         return None
-    assert expect.probe is not None
     wanted = _outcome_text(expect.code or "", expect.exit, expect.mtls)
     got = _outcome_text(code, exit_code, mtls if expect.mtls is not None else None)
     return f"{expect.probe.describe()}: expected {wanted}, got {got}"
@@ -38,7 +44,9 @@ def check_prediction(cluster: Cluster, expect: Expectation) -> str | None:
         return _workload_problem(cluster, expect)
     assert expect.probe is not None
     outcome = predict(cluster, expect.probe)
-    return probe_problem(expect, outcome.http_code, outcome.exit_code, outcome.mtls)
+    # The engine knows the bodies proxies write (403, 503), not the application's.
+    body = outcome.body if outcome.http_code in ("403", "503") else None
+    return probe_problem(expect, outcome.http_code, outcome.exit_code, outcome.mtls, body)
 
 
 def _workload_problem(cluster: Cluster, expect: Expectation) -> str | None:

@@ -124,6 +124,7 @@ EXPECT = Obj(
         "code": Str(allow_empty=False),
         "exit": Int(minimum=0, maximum=99),
         "mtls": Bool(),
+        "body": Str(allow_empty=False),
         "workload": Str(allow_empty=False),
         "sidecar": Bool(),
     },
@@ -346,6 +347,7 @@ class _Reader:
                 code=checked["code"],
                 exit=checked.get("exit", 0),
                 mtls=checked.get("mtls"),
+                body=checked.get("body"),
                 line=line,
             )
         if "sidecar" not in checked:

@@ -86,6 +86,7 @@ class Expectation:
     namespace: str | None = None
     name: str | None = None
     sidecar: bool | None = None
+    body: str | None = None  # the response body must contain this text
     line: int = 0
 
     def describe(self) -> str:
@@ -95,6 +96,8 @@ class Expectation:
         want = f"{self.code}" + (f" (exit {self.exit})" if self.exit else "")
         if self.mtls is not None:
             want += ", mutual TLS" if self.mtls else ", no mutual TLS"
+        if self.body:
+            want += f", body contains {self.body!r}"
         return f"{self.probe.describe()} prints {want}"
 
 

@@ -132,7 +132,8 @@ class Progress:
         # The app reads progress on its UI thread and writes it from the sandbox's thread; one
         # connection, serialised by a lock, keeps that safe.
         db = _LockedConnection(
-            sqlite3.connect(self.path, isolation_level=None, timeout=5, check_same_thread=False))
+            sqlite3.connect(self.path, isolation_level=None, timeout=5, check_same_thread=False)
+        )
         db.execute("PRAGMA journal_mode=WAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):

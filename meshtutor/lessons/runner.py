@@ -282,7 +282,7 @@ class LessonRunner:
                 outcome.append(ExpectationResult(e, problem is None, problem))
                 continue
             result = next(by_probe)
-            problem = probe_problem(e, result.http_code, result.exit_code, result.mtls)
+            problem = probe_problem(e, result.http_code, result.exit_code, result.mtls, result.body)
             outcome.append(
                 ExpectationResult(
                     e, problem is None, problem, result, explain_failure(result) if problem else []
