@@ -87,13 +87,13 @@ def lesson_group() -> None:
 
 
 @lesson_group.command("validate")
-@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
-def validate_command(path: Path | None) -> None:
-    """Check a lesson file, or every lesson in a folder (default: the curriculum), by replaying
-    it on the policy engine."""
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def validate_command(paths: tuple[Path, ...]) -> None:
+    """Check lesson files or folders (default: the curriculum) by replaying them on the policy
+    engine. Stops at the first problem, naming its file, line and field."""
     from meshtutor.lessons.loader import validate_path
 
-    results = validate_path(path)
+    results = [r for path in (paths or (None,)) for r in validate_path(path)]
     for lesson_path, notes in results:
         click.echo(f"✔ {lesson_path}")
         for note in notes:

@@ -300,6 +300,8 @@ class LessonRunner:
         return self.quiz_attempt
 
     def _record(self, grade: Grade, answer: Any) -> Grade:
+        if grade.question.explanation:
+            grade.feedback.append(grade.question.explanation)
         self.grades[grade.question.id] = grade
         if self.progress is not None:
             self.progress.quiz_answer(
