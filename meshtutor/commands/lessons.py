@@ -351,12 +351,21 @@ async def _quiz(runner: Any, con: Any) -> None:
 
 
 @click.command("quiz")
-@click.argument("lesson_name", metavar="LESSON")
-def quiz_command(lesson_name: str) -> None:
-    """Take a lesson's quiz in the terminal."""
-    from meshtutor.lessons.loader import find_lesson
+@click.argument("lesson_name", metavar="[LESSON]", required=False)
+def quiz_command(lesson_name: str | None) -> None:
+    """Take a lesson's quiz in the terminal (default: the lesson you worked on last)."""
+    from meshtutor.lessons.loader import find_lesson, load_lessons
 
-    lesson = find_lesson(lesson_name)
+    if lesson_name:
+        lesson = find_lesson(lesson_name)
+    else:
+        progress = _progress()
+        touched = [(progress.lesson(x.id).updated_at or 0, x) for x in load_lessons()]
+        touched = [t for t in touched if t[0]]
+        if not touched:
+            raise click.UsageError("name a LESSON (id or number): you have not started any yet")
+        lesson = max(touched, key=lambda t: t[0])[1]
+        click.echo(f"quiz of {lesson.id} (the lesson you worked on last)")
 
     async def main() -> None:
         from meshtutor.commands.render import console
