@@ -372,7 +372,10 @@ class LessonRunner:
         """Close the quiz: the lesson is done; returns the attempt's score (0..1)."""
         self.state = "done"
         if self.progress is not None:
-            self.progress.finish(self.lesson.id)
+            done = set(self.progress.lesson(self.lesson.id).steps_done)
+            # A quiz taken on its own (meshtutor quiz) does not complete the lesson's steps.
+            if done >= {step.id for step in self.lesson.steps}:
+                self.progress.finish(self.lesson.id)
         scores = [g.score for g in self.grades.values()]
         return sum(scores) / len(self.lesson.quiz) if self.lesson.quiz else 1.0
 
