@@ -26,6 +26,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "run": "meshtutor.commands.lessons:run_command",
     "quiz": "meshtutor.commands.lessons:quiz_command",
     "progress": "meshtutor.commands.lessons:progress_group",
+    "doctor": "meshtutor.commands.doctor:doctor",
 }
 
 

@@ -1,0 +1,793 @@
+"""``KubeBackend``: the Backend protocol on a real cluster (kind, k3d, minikube…) with Istio or
+Linkerd installed, through the official ``kubernetes`` client (imported lazily: it is slow to
+import and reads the kubeconfig).
+
+- Server-side apply under field manager ``meshtutor``; every object labelled
+  ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``).
+- A journal (user data dir) of everything meshtutor created, written *before* each apply, so
+  ``reset`` deletes exactly that and nothing else, even after a crash.
+- Probes are ``curl`` run with ``exec`` in the source pod; the exit code comes from the exec
+  status channel. The prediction is computed from the objects read back from the API.
+- Contexts that do not look local are refused unless ``allow_remote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshtutor.backends.base import ProbeResult, WorkloadStatus
+from meshtutor.errors import ClusterStateError, MeshtutorError
+from meshtutor.model.base import Resource, ResourceRef
+from meshtutor.model.loader import UnmodelledResource, load_yaml
+from meshtutor.paths import data_dir
+from meshtutor.policy.cluster import ApplyReport, Cluster, Mesh
+from meshtutor.policy.probe import Probe
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LESSON_LABEL = "meshtutor.dev/lesson"
+FIELD_MANAGER = "meshtutor"
+LOCAL_PREFIXES = ("kind-", "k3d-", "minikube", "docker-desktop", "rancher-desktop", "orbstack")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "host.docker.internal")
+_MARK = "\n__meshtutor_http_code__="
+
+# The kinds meshtutor reads back to predict probes, in the order they are applied.
+READ_BACK = [
+    ("v1", "Namespace"),
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("security.istio.io/v1", "PeerAuthentication"),
+    ("security.istio.io/v1", "AuthorizationPolicy"),
+    ("networking.istio.io/v1", "DestinationRule"),
+    ("policy.linkerd.io/v1beta3", "Server"),
+    ("policy.linkerd.io/v1beta1", "ServerAuthorization"),
+    ("policy.linkerd.io/v1beta3", "HTTPRoute"),
+    ("policy.linkerd.io/v1alpha1", "AuthorizationPolicy"),
+    ("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication"),
+    ("policy.linkerd.io/v1alpha1", "NetworkAuthentication"),
+]
+SYSTEM_NAMESPACES = {
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+    "istio-system",
+    "linkerd",
+    "linkerd-viz",
+    "cert-manager",
+}
+
+
+class KubeError(MeshtutorError):
+    """Talking to the cluster failed; the message says what to do."""
+
+
+def is_local(context: str, server: str) -> bool:
+    """A context that looks like a cluster on this machine (kind, k3d, minikube, Docker
+    Desktop, Rancher Desktop, OrbStack, or an API server on localhost)."""
+    host = urlsplit(server).hostname or ""
+    return context.startswith(LOCAL_PREFIXES) or host in LOCAL_HOSTS
+
+
+@dataclass(frozen=True)
+class Target:
+    context: str
+    server: str
+    kubeconfig: str
+
+
+def kubeconfig_path(kubeconfig: str | None = None) -> str:
+    """``--kubeconfig``, else the first file of ``$KUBECONFIG``, else ``~/.kube/config``."""
+    if kubeconfig:
+        return kubeconfig
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    return str(Path.home() / ".kube" / "config")
+
+
+def resolve_target(kubeconfig: str | None = None, context: str | None = None) -> Target:
+    """Find the context to use, without connecting. Raises ``KubeError`` with a fix."""
+    path = kubeconfig_path(kubeconfig)
+    if not Path(path).is_file():
+        raise KubeError(
+            f"no kubeconfig at {path}: create a local cluster first (for example "
+            "`kind create cluster`), or pass --kubeconfig"
+        )
+    from kubernetes import config as kconfig
+
+    try:
+        contexts, active = kconfig.list_kube_config_contexts(config_file=path)
+    except Exception as exc:  # the client raises ConfigException and others for bad files
+        raise KubeError(f"{path}: cannot read the kubeconfig: {exc}") from None
+    chosen = next((c for c in contexts if c["name"] == context), None) if context else active
+    if chosen is None:
+        names = ", ".join(c["name"] for c in contexts) or "none"
+        raise KubeError(f"{path}: no context {context!r}; contexts: {names}")
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    cluster_name = chosen["context"].get("cluster")
+    server = next(
+        (
+            c.get("cluster", {}).get("server", "")
+            for c in data.get("clusters") or []
+            if c.get("name") == cluster_name
+        ),
+        "",
+    )
+    return Target(chosen["name"], server, path)
+
+
+def check_local(target: Target, allow_remote: bool) -> None:
+    if allow_remote or is_local(target.context, target.server):
+        return
+    raise KubeError(
+        f"context {target.context!r} ({target.server}) does not look like a local cluster "
+        "(kind-, k3d-, minikube, docker-desktop, rancher-desktop, orbstack, or a server on "
+        "localhost). meshtutor creates and deletes objects; pass --allow-remote if you really "
+        "mean this cluster"
+    )
+
+
+def api_client(target: Target, *, retries: int = 1) -> Any:
+    """An ApiClient for ``target``. ``retries`` must be set before the client exists: urllib3
+    would otherwise retry three times, turning a 3 s timeout into 12 s."""
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    configuration = kclient.Configuration()
+    kconfig.load_kube_config(
+        config_file=target.kubeconfig,
+        context=target.context,
+        client_configuration=configuration,
+        persist_config=False,
+    )
+    configuration.retries = retries
+    return kclient.ApiClient(configuration)
+
+
+class Journal:
+    """What meshtutor created on one context, so ``reset`` removes exactly that."""
+
+    def __init__(self, context: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", context)
+        self.path = data_dir() / "kube" / f"{safe}.json"
+
+    def entries(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return data if isinstance(data, list) else []
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(entries, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self.path)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        entries = self.entries()
+        key = (entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
+        if not any(
+            (e["apiVersion"], e["kind"], e.get("namespace"), e["name"]) == key for e in entries
+        ):
+            entries.append(entry)
+            self._write(entries)
+
+    def remove(self, entry: dict[str, Any]) -> None:
+        key = (entry["kind"], entry.get("namespace"), entry["name"])
+        self._write(
+            [e for e in self.entries() if (e["kind"], e.get("namespace"), e["name"]) != key]
+        )
+
+
+class KubeBackend:
+    """The Backend protocol against a real cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        mesh: Mesh = "istio",
+        *,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        allow_remote: bool = False,
+        lesson: str | None = None,
+        dry_run: bool = False,
+        request_timeout: float = 10.0,
+        rollout_timeout: float = 180.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.mesh: Mesh = mesh
+        self._context = context
+        self._kubeconfig = kubeconfig
+        self._allow_remote = allow_remote
+        self.lesson = lesson
+        self.dry_run = dry_run
+        self.request_timeout = request_timeout
+        self.rollout_timeout = rollout_timeout
+        self._progress = progress or (lambda message: None)
+        self.target: Target | None = None
+        self.journal: Journal | None = None
+        self._api: Any = None
+        self._dynamic: Any = None
+        self._cluster: Cluster | None = None
+
+    # --- connection ---------------------------------------------------------------------------
+
+    async def start(self) -> KubeBackend:
+        await asyncio.to_thread(self._connect)
+        return self
+
+    def _connect(self) -> None:
+        self.target = resolve_target(self._kubeconfig, self._context)
+        check_local(self.target, self._allow_remote)
+        from kubernetes.dynamic import DynamicClient
+
+        try:
+            self._api = api_client(self.target)
+            self._dynamic = DynamicClient(self._api)
+        except Exception as exc:
+            raise KubeError(self._explain(exc, "connect to the API server")) from None
+        self.journal = Journal(self.target.context)
+
+    async def stop(self) -> None:
+        if self._api is not None:
+            await asyncio.to_thread(self._api.close)
+            self._api = None
+
+    def _explain(self, exc: BaseException, doing: str) -> str:
+        server = self.target.server if self.target else "the API server"
+        status = getattr(exc, "status", None)
+        if status == 403:
+            return (
+                f"cannot {doing}: the API server said 403 Forbidden; your user lacks the "
+                "permission (check with `kubectl auth can-i`)"
+            )
+        if status == 404:
+            return f"cannot {doing}: not found (404)"
+        if status == 409:
+            return f"cannot {doing}: conflict (409), another manager owns these fields"
+        text = str(exc)
+        if "Connection refused" in text or "Max retries" in text or "NewConnectionError" in text:
+            return (
+                f"cannot {doing}: {server} refuses connections; is the cluster running? "
+                "(`kind get clusters`, `docker ps`)"
+            )
+        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+            return f"cannot {doing}: {server} did not answer in {self.request_timeout:g} s"
+        return f"cannot {doing}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            group = api_version.rsplit("/", 1)[0]
+            owner = (
+                "Istio" if "istio" in group else "Linkerd" if "linkerd" in group else "the cluster"
+            )
+            raise KubeError(
+                f"the cluster does not know {kind} ({api_version}): is {owner} "
+                "installed? (`meshtutor doctor` checks)"
+            ) from None
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _body(self, resource: Resource) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(json.dumps(resource.raw, default=str))
+        meta = body.setdefault("metadata", {})
+        if resource.namespace and resource.kind != "Namespace":
+            meta["namespace"] = resource.namespace
+        labels = meta.setdefault("labels", {}) or {}
+        labels[MANAGED_BY] = "meshtutor"
+        if self.lesson:
+            labels[LESSON_LABEL] = self.lesson
+        meta["labels"] = labels
+        body.pop("status", None)
+        return body
+
+    async def apply(self, docs: Sequence[Resource]) -> ApplyReport:
+        return await asyncio.to_thread(self._apply, list(docs))
+
+    def _apply(self, docs: list[Resource]) -> ApplyReport:
+        report = ApplyReport()
+        for doc in docs:
+            if isinstance(doc, UnmodelledResource):
+                report.unmodelled.append(doc.ref)
+            resource = self._resource(doc.api_version, doc.kind)
+            entry = {
+                "apiVersion": doc.api_version,
+                "kind": doc.kind,
+                "namespace": doc.namespace if resource.namespaced else None,
+                "name": doc.name,
+                "lesson": self.lesson,
+                "at": time.time(),
+            }
+            existed = self._exists(resource, doc)
+            if not self.dry_run and not existed:
+                assert self.journal is not None
+                self.journal.add(entry)  # before the object exists: a crash cannot orphan it
+            try:
+                resource.server_side_apply(
+                    body=self._body(doc),
+                    name=doc.name,
+                    namespace=doc.namespace if resource.namespaced else None,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                    dry_run="All" if self.dry_run else None,
+                    _request_timeout=self.request_timeout,
+                )
+            except Exception as exc:
+                raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
+            suffix = " (server dry run)" if self.dry_run else ""
+            report.lines.append(f"{doc.kind.lower()}/{doc.name} serverside-applied{suffix}")
+        self._cluster = None
+        return report
+
+    def _exists(self, resource: Any, doc: Resource) -> bool:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            resource.get(
+                name=doc.name,
+                namespace=doc.namespace if resource.namespaced else None,
+                _request_timeout=self.request_timeout,
+            )
+        except NotFoundError:
+            return False
+        except Exception as exc:
+            raise KubeError(self._explain(exc, f"read {doc.kind} {doc.name}")) from None
+        return True
+
+    async def delete(self, refs: Sequence[Resource | ResourceRef]) -> list[str]:
+        return await asyncio.to_thread(self._delete, list(refs))
+
+    def _delete(self, refs: list[Resource | ResourceRef]) -> list[str]:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        lines = []
+        for ref in refs:
+            if isinstance(ref, Resource):
+                api_version, kind, ns, name = ref.api_version, ref.kind, ref.namespace, ref.name
+            else:
+                entry = next(
+                    (
+                        e
+                        for e in (self.journal.entries() if self.journal else [])
+                        if e["kind"] == ref.kind
+                        and e["name"] == ref.name
+                        and e.get("namespace") == ref.namespace
+                    ),
+                    None,
+                )
+                if entry is None:
+                    continue
+                api_version, kind, ns, name = (
+                    entry["apiVersion"],
+                    entry["kind"],
+                    entry.get("namespace"),
+                    entry["name"],
+                )
+            resource = self._resource(api_version, kind)
+            try:
+                if not self.dry_run:
+                    resource.delete(
+                        name=name,
+                        namespace=ns if resource.namespaced else None,
+                        _request_timeout=self.request_timeout,
+                    )
+                lines.append(f'{kind.lower()} "{name}" deleted')
+            except NotFoundError:
+                pass
+            except Exception as exc:
+                raise KubeError(self._explain(exc, f"delete {kind} {name}")) from None
+            if self.journal is not None and not self.dry_run:
+                self.journal.remove(
+                    {"kind": kind, "namespace": ns if resource.namespaced else None, "name": name}
+                )
+        self._cluster = None
+        return lines
+
+    async def restart(self, namespace: str, deployment: str) -> None:
+        await asyncio.to_thread(self._restart, namespace, deployment)
+
+    def _restart(self, namespace: str, name: str) -> None:
+        """``kubectl rollout restart``, then wait for the rollout, reporting progress."""
+        deployments = self._resource("apps/v1", "Deployment")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
+                }
+            }
+        }
+        try:
+            deployments.patch(
+                name=name,
+                namespace=namespace,
+                body=patch,
+                content_type="application/strategic-merge-patch+json",
+                _request_timeout=self.request_timeout,
+            )
+        except Exception as exc:
+            raise KubeError(self._explain(exc, f"restart deployment {namespace}/{name}")) from None
+        self._wait_rollout(deployments, namespace, name)
+        self._cluster = None
+
+    def _wait_rollout(self, deployments: Any, namespace: str, name: str) -> None:
+        deadline = time.monotonic() + self.rollout_timeout
+        while True:
+            obj = deployments.get(
+                name=name, namespace=namespace, _request_timeout=self.request_timeout
+            ).to_dict()
+            spec, status = obj.get("spec") or {}, obj.get("status") or {}
+            want = spec.get("replicas", 1)
+            updated = status.get("updatedReplicas") or 0
+            available = status.get("availableReplicas") or 0
+            fresh = (status.get("observedGeneration") or 0) >= (
+                obj["metadata"].get("generation") or 0
+            )
+            self._progress(
+                f"deployment {namespace}/{name}: {updated}/{want} updated, {available} available"
+            )
+            if (
+                fresh
+                and updated >= want
+                and available >= want
+                and (status.get("replicas") or 0) <= want
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise KubeError(
+                    f"deployment {namespace}/{name} did not finish rolling out in "
+                    f"{self.rollout_timeout:g} s (`kubectl rollout status`)"
+                )
+            time.sleep(0.5)
+
+    async def reset(self) -> None:
+        """Delete everything the journal lists (newest first), and nothing else."""
+        await asyncio.to_thread(self._reset)
+
+    def _reset(self) -> list[str]:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        assert self.journal is not None
+        lines = []
+        for entry in reversed(self.journal.entries()):
+            try:
+                resource = self._resource(entry["apiVersion"], entry["kind"])
+                resource.delete(
+                    name=entry["name"],
+                    namespace=entry.get("namespace") if resource.namespaced else None,
+                    _request_timeout=self.request_timeout,
+                )
+                lines.append(f'{entry["kind"].lower()} "{entry["name"]}" deleted')
+            except (NotFoundError, KubeError):
+                pass
+            except Exception as exc:
+                raise KubeError(
+                    self._explain(exc, f"delete {entry['kind']} {entry['name']}")
+                ) from None
+            self.journal.remove(entry)
+        self._cluster = None
+        return lines
+
+    # --- reading --------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster:
+        """The policy engine's view, built from the objects actually in the cluster."""
+        if self._cluster is None:
+            self._cluster = self._read_back()
+        return self._cluster
+
+    def _read_back(self) -> Cluster:
+        import yaml
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        cluster = Cluster(self.mesh)
+        for api_version, kind in READ_BACK:
+            try:
+                resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                continue
+            try:
+                items = resource.get(_request_timeout=self.request_timeout).to_dict()["items"]
+            except Exception as exc:
+                raise KubeError(self._explain(exc, f"list {kind}")) from None
+            items.sort(key=lambda o: o["metadata"].get("creationTimestamp") or "")
+            for item in items:
+                ns = item["metadata"].get("namespace")
+                if (
+                    kind != "Namespace"
+                    and ns in SYSTEM_NAMESPACES
+                    and kind
+                    not in (
+                        "PeerAuthentication",
+                        "AuthorizationPolicy",
+                        "DestinationRule",
+                        "ConfigMap",
+                    )
+                ):
+                    continue
+                if kind == "ConfigMap" and (ns, item["metadata"]["name"]) != (
+                    "istio-system",
+                    "istio",
+                ):
+                    continue
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                item["metadata"].pop("managedFields", None)
+                try:
+                    docs = load_yaml(
+                        yaml.safe_dump(item),
+                        source=f"cluster {kind} {ns}/{item['metadata']['name']}",
+                    )
+                    cluster.apply(docs)
+                except MeshtutorError:
+                    continue  # fields this meshtutor does not know; the prediction ignores it
+        return cluster
+
+    async def workloads(self) -> list[WorkloadStatus]:
+        return await asyncio.to_thread(self._workloads)
+
+    def _workloads(self) -> list[WorkloadStatus]:
+        pods = self._resource("v1", "Pod").get(_request_timeout=self.request_timeout).to_dict()
+        out = []
+        for pod in pods["items"]:
+            meta, spec = pod["metadata"], pod.get("spec") or {}
+            if meta.get("namespace") in SYSTEM_NAMESPACES:
+                continue
+            names = {
+                c["name"]
+                for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+            }
+            sidecar = (
+                "istio"
+                if "istio-proxy" in names
+                else ("linkerd" if "linkerd-proxy" in names else None)
+            )
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            ready = bool(statuses) and all(s.get("ready") for s in statuses)
+            sa = spec.get("serviceAccountName") or "default"
+            identity = None
+            if sidecar == "istio":
+                identity = f"spiffe://cluster.local/ns/{meta['namespace']}/sa/{sa}"
+            elif sidecar == "linkerd":
+                identity = f"{sa}.{meta['namespace']}.serviceaccount.identity.linkerd.cluster.local"
+            owner = (meta.get("labels") or {}).get("app") or meta["name"]
+            out.append(
+                WorkloadStatus(
+                    meta["namespace"],
+                    owner,
+                    sa,
+                    sidecar,
+                    identity,
+                    ready,
+                    (pod.get("status") or {}).get("podIP") or "",
+                )
+            )
+        return out
+
+    def _pod_for(self, namespace: str, deployment: str) -> str:
+        deployments = self._resource("apps/v1", "Deployment")
+        try:
+            dep = deployments.get(
+                name=deployment, namespace=namespace, _request_timeout=self.request_timeout
+            ).to_dict()
+        except Exception as exc:
+            raise KubeError(
+                self._explain(exc, f"read deployment {namespace}/{deployment}")
+            ) from None
+        labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = (
+            self._resource("v1", "Pod")
+            .get(
+                namespace=namespace, label_selector=selector, _request_timeout=self.request_timeout
+            )
+            .to_dict()
+        )
+        running = [
+            p
+            for p in pods["items"]
+            if (p.get("status") or {}).get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        if not running:
+            raise ClusterStateError(f"deployment {namespace}/{deployment} has no running pod")
+        running.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+        return str(running[0]["metadata"]["name"])
+
+    def _exec(
+        self, namespace: str, pod: str, container: str | None, command: list[str], timeout: float
+    ) -> tuple[str, str, int]:
+        from kubernetes import client as kclient
+        from kubernetes.stream import stream
+
+        core = kclient.CoreV1Api(self._api)
+        try:
+            resp = stream(
+                core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                command=command,
+                container=container,
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            )
+        except Exception as exc:
+            raise KubeError(self._explain(exc, f"exec in {namespace}/{pod}")) from None
+        stdout, stderr = [], []
+        deadline = time.monotonic() + timeout
+        while resp.is_open() and time.monotonic() < deadline:
+            resp.update(timeout=0.5)
+            if resp.peek_stdout():
+                stdout.append(resp.read_stdout())
+            if resp.peek_stderr():
+                stderr.append(resp.read_stderr())
+        code = resp.returncode
+        resp.close()
+        return "".join(stdout), "".join(stderr), int(code if code is not None else 0)
+
+    async def probe(self, probe: Probe) -> ProbeResult:
+        return await asyncio.to_thread(self._probe, probe)
+
+    async def probes(self, probes: Sequence[Probe]) -> list[ProbeResult]:
+        limit = asyncio.Semaphore(8)
+
+        async def one(probe: Probe) -> ProbeResult:
+            async with limit:
+                return await self.probe(probe)
+
+        return list(await asyncio.gather(*(one(p) for p in probes)))
+
+    def predict(self, probe: Probe) -> Any:
+        from meshtutor.policy.predict import predict
+
+        return predict(self.cluster, probe)
+
+    def _probe(self, probe: Probe) -> ProbeResult:
+        from meshtutor.sandbox.probe import _display_command
+
+        prediction = self.predict(probe)
+        pod = self._pod_for(probe.source_namespace, probe.source_deployment)
+        args = [
+            "curl",
+            "-s",
+            "-S",
+            "-w",
+            _MARK + "%{http_code}",
+            "--max-time",
+            f"{probe.effective_timeout:g}",
+        ]
+        if probe.method != "GET":
+            args += ["-X", probe.method]
+        for name, value in probe.headers.items():
+            args += ["-H", f"{name}: {value}"]
+        args.append(probe.url)
+        started = time.perf_counter()
+        out, err, code = self._exec(
+            probe.source_namespace,
+            pod,
+            probe.container,
+            args,
+            probe.effective_timeout + self.request_timeout,
+        )
+        body, found, http_code = out.rpartition(_MARK)
+        if not found:
+            body, http_code = out, "000"
+        body_text = body
+        mtls, client_id, server_id = self._observed_mtls(body_text, prediction)
+        container = probe.container or "(default)"
+        return ProbeResult(
+            probe=probe,
+            container=container,
+            http_code=http_code.strip() or "000",
+            exit_code=code,
+            stderr=err.strip().splitlines()[-1] if err.strip() else "",
+            body=body_text,
+            mtls=mtls,
+            client_identity=client_id,
+            server_identity=server_id,
+            prediction=prediction,
+            prober="exec",
+            duration_ms=(time.perf_counter() - started) * 1000,
+            command=_display_command(probe, container),
+        )
+
+    @staticmethod
+    def _observed_mtls(body: str, prediction: Any) -> tuple[bool, str | None, str | None]:
+        """A real cluster does not tell curl whether the hop was mutual TLS. When the app echoes
+        request headers (httpbin /headers), XFCC or l5d-client-id prove it; otherwise meshtutor
+        reports the prediction, clearly as such."""
+        xfcc = re.search(r"URI=(spiffe://[^;\"\],]+)", body)
+        if xfcc:
+            by = re.search(r"By=(spiffe://[^;\"\],]+)", body)
+            return True, xfcc.group(1), by.group(1) if by else None
+        l5d = re.search(r'"[Ll]5d-[Cc]lient-[Ii]d":\s*\[?"([^"]+)"', body)
+        if l5d:
+            return True, l5d.group(1), prediction.server_identity
+        return prediction.mtls, prediction.client_identity, prediction.server_identity
+
+    async def certificate(self, namespace: str, name: str) -> Any:
+        return await asyncio.to_thread(self._certificate, namespace, name)
+
+    def _certificate(self, namespace: str, name: str) -> Any:
+        """The chain the workload's proxy holds, read from the proxy itself."""
+        from meshtutor.pki import describe_chain, load_envoy_secrets
+
+        pod = self._pod_for(namespace, name)
+        if self.mesh == "linkerd":
+            raise KubeError(
+                "the linkerd-proxy image has no shell to read its certificate from; "
+                f"use `linkerd identity -n {namespace} {pod}`"
+            )
+        out, err, code = self._exec(
+            namespace,
+            pod,
+            "istio-proxy",
+            ["pilot-agent", "request", "GET", "config_dump?resource=dynamic_active_secrets"],
+            self.request_timeout,
+        )
+        if code:
+            raise KubeError(f"reading certificates from {namespace}/{pod} failed: {err.strip()}")
+        secrets = load_envoy_secrets(out, source=f"{namespace}/{pod} istio-proxy")
+        from datetime import UTC, datetime
+
+        from meshtutor.pki.inspection import CredentialInfo
+
+        chain = describe_chain(secrets.chain, at=datetime.now(UTC), roots=secrets.roots)
+        leaf = chain.certificates[0]
+        # Istio renews at half the lifetime (SECRET_GRACE_PERIOD_RATIO 0.5).
+        return CredentialInfo(
+            workload=f"{namespace}/{name}",
+            identity=leaf.identity or "?",
+            mesh="istio",
+            chain=chain,
+            rotations=0,
+            rotated_at=None,
+            renew_at=leaf.not_before + leaf.lifetime / 2,
+            rotation_due=False,
+            rotation_error=None,
+        )
+
+    async def advance_clock(self, delta: Any) -> int:
+        raise KubeError("a real cluster's clock cannot be fast-forwarded; use the sandbox")
+
+    async def table(self, kind: str) -> tuple[list[str], list[list[str]]]:
+        from meshtutor.backends.sandbox import resource_table
+
+        return resource_table(await asyncio.to_thread(lambda: self.cluster), kind)
+
+    async def mtls_status(self) -> tuple[list[str], list[list[str]]]:
+        from meshtutor.backends.sandbox import mtls_status_table
+
+        return mtls_status_table(await asyncio.to_thread(lambda: self.cluster))
+
+
+def new_probe_id() -> str:
+    return uuid.uuid4().hex[:12]
