@@ -45,16 +45,52 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, invoke_without_command=True)
 @click.version_option(__version__, prog_name="meshtutor")
+@click.option(
+    "--backend",
+    type=click.Choice(["sandbox", "kube"]),
+    default=None,
+    help="sandbox (default) or kube: a real local cluster.",
+)
+@click.option(
+    "--context", default=None, help="kubeconfig context of a real cluster (implies --backend kube)."
+)
+@click.option("--kubeconfig", default=None, help="kubeconfig file.")
+@click.option(
+    "--allow-remote", is_flag=True, help="Accept a context that does not look like a local cluster."
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
-    """Learn service-mesh security with real manifests, real TLS and real curl."""
+def cli(
+    ctx: click.Context,
+    backend: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    allow_remote: bool,
+) -> None:
+    """Learn service-mesh security with real manifests, real TLS and real curl.
+
+    With no command, opens the app (on a terminal)."""
     if ctx.invoked_subcommand is None:
         if not sys.stdout.isatty() or not sys.stdin.isatty():
             click.echo(ctx.get_help())
             return
         from meshtutor.tui.app import run_app
 
-        run_app()
+        kube = backend == "kube" or bool(context or kubeconfig)
+        if kube:
+            from meshtutor.backends.kube import check_local, resolve_target
+
+            target = resolve_target(kubeconfig, context)
+            check_local(target, allow_remote)
+            label = f"cluster {target.context}"
+        else:
+            label = "sandbox (embedded mesh)"
+        run_app(
+            backend=backend,
+            context=context,
+            kubeconfig=kubeconfig,
+            allow_remote=allow_remote,
+            label=label,
+        )
 
 
 def main(argv: list[str] | None = None) -> Any:

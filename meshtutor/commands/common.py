@@ -148,3 +148,65 @@ def headline(cluster: Cluster, probe: Probe, outcome: Outcome) -> str:
 def print_json(items: list[dict[str, Any]]) -> None:
     json.dump(items, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def kube_options(func: Any) -> Any:
+    """``--backend``, ``--context``, ``--kubeconfig`` and ``--allow-remote``."""
+    for option in reversed(
+        [
+            click.option(
+                "--backend",
+                type=click.Choice(["sandbox", "kube"]),
+                default=None,
+                help="sandbox (default) or kube: a real local cluster.",
+            ),
+            click.option(
+                "--context",
+                default=None,
+                help="kubeconfig context of a real cluster (implies --backend kube).",
+            ),
+            click.option(
+                "--kubeconfig",
+                default=None,
+                help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).",
+            ),
+            click.option(
+                "--allow-remote",
+                is_flag=True,
+                help="Accept a context that does not look like a local cluster.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def backend_factory(
+    backend: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    allow_remote: bool,
+    *,
+    lesson: str | None = None,
+    dry_run: bool = False,
+    progress: Any = None,
+) -> Any:
+    """A factory ``mesh -> Backend`` for the lesson runner and the app."""
+    if backend == "kube" or context or kubeconfig:
+        from meshtutor.backends.kube import KubeBackend
+
+        def make_kube(mesh: str) -> Any:
+            return KubeBackend(
+                mesh,  # type: ignore[arg-type]
+                context=context,
+                kubeconfig=kubeconfig,
+                allow_remote=allow_remote,
+                lesson=lesson,
+                dry_run=dry_run,
+                progress=progress,
+            )
+
+        return make_kube
+    from meshtutor.lessons.runner import default_backend
+
+    return default_backend

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from meshtutor.commands.common import backend_factory, kube_options
 from meshtutor.errors import MeshtutorError
 
 
@@ -115,32 +116,97 @@ def validate_command(paths: tuple[Path, ...]) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="With --auto: print JSON.")
 @click.option("--restart", is_flag=True, help="Start the lesson from its first step.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With a real cluster: show what the lesson would apply (server-side dry run) and "
+    "change nothing.",
+)
+@kube_options
 def run_command(
-    lesson_name: str | None, run_all: bool, auto: bool, as_json: bool, restart: bool
+    lesson_name: str | None,
+    run_all: bool,
+    auto: bool,
+    as_json: bool,
+    restart: bool,
+    dry_run: bool,
+    backend: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    allow_remote: bool,
 ) -> None:
-    """Walk through a lesson in the terminal."""
+    """Walk through a lesson in the terminal (the sandbox, or a real cluster)."""
     from meshtutor.lessons.loader import find_lesson, load_lessons
+
+    kube = backend == "kube" or bool(context or kubeconfig)
+    if dry_run and not kube:
+        raise click.UsageError("--dry-run is for a real cluster: add --backend kube or --context")
 
     if run_all and not auto:
         raise click.UsageError("--all runs lessons unattended: add --auto")
     if not run_all and not lesson_name:
         raise click.UsageError("name a LESSON (id or number), or use --all --auto")
     lessons = load_lessons() if run_all else [find_lesson(lesson_name or "")]
+
+    def factory_for(lesson: Any) -> Any:
+        return backend_factory(
+            backend,
+            context,
+            kubeconfig,
+            allow_remote,
+            lesson=lesson.id,
+            dry_run=dry_run,
+            progress=lambda line: click.echo(f"  {line}", err=True),
+        )
+
+    if dry_run:
+        for lesson in lessons:
+            asyncio.run(_dry_run(lesson, factory_for(lesson)))
+        return
     if auto:
-        reports = asyncio.run(_auto_all(lessons, quiet=as_json))
+        reports = asyncio.run(_auto_all(lessons, quiet=as_json, factory_for=factory_for))
         if as_json:
             click.echo(json.dumps(reports, indent=2))
         failed = [r for r in reports if not r["passed"]]
         if not as_json:
             click.echo(f"{len(reports) - len(failed)}/{len(reports)} lesson(s) passed")
         sys.exit(1 if failed else 0)
-    asyncio.run(_interactive(lessons[0], restart=restart))
+    asyncio.run(_interactive(lessons[0], restart=restart, factory=factory_for(lessons[0])))
 
 
-async def _auto_all(lessons: list[Any], *, quiet: bool) -> list[dict[str, Any]]:
+async def _dry_run(lesson: Any, factory: Any) -> None:
+    """Every apply and delete of the lesson, as the API server would take it, changing nothing."""
+    backend = factory(lesson.mesh)
+    await backend.start()
+    try:
+        click.echo(f"# {lesson.id}: {lesson.title} (server-side dry run, nothing changes)")
+        actions = list(lesson.topology) + [
+            a for step in lesson.steps for a in (*step.actions, *step.solution)
+        ]
+        from meshtutor.model.loader import load_file
+
+        for action in actions:
+            if action.kind not in ("apply", "delete"):
+                continue
+            click.echo(f"$ {action.describe()}")
+            docs = load_file(action.args["path"], default_namespace=action.args.get("namespace"))
+            lines = (
+                (await backend.apply(docs)).lines
+                if action.kind == "apply"
+                else await backend.delete(docs)
+            )
+            for line in lines:
+                click.echo(f"  {line}")
+    finally:
+        await backend.stop()
+
+
+async def _auto_all(
+    lessons: list[Any], *, quiet: bool, factory_for: Any = None
+) -> list[dict[str, Any]]:
     reports = []
     for lesson in lessons:
-        report = await auto_run(lesson)
+        report = await auto_run(lesson, factory_for(lesson) if factory_for else None)
         reports.append(report)
         if not quiet:
             mark = "✔" if report["passed"] else "✘"
@@ -154,7 +220,7 @@ async def _auto_all(lessons: list[Any], *, quiet: bool) -> list[dict[str, Any]]:
     return reports
 
 
-async def auto_run(lesson: Any) -> dict[str, Any]:
+async def auto_run(lesson: Any, factory: Any = None) -> dict[str, Any]:
     """Run a lesson unattended: actions, then the solution where a check fails; answer every
     quiz question with its key (predictions with the engine's answer, graded by real probes;
     manifests with the author's solution, graded on a scratch sandbox)."""
@@ -164,7 +230,7 @@ async def auto_run(lesson: Any) -> dict[str, Any]:
     from meshtutor.lessons.runner import LessonRunner
 
     started = time.perf_counter()
-    runner = LessonRunner(lesson)
+    runner = LessonRunner(lesson, backend_factory=factory) if factory else LessonRunner(lesson)
     problems: list[str] = []
     steps: list[dict[str, Any]] = []
     quiz: list[dict[str, Any]] = []
@@ -233,7 +299,7 @@ async def _ask(prompt: str) -> str:
         return "q"
 
 
-async def _interactive(lesson: Any, *, restart: bool) -> None:
+async def _interactive(lesson: Any, *, restart: bool, factory: Any = None) -> None:
     from rich.rule import Rule
 
     from meshtutor.commands import render
@@ -243,7 +309,11 @@ async def _interactive(lesson: Any, *, restart: bool) -> None:
     progress = _progress()
     if restart:
         progress.reset(lesson.id)
-    runner = LessonRunner(lesson, progress=progress)
+    runner = (
+        LessonRunner(lesson, progress=progress, backend_factory=factory)
+        if factory
+        else LessonRunner(lesson, progress=progress)
+    )
     con.print(Rule(f"{lesson.title}  ({lesson.mesh}, ~{lesson.minutes} min)"))
     con.print(lesson.summary)
     try:

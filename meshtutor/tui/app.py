@@ -91,6 +91,7 @@ class MeshtutorApp(App[None]):
         progress: Any = None,
         session: Session | None = None,
         warm: bool = True,
+        backend_label: str = "sandbox (embedded mesh)",
     ) -> None:
         super().__init__()
         from meshtutor.lessons.loader import load_lessons
@@ -99,13 +100,14 @@ class MeshtutorApp(App[None]):
         self.progress = progress
         self.session = session or Session(progress=progress)
         self._warm = warm
+        self.backend_label = backend_label
         for theme in THEMES:
             self.register_theme(theme)
 
     def on_mount(self) -> None:
         from meshtutor.tui.screens.home import HomeScreen
 
-        self.push_screen(HomeScreen(self.lessons, self.progress, "sandbox (embedded mesh)"))
+        self.push_screen(HomeScreen(self.lessons, self.progress, self.backend_label))
         if self._warm and self.lessons:
             self.session.warm(self._resume_target())
 
@@ -165,11 +167,26 @@ class MeshtutorApp(App[None]):
         self.session.shutdown()
 
 
-def run_app() -> None:
+def run_app(
+    *,
+    backend: str | None = None,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    allow_remote: bool = False,
+    label: str = "sandbox (embedded mesh)",
+) -> None:
+    from meshtutor.commands.common import backend_factory
     from meshtutor.lessons.progress import Progress
 
     progress = Progress()
-    app = MeshtutorApp(progress=progress)
+    factory = backend_factory(backend, context, kubeconfig, allow_remote)
+    session = Session(progress=progress, backend_factory=factory)
+    app = MeshtutorApp(
+        progress=progress,
+        session=session,
+        backend_label=label,
+        warm=factory.__name__ == "default_backend",
+    )
     if progress.notice:
         app.call_later(app.notify, progress.notice, severity="warning", timeout=20)
     app.run()
