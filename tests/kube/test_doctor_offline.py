@@ -1,0 +1,77 @@
+"""`meshtutor doctor` when there is no cluster at all: fast, clear, non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster: {{server: "{server}"}}
+contexts:
+- name: {name}
+  context: {{cluster: {name}, user: u}}
+current-context: {name}
+users:
+- name: u
+  user: {{token: abc}}
+"""
+
+
+def doctor(*args: str, home: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "meshtutor", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, "HOME": str(home), "KUBECONFIG": ""},
+    )
+    return out, time.monotonic() - started
+
+
+def test_no_kubeconfig(tmp_path: Path) -> None:
+    out, seconds = doctor(home=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stdout.startswith(f"✘ kubeconfig: no kubeconfig at {tmp_path}/.kube/config")
+    assert "fix: create a local cluster: kind create cluster" in out.stdout
+    assert seconds < 5
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        config = tmp_path / "config"
+        config.write_text(KUBECONFIG.format(name="kind-gone", server=f"https://127.0.0.1:{port}"))
+        out, seconds = doctor("--kubeconfig", str(config), "--json", home=tmp_path)
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert out.returncode == 1
+    assert checks["kubeconfig"]["status"] == "ok"
+    assert checks["context is local"]["status"] == "ok"
+    assert checks["API reachable"]["status"] == "fail"
+    assert checks["API reachable"]["detail"].endswith("connection refused")
+    assert seconds < 5
+
+
+def test_remote_context_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(KUBECONFIG.format(name="prod-eu", server="https://k8s.example.com:6443"))
+    out, _ = doctor("--kubeconfig", str(config), home=tmp_path)
+    assert out.returncode == 1
+    assert (
+        "✘ context is local: context 'prod-eu' (https://k8s.example.com:6443) does not look "
+        "like a local cluster" in out.stdout
+    )
+    assert "pass --allow-remote" in out.stdout
