@@ -242,7 +242,12 @@ class KubeBackend:
 
         try:
             self._api = api_client(self.target)
-            self._dynamic = DynamicClient(self._api)
+            # Discovery is cached per context in our data dir (the client's default is a temp
+            # file named after the server URL, stale after a mesh is installed).
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.context)
+            cache = data_dir() / "kube" / f"discovery-{safe}.json"
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            self._dynamic = DynamicClient(self._api, cache_file=str(cache))
         except Exception as exc:
             raise KubeError(self._explain(exc, "connect to the API server")) from None
         self.journal = Journal(self.target.context)
@@ -265,6 +270,11 @@ class KubeBackend:
         if status == 409:
             return f"cannot {doing}: conflict (409), another manager owns these fields"
         text = str(exc)
+        status_message = re.search(r'"message":"((?:[^"\\]|\\.)*)"', text)
+        if status == 0 and status_message:  # a refused websocket upgrade carries a Status
+            return f"cannot {doing}: {status_message.group(1)}"
+        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+            return f"cannot {doing}: {server} did not answer in {self.request_timeout:g} s"
         if "Connection refused" in text or "Max retries" in text or "NewConnectionError" in text:
             return (
                 f"cannot {doing}: {server} refuses connections; is the cluster running? "
@@ -309,7 +319,15 @@ class KubeBackend:
 
     def _apply(self, docs: list[Resource]) -> ApplyReport:
         report = ApplyReport()
+        new_namespaces: set[str] = set()
         for doc in docs:
+            if self.dry_run and doc.namespace in new_namespaces and doc.kind != "Namespace":
+                # The server cannot dry-run an object whose namespace does not exist yet.
+                report.lines.append(
+                    f"{doc.kind.lower()}/{doc.name} would be created (in "
+                    f"namespace {doc.namespace}, new in this dry run)"
+                )
+                continue
             if isinstance(doc, UnmodelledResource):
                 report.unmodelled.append(doc.ref)
             resource = self._resource(doc.api_version, doc.kind)
@@ -322,6 +340,8 @@ class KubeBackend:
                 "at": time.time(),
             }
             existed = self._exists(resource, doc)
+            if doc.kind == "Namespace" and not existed:
+                new_namespaces.add(doc.name)
             if not self.dry_run and not existed:
                 assert self.journal is not None
                 self.journal.add(entry)  # before the object exists: a crash cannot orphan it
@@ -589,6 +609,11 @@ class KubeBackend:
         return out
 
     def _pod_for(self, namespace: str, deployment: str) -> str:
+        return self._pod_and_container(namespace, deployment)[0]
+
+    def _pod_and_container(self, namespace: str, deployment: str) -> tuple[str, str]:
+        """The newest running pod of a deployment and its default container (the API server
+        wants a container name for multi-container pods; kubectl picks it client-side)."""
         deployments = self._resource("apps/v1", "Deployment")
         try:
             dep = deployments.get(
@@ -616,7 +641,13 @@ class KubeBackend:
         if not running:
             raise ClusterStateError(f"deployment {namespace}/{deployment} has no running pod")
         running.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
-        return str(running[0]["metadata"]["name"])
+        pod = running[0]
+        annotations = pod["metadata"].get("annotations") or {}
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        default = annotations.get("kubectl.kubernetes.io/default-container") or (
+            containers[0] if containers else ""
+        )
+        return str(pod["metadata"]["name"]), default
 
     def _exec(
         self, namespace: str, pod: str, container: str | None, command: list[str], timeout: float
@@ -674,7 +705,9 @@ class KubeBackend:
         from meshtutor.sandbox.probe import _display_command
 
         prediction = self.predict(probe)
-        pod = self._pod_for(probe.source_namespace, probe.source_deployment)
+        pod, default_container = self._pod_and_container(
+            probe.source_namespace, probe.source_deployment
+        )
         args = [
             "curl",
             "-s",
@@ -690,10 +723,11 @@ class KubeBackend:
             args += ["-H", f"{name}: {value}"]
         args.append(probe.url)
         started = time.perf_counter()
+        container = probe.container or default_container
         out, err, code = self._exec(
             probe.source_namespace,
             pod,
-            probe.container,
+            container,
             args,
             probe.effective_timeout + self.request_timeout,
         )
@@ -702,7 +736,6 @@ class KubeBackend:
             body, http_code = out, "000"
         body_text = body
         mtls, client_id, server_id = self._observed_mtls(body_text, prediction)
-        container = probe.container or "(default)"
         return ProbeResult(
             probe=probe,
             container=container,

@@ -100,9 +100,25 @@ def run_checks(
         )
         return checks
     try:
-        checks += _mesh_checks(api, mesh, timeout)
-        checks += _image_checks(api, timeout)
-        checks += _rbac_checks(api, mesh, timeout)
+        for name, step, required in (
+            ("mesh", _mesh_checks, True),
+            ("images", _image_checks, False),
+            ("RBAC", _rbac_checks, True),
+        ):
+            try:
+                checks += step(api, mesh, timeout)
+            except Exception as exc:  # an API error in one group must not hide the others
+                status = getattr(exc, "status", None)
+                detail = f"the API answered {status}" if status else str(exc).splitlines()[0]
+                checks.append(
+                    Check(
+                        name,
+                        "warn" if status == 404 else "fail",
+                        f"could not check: {detail}",
+                        "check your permissions (kubectl auth can-i --list)",
+                        required=required and status != 404,
+                    )
+                )
     finally:
         api.close()
     return checks
@@ -124,13 +140,19 @@ def _deployment_ready(api: Any, namespace: str, name: str, timeout: float) -> bo
 
 
 def _has_kind(api: Any, api_version: str, kind: str) -> bool:
+    import tempfile
+
     from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-    try:
-        DynamicClient(api).resources.get(api_version=api_version, kind=kind)
-    except ResourceNotFoundError:
-        return False
+    # A fresh discovery cache: the client's default one may predate the mesh's install.
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            DynamicClient(api, cache_file=f"{tmp}/discovery.json").resources.get(
+                api_version=api_version, kind=kind
+            )
+        except ResourceNotFoundError:
+            return False
     return True
 
 
@@ -195,7 +217,7 @@ def _mesh_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
     return found
 
 
-def _image_checks(api: Any, timeout: float) -> list[Check]:
+def _image_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
     from kubernetes import client as kclient
 
     nodes = kclient.CoreV1Api(api).list_node(_request_timeout=timeout).items
