@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +57,20 @@ def default_matrix(cluster: Any) -> MatrixSpec:
     return MatrixSpec(tuple(sources[:MAX_SOURCES]), tuple(urls[:MAX_TARGETS]))
 
 
+def _qualified(url: str, namespace: str) -> str:
+    """``http://frontend:80/`` probed from ``demo`` as ``http://frontend.demo:80/``: the matrix
+    sends every URL from every source, and a short name resolves in each source's own
+    namespace (so from any other namespace it would only show "no DNS")."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or host == "localhost" or "." in host or ":" in host:
+        return url
+    netloc = f"{host}.{namespace}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def lesson_matrix(lesson: Any, cluster: Any) -> MatrixSpec:
     """The matrix a lesson is about: its own matrix action if it has one, else the sources and
     URLs its probes use, topped up with the default matrix's client pods and services."""
@@ -69,11 +84,13 @@ def lesson_matrix(lesson: Any, cluster: Any) -> MatrixSpec:
     probes += [e.probe for step in lesson.steps for e in step.expect if e.probe is not None]
     for probe in probes:
         source = probe.source + (f":{probe.container}" if probe.container else "")
-        if source not in sources and cluster.pod_for(probe.source_namespace,
-                                                     probe.source_deployment):
+        if source not in sources and cluster.pod_for(
+            probe.source_namespace, probe.source_deployment
+        ):
             sources.append(source)
-        if probe.url not in urls and probe.method == "GET" and not probe.headers:
-            urls.append(probe.url)
+        url = _qualified(probe.url, probe.source_namespace)
+        if url not in urls and probe.method == "GET" and not probe.headers:
+            urls.append(url)
     fallback = default_matrix(cluster)
     for source in fallback.sources:
         if source not in sources:
@@ -97,12 +114,15 @@ class Session:
     def run(self, coro: Coroutine[Any, Any, T]) -> Any:
         return self.bg.run(coro)
 
-    def warm(self, lesson: Lesson) -> None:
-        """Start a lesson's sandbox in the background (before the learner opens it)."""
+    def warm(self, lesson: Lesson) -> Future[Any] | None:
+        """Start a lesson's sandbox in the background (before the learner opens it); the
+        future is done when the sandbox is ready to probe (None if one is already warming)."""
         if self._warm is not None:
-            return
+            return None
         runner = LessonRunner(lesson, progress=self.progress, backend_factory=self.backend_factory)
-        self._warm = (lesson.id, (runner, self.bg.submit(runner.start(resume=True))))
+        future = self.bg.submit(runner.start(resume=True))
+        self._warm = (lesson.id, (runner, future))
+        return future
 
     async def open(self, lesson: Lesson) -> LessonRunner:
         """The runner for ``lesson``, started (reusing a warmed one)."""

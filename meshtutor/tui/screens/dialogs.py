@@ -56,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 76; max-width: 100%; height: auto; max-height: 90%;
-        border: round $primary; background: $panel; padding: 1 2; }
+        border: round $primary; background: $panel; padding: 1 1 1 2; }
     """
 
     def compose(self) -> ComposeResult:

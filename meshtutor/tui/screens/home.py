@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from meshtutor.tui.app import MeshtutorApp
 
 
+COLUMNS = ("#", "lesson", "mesh", "min", "progress", "quiz")
+
+
 class HomeScreen(Screen[None]):
     @property
     def _app(self) -> MeshtutorApp:
@@ -53,7 +56,7 @@ class HomeScreen(Screen[None]):
             )
         )
         table = self.query_one("#lessons", DataTable)
-        table.add_columns("#", "lesson", "mesh", "min", "progress", "quiz")
+        table.add_columns(*COLUMNS)
         self.refresh_rows()
         table.focus()
 
@@ -62,7 +65,9 @@ class HomeScreen(Screen[None]):
 
     def refresh_rows(self) -> None:
         table = self.query_one("#lessons", DataTable)
+        cursor = table.cursor_row
         table.clear()
+        rows = []
         done = 0
         for lesson in self.lessons:
             state = self.progress.lesson(lesson.id) if self.progress else None
@@ -78,18 +83,32 @@ class HomeScreen(Screen[None]):
             else:
                 badge = Text("· new", style="dim")
             quiz = f"{state.quiz_best * 100:.0f}%" if state and state.quiz_best is not None else "-"
-            table.add_row(
-                f"{lesson.order:02d}",
-                lesson.title,
-                lesson.mesh,
-                str(lesson.minutes),
-                badge,
-                quiz,
-                key=lesson.id,
+            rows.append(
+                [f"{lesson.order:02d}", lesson.title, lesson.mesh, str(lesson.minutes), badge, quiz]
             )
+        room = self._title_room(rows)
+        for lesson, row in zip(self.lessons, rows, strict=True):
+            title = row[1]
+            if len(title) > room:
+                row[1] = title[: room - 1].rstrip() + "…"
+            table.add_row(*row, key=lesson.id)
+        if self.lessons:
+            table.move_cursor(row=min(cursor, len(self.lessons) - 1))
         self.query_one("#summary", Static).update(
             Text(f"{done}/{len(self.lessons)} lessons done", style="dim")
         )
+
+    def _title_room(self, rows: list[list[Any]]) -> int:
+        """How wide the title column may be for every column to fit on screen (80 columns
+        do not hold the longest titles next to the progress)."""
+        table = self.query_one("#lessons", DataTable)
+        width = table.size.width or self.app.size.width - 4
+        others = sum(
+            max([len(COLUMNS[i])] + [len(str(row[i])) for row in rows]) + 2
+            for i in range(len(COLUMNS))
+            if i != 1
+        )
+        return max(20, width - others - 2)
 
     def _lesson_at_cursor(self) -> Any:
         table = self.query_one("#lessons", DataTable)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Group
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -55,6 +56,9 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
     @property
     def _app(self) -> MeshtutorApp:
         return cast("MeshtutorApp", self.app)
+
+    # Under 100 columns the mesh panel goes below the lesson (app.tcss, "-narrow").
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     BINDINGS = [
         Binding("enter", "run_step", "Run", priority=False),
@@ -121,10 +125,15 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
         await self.query_one("#prose", Markdown).update(step.prose)
         actions = [a.describe() for a in step.actions]
         self.last_command = actions[0] if actions else ""
+        listing: Any
         if actions:
-            listing = Text("enter runs:\n", style="dim")
+            # A grid, so that a command too long for the pane wraps under itself, not under "$".
+            commands = Table.grid(padding=(0, 1, 0, 0))
+            commands.add_column(no_wrap=True)
+            commands.add_column(overflow="fold")
             for command in actions:
-                listing.append(f"  $ {command}\n", style="cyan")
+                commands.add_row(" $", Text(command, style="cyan"))
+            listing = Group(Text("enter runs:", style="dim"), commands)
         else:
             listing = Text(
                 "this step has no actions of its own: do what it asks, then press "
@@ -210,13 +219,15 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
         self.passed = bool(check and check.passed)
         widget = self.query_one("#results", Static)
         body = _results_renderable(results, check, self.lesson.mesh)
-        tail = Text(
-            "\n✔ step passed: press n (or enter) for the next step"
+        # The verdict goes first: the results below it can be taller than the screen, and
+        # scrolling to them must not hide whether the step passed.
+        verdict = Text(
+            "✔ step passed: press n (or enter) for the next step\n"
             if self.passed
-            else "\n✘ not yet: h for a hint, s to apply the solution, x to reset the step",
+            else "✘ not yet: h for a hint, s to apply the solution, x to reset the step\n",
             style="bold green" if self.passed else "bold red",
         )
-        widget.update(Group(body, tail))
+        widget.update(Group(verdict, body))
         self.query_one("#content", VerticalScroll).scroll_to_widget(widget)
 
     @work(exclusive=True, exit_on_error=False, group="lesson")

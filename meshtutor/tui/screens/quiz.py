@@ -47,15 +47,15 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
             yield Static(id="feedback")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.title = f"quiz: {self.lesson.title}"
-        self.show_question()
+        await self.show_question()
 
     @property
     def question(self) -> Any:
         return self.lesson.quiz[self.index]
 
-    def show_question(self) -> None:
+    async def show_question(self) -> None:
         q = self.question
         self.answered = False
         self.sub_title = f"question {self.index + 1}/{len(self.lesson.quiz)}"
@@ -70,18 +70,19 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
             text.append(f"\n\n$ {q.probe.describe()}", style="cyan")
         self.query_one("#question", Static).update(text)
         area = self.query_one("#answer-area", VerticalScroll)
-        area.remove_children()
+        # The previous answer widget has the same id: it must be gone before the next mounts.
+        await area.remove_children()
         if q.type == "choice":
-            area.mount(RadioSet(*[RadioButton(o.text) for o in q.options], id="answer"))
+            await area.mount(RadioSet(*[RadioButton(o.text) for o in q.options], id="answer"))
         elif q.type == "multiple":
-            area.mount(
+            await area.mount(
                 SelectionList[int](*[(o.text, i) for i, o in enumerate(q.options)], id="answer")
             )
         elif q.type == "predict":
-            area.mount(RadioSet(*[RadioButton(c) for c in q.choices], id="answer"))
+            await area.mount(RadioSet(*[RadioButton(c) for c in q.choices], id="answer"))
         else:
             editor = TextArea.code_editor(q.starter or "", language="yaml", id="answer")
-            area.mount(editor)
+            await area.mount(editor)
         self.query_one("#feedback", Static).update("")
         self.call_after_refresh(self._focus_answer)
 
@@ -129,6 +130,10 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
             "\n\npress n for " + ("your score" if last else "the next question"), style="dim"
         )
         feedback.update(Text.assemble(head, "\n", body, tail))
+        # Out of the YAML editor, which would take the "n" as text; and the verdict in view,
+        # below an editor that fills a 24-line terminal.
+        self.query_one("#submit", Button).focus()
+        self.call_after_refresh(feedback.scroll_visible, animate=False)
 
     @work(exclusive=True, exit_on_error=False)
     async def action_next_question(self) -> None:
@@ -137,13 +142,13 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
             return
         if self.index + 1 < len(self.lesson.quiz):
             self.index += 1
-            self.show_question()
+            await self.show_question()
             return
         score = self.session.runner.finish()
         self.query_one("#question", Static).update(
             Text(f"Lesson complete. Quiz score: {score * 100:.0f}%", style="bold")
         )
-        self.query_one("#answer-area", VerticalScroll).remove_children()
+        await self.query_one("#answer-area", VerticalScroll).remove_children()
         self.query_one("#feedback", Static).update(
             Text("escape returns to the lessons", style="dim")
         )

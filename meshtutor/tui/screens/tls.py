@@ -90,9 +90,10 @@ class CertificateScreen(ShowsWorkerErrors, Screen[None]):
             lines.append(Text(f"rotation stopped: {info.rotation_error}", style="bold red"))
         verification = info.chain.verification
         if verification is not None:
-            mark = "✔ trusted" if verification.ok else f"✘ {verification.reason.value}"
+            # An accepted chain's message already starts with "trusted: ".
+            mark = "✔" if verification.ok else f"✘ {verification.reason.value}:"
             lines.append(
-                Text(f"{mark}: {verification.message}", style="green" if verification.ok else "red")
+                Text(f"{mark} {verification.message}", style="green" if verification.ok else "red")
             )
         heading.update(Group(*lines))
         self.query_one("#cert-tree", Static).update(chain_tree(info.chain, mesh=backend.mesh))
