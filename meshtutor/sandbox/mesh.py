@@ -159,7 +159,10 @@ class Sandbox:
         from meshtutor.pki import MeshCA, SystemClock
 
         self.ca = MeshCA.create(
-            self.mesh, clock=self._clock or SystemClock(), key_type=self._key_type
+            self.mesh,
+            clock=self._clock or SystemClock(),
+            key_type=self._key_type,
+            seed=self._seed,
         )
         self._blackhole = await asyncio.start_server(self._hold, "127.0.0.1", 0)
         self.blackhole_port = self._blackhole.sockets[0].getsockname()[1]

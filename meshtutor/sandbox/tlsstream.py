@@ -154,5 +154,12 @@ class _TLSWriter:
             await self._pump
         await self._stream.close()
 
+    def can_write_eof(self) -> bool:
+        # TLS has close_notify, not a half-close: splice() then just stops copying.
+        return False
+
+    def write_eof(self) -> None:
+        raise RuntimeError("TLS streams cannot be half-closed")
+
     def get_extra_info(self, name: str, default: object = None) -> object:
         return self._stream._writer.get_extra_info(name, default)

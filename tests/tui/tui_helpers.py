@@ -17,7 +17,7 @@ from meshtutor.backends.sandbox import SandboxBackend
 from meshtutor.lessons.loader import load_lesson
 from meshtutor.lessons.model import Lesson
 from meshtutor.lessons.progress import Progress
-from meshtutor.pki import ManualClock, MeshCA
+from meshtutor.pki import ManualClock
 from meshtutor.tui.app import MeshtutorApp
 from meshtutor.tui.session import Session
 from meshtutor.tui.widgets import ProbeMatrix
@@ -42,20 +42,9 @@ def strict_demo() -> Lesson:
     return fixture_lessons()[0]
 
 
-class SeededSandboxBackend(SandboxBackend):
-    async def start(self) -> SandboxBackend:
-        await super().start()
-        # Sandbox(seed=...) keeps the seed but does not hand it to its CA (yet), so its
-        # certificates and rotation times differ from run to run. Swap in a seeded CA before
-        # any pod exists, on the same clock.
-        sandbox = self.sandbox
-        sandbox.ca = MeshCA.create(sandbox.mesh, clock=sandbox.ca.clock, seed=SEED)
-        return self
-
-
 def seeded_backend(mesh: str) -> SandboxBackend:
     """Byte-identical certificates and fixed pod IPs, on a clock that only moves when told."""
-    return SeededSandboxBackend(mesh, clock=ManualClock(START), seed=SEED)  # type: ignore[arg-type]
+    return SandboxBackend(mesh, clock=ManualClock(START), seed=SEED)  # type: ignore[arg-type]
 
 
 def make_app(progress_path: Path) -> MeshtutorApp:
