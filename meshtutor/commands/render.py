@@ -62,9 +62,9 @@ def plain_table(headers: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def action_result(result: Any, *, mesh: str) -> RenderableType:
+def action_result(result: Any, *, mesh: str, manifest: bool = True) -> RenderableType:
     parts: list[RenderableType] = [Text(f"$ {result.command}", style="bold cyan")]
-    if result.manifest:
+    if manifest and result.manifest:
         parts.append(
             Syntax(result.manifest.rstrip(), "yaml", theme="ansi_dark", background_color="default")
         )

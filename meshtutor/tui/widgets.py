@@ -45,6 +45,20 @@ def result_cell(result: Any, *, ok_style: str = "green", bad_style: str = "red")
     return text
 
 
+def short_source(source: str, width: int = 22) -> str:
+    """``productcatalogservice.demo ⇢proxy`` style labels that leave room for the results:
+    the deployment is cut with an ellipsis, the namespace and container stay readable."""
+    namespace, _, rest = source.partition("/")
+    deployment, _, container = rest.partition(":")
+    tail = f".{namespace}" + (
+        " ⇢proxy" if container.endswith("-proxy") else f" ({container})" if container else ""
+    )
+    room = max(4, width - len(tail))
+    if len(deployment) > room:
+        deployment = deployment[: room - 1] + "…"
+    return deployment + tail
+
+
 class WorkloadTable(DataTable[Any]):
     """Workloads with their sidecar, identity and inbound mTLS mode."""
 
@@ -99,7 +113,7 @@ class ProbeMatrix(DataTable[Any]):
                 result = next(it)
                 self._results[(row, col + 1)] = result
                 cells.append(result_cell(result, ok_style=ok_style, bad_style=bad_style))
-            self.add_row(source, *cells, key=source)
+            self.add_row(short_source(source), *cells, key=source)
 
     def result_at(self, row: int, column: int) -> Any:
         return self._results.get((row, column))

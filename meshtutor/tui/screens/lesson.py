@@ -22,7 +22,8 @@ from meshtutor.tui.widgets import ProbeMatrix, WorkloadTable
 def _results_renderable(results: list[Any], check: Any, mesh: str) -> Any:
     from meshtutor.commands.render import action_result, check_result
 
-    parts: list[Any] = [action_result(r, mesh=mesh) for r in results]
+    # The manifest itself is already shown above, with its diff.
+    parts: list[Any] = [action_result(r, mesh=mesh, manifest=False) for r in results]
     if check is not None:
         parts.append(check_result(check))
     return Group(*parts) if parts else Text("")
@@ -212,6 +213,7 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
 
                 self.matrix_spec = MatrixSpec(tuple(result.matrix[0]), tuple(result.matrix[1]))
         check = await self.session.run(runner.check())
+        await self._preview(runner.step)  # the diff now shows what the cluster holds
         self._show_results(results, check)
         await self.refresh_mesh()
 
