@@ -21,8 +21,8 @@ from meshtutor.policy.probe import Probe
 
 T = TypeVar("T")
 
-MAX_SOURCES = 6
-MAX_TARGETS = 6
+MAX_SOURCES = 9
+MAX_TARGETS = 9
 
 
 @dataclass(frozen=True)
