@@ -66,7 +66,7 @@ async def main() -> None:
         done.set()
         await tick
         matrix = screen.query_one(ProbeMatrix)
-        cells = len(matrix._results)  # noqa: SLF001 - a bench may look inside
+        cells = len(matrix._results)  # a bench may look inside
     print(f"9x9 matrix: {cells} real curl probes in {elapsed * 1000:.0f} ms")
     print(
         f"UI event loop lag while it ran: median {statistics.median(lags):.1f} ms, "
