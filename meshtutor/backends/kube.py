@@ -674,15 +674,26 @@ class KubeBackend:
             raise KubeError(self._explain(exc, f"exec in {namespace}/{pod}")) from None
         stdout, stderr = [], []
         deadline = time.monotonic() + timeout
-        while resp.is_open() and time.monotonic() < deadline:
-            resp.update(timeout=0.5)
-            if resp.peek_stdout():
-                stdout.append(resp.read_stdout())
-            if resp.peek_stderr():
-                stderr.append(resp.read_stderr())
-        code = resp.returncode
-        resp.close()
-        return "".join(stdout), "".join(stderr), int(code if code is not None else 0)
+        try:
+            while resp.is_open() and time.monotonic() < deadline:
+                resp.update(timeout=0.5)
+                if resp.peek_stdout():
+                    stdout.append(resp.read_stdout())
+                if resp.peek_stderr():
+                    stderr.append(resp.read_stderr())
+            timed_out = resp.is_open()
+            code = resp.returncode
+        except Exception as exc:  # the websocket dropped (node gone, API server restart)
+            raise KubeError(
+                f"exec in {namespace}/{pod} was cut off: {type(exc).__name__}"
+            ) from None
+        finally:
+            resp.close()
+        if timed_out:
+            raise KubeError(f"exec in {namespace}/{pod} did not finish in {timeout:g} s")
+        if code is None:
+            raise KubeError(f"exec in {namespace}/{pod} ended without an exit status")
+        return "".join(stdout), "".join(stderr), int(code)
 
     async def probe(self, probe: Probe) -> ProbeResult:
         return await asyncio.to_thread(self._probe, probe)
