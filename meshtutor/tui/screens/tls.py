@@ -19,6 +19,20 @@ from meshtutor.tui.screens.dialogs import ShowsWorkerErrors
 
 MTLS_ONLY = {"CertificateRequest"}
 
+# The messages of a TLS 1.3 mutual handshake, for predictions on real clusters.
+PREDICTED_MUTUAL = [
+    ("client → server", "ClientHello", "TLS 1.3, SNI, ALPN istio / transport.l5d.io"),
+    ("server → client", "ServerHello", "key share, cipher"),
+    ("server → client", "EncryptedExtensions", "ALPN chosen"),
+    ("server → client", "CertificateRequest", "mTLS: the server asks for a certificate"),
+    ("server → client", "Certificate", "the server's workload certificate"),
+    ("server → client", "CertificateVerify", "proof it holds the key"),
+    ("server → client", "Finished", ""),
+    ("client → server", "Certificate", "mTLS: the client's workload certificate"),
+    ("client → server", "CertificateVerify", "mTLS: proof it holds the key"),
+    ("client → server", "Finished", ""),
+]
+
 
 class CertificateScreen(ShowsWorkerErrors, Screen[None]):
     """The chain a workload's sidecar presents: root → [issuer] → leaf, with validity bars."""
@@ -220,6 +234,32 @@ class HandshakeScreen(Screen[None]):
                 table,
                 Text(
                     "\ncurl prints 000 and exits with 56: Recv failure: Connection reset by peer."
+                ),
+            )
+        if r.prober == "exec":
+            p = r.prediction
+            if not p.mtls:
+                return Text(
+                    "Real cluster: handshakes are not recorded, and the policy engine "
+                    "predicts no mutual TLS on this hop (plain text)."
+                )
+            table = Table(show_edge=False, box=None, padding=(0, 1))
+            for column in ("", "message", "what it carries"):
+                table.add_column(column)
+            for sender, name, detail in PREDICTED_MUTUAL:
+                table.add_row(sender, Text(name, style="bold"), detail)
+            return Group(
+                Text(
+                    "PREDICTION, not a recording: on a real cluster meshtutor cannot see "
+                    "inside the proxies' handshake. The policy engine predicts mutual TLS:",
+                    style="bold yellow",
+                ),
+                Text(f"client {p.client_identity}\nserver {p.server_identity}"),
+                Text(""),
+                table,
+                Text(
+                    f"\nobserved: curl printed {r.http_code}"
+                    + (f" (exit {r.exit_code})" if r.exit_code else "")
                 ),
             )
         if r.mtls:
