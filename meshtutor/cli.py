@@ -27,6 +27,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "quiz": "meshtutor.commands.lessons:quiz_command",
     "progress": "meshtutor.commands.lessons:progress_group",
     "doctor": "meshtutor.commands.doctor:doctor",
+    "classroom": "meshtutor.commands.classroom:classroom",
 }
 
 

@@ -1,0 +1,1318 @@
+"""The classroom server: attendees report progress, the instructor watches and runs quizzes.
+
+    attendee  POST /api/join ─► id + token        instructor (Bearer instructor token)
+              POST /api/events (batch, idempotent)   GET  /api/room[?lesson=&stuck=]  (+ /stream, SSE)
+              GET  /api/pushes?since=N[&wait=s]      POST /api/push/lesson, /api/push/hint
+              GET  /ws/attendee (pushes, live)       POST /api/quiz/start, /api/quiz/close
+              POST /api/quiz/{id}/answer             GET  /api/quiz/{id}/results, /answers
+                                                     GET  /api/export.csv, /api/export.json
+    public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join)
+
+Durability lives in ``store.py`` (an answer is sent only after the commit). The server keeps
+in memory only what it can rebuild from the database at start: tokens, pushes, the open quiz.
+Each attendee has its own token bucket, so a flooding client gets 429 and nobody else slows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import csv
+import hashlib
+import hmac
+import io
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from meshtutor import __version__
+from meshtutor.classroom.protocol import (
+    MAX_BODY,
+    PayloadError,
+    new_token,
+    normalize_join_code,
+    parse_events,
+    parse_object,
+    parse_slug,
+    parse_targets,
+    parse_text,
+    validate_name,
+)
+from meshtutor.classroom.store import (
+    AttendeeRecord,
+    ClassroomStore,
+    Push,
+    QuizRecord,
+)
+from meshtutor.lessons.model import Lesson, Question
+
+LIVE_QUIZ_TYPES = ("choice", "multiple", "predict")
+ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
+STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
+SEEN_FLUSH_SECONDS = 10.0
+
+
+@dataclass
+class ServerConfig:
+    """How a classroom runs. ``data`` is the directory of its database."""
+
+    data: Path
+    title: str | None = None
+    rate: float = 20.0  # events per second per attendee …
+    burst: float = 40.0  # … with this many at once
+    max_attendees: int = 500
+    lessons: Sequence[Lesson] | None = None  # default: the curriculum
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; a request costs one token per event."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self, cost: float) -> float:
+        """Take ``cost`` tokens; returns 0, or the seconds to wait before it would succeed."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        cost = min(cost, self.burst)  # a full-size batch must be able to pass eventually
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        return (cost - self.tokens) / self.rate
+
+
+def token_hash(token: str) -> str:
+    # Tokens are 192 random bits, so a plain hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    cls.status_code: cls
+    for cls in (
+        web.HTTPBadRequest,
+        web.HTTPUnauthorized,
+        web.HTTPForbidden,
+        web.HTTPNotFound,
+        web.HTTPConflict,
+        web.HTTPTooManyRequests,
+        web.HTTPInternalServerError,
+    )
+}
+
+
+def _error(status: int, message: str, **extra: Any) -> web.HTTPException:
+    """An HTTP error whose body is ``{"error": message, **extra}``."""
+    headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
+    body = json.dumps({"error": message, **extra}, ensure_ascii=False)
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(MAX_BODY, text=body, content_type="application/json")
+    cls = _ERRORS.get(status, web.HTTPBadRequest)
+    return cls(text=body, content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error is JSON ``{"error": ...}``, including aiohttp's own (404, 405, 413)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        message = f"request body larger than {MAX_BODY} bytes" if exc.status == 413 else exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return web.Response(
+            status=exc.status,
+            text=json.dumps({"error": message}),
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
+    )
+
+
+@dataclass
+class _RoomCache:
+    version: int
+    at: float
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class Classroom:
+    """The server's state and request handlers (one per running server)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = ClassroomStore(config.data / "classroom.sqlite", title=config.title)
+        self.meta = self.store.meta
+        if config.lessons is None:
+            from meshtutor.lessons.loader import load_lessons
+
+            lessons: Sequence[Lesson] = load_lessons()
+        else:
+            lessons = config.lessons
+        self.lessons: dict[str, Lesson] = {lesson.id: lesson for lesson in lessons}
+        self.known: dict[str, list[str]] = {
+            lesson.id: [s.id for s in lesson.steps] for lesson in lessons
+        }
+        self.current_lesson = self.meta.current_lesson
+        self.by_token: dict[str, AttendeeRecord] = {}
+        self.by_id: dict[int, AttendeeRecord] = {}
+        self.pushes: list[Push] = []
+        self.quiz: QuizRecord | None = None  # the open live quiz
+        self.latest_quiz: int | None = None  # the last one started, shown until the next
+        self.last_seen: dict[int, float] = {}
+        self._unsaved_seen: dict[int, float] = {}
+        self._buckets: dict[int, TokenBucket] = {}
+        self._sockets: dict[int, set[web.WebSocketResponse]] = {}
+        self._streams: set[web.StreamResponse] = set()
+        self._push_signal = asyncio.Event()
+        self._room_signal = asyncio.Event()
+        self.room_version = 0
+        self._room_cache: dict[tuple[str, float | None], _RoomCache] = {}
+        self._answers_cache: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._correct_cache: dict[tuple[str, str], Any] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def startup(self, app: web.Application) -> None:
+        self.store.start()
+        attendees = await self.store.read(ClassroomStore.attendees)
+        for record in attendees:
+            self.by_token[record.token_hash] = record
+            self.by_id[record.id] = record
+        self.pushes = await self.store.read(ClassroomStore.pushes)
+        quizzes = await self.store.read(ClassroomStore.quizzes)
+        self.quiz = next((q for q in reversed(quizzes) if q.state == "open"), None)
+        self.latest_quiz = quizzes[-1].id if quizzes else None
+        self._tasks.append(asyncio.create_task(self._flush_seen_forever()))
+
+    async def shutdown(self, app: web.Application) -> None:
+        self._closing = True
+        self._changed()
+        self._push_signal.set()
+        for sockets in list(self._sockets.values()):
+            for ws in list(sockets):
+                await ws.close(code=1001, message=b"server shutting down")
+
+    async def cleanup(self, app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush_seen()
+        await asyncio.to_thread(self.store.close)
+
+    async def _flush_seen_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SEEN_FLUSH_SECONDS)
+            await self._flush_seen()
+
+    async def _flush_seen(self) -> None:
+        # last_seen changes on every request; writing it each time would double the writes
+        # for nothing, so it is saved in batches (losing a few seconds of it is harmless).
+        if self._unsaved_seen:
+            seen, self._unsaved_seen = self._unsaved_seen, {}
+            await self.store.touch(seen)
+
+    def _changed(self) -> None:
+        self.room_version += 1
+        # Each waiter holds the Event of its round; a fresh one serves the next round, so no
+        # waiter can clear a signal another has not seen yet.
+        signal, self._room_signal = self._room_signal, asyncio.Event()
+        signal.set()
+
+    # --- auth -----------------------------------------------------------------------------
+
+    def _bearer(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    def _is_instructor(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.meta.instructor_token.encode())
+
+    def instructor(self, request: web.Request) -> None:
+        """401 without the instructor token, 403 for an attendee's token."""
+        token = self._bearer(request)
+        if token is None:
+            raise _error(401, "this needs the instructor token (Authorization: Bearer …)")
+        if self._is_instructor(token):
+            return
+        if token_hash(token) in self.by_token:
+            raise _error(403, "attendees cannot use instructor endpoints")
+        raise _error(401, "wrong instructor token")
+
+    def attendee(self, request: web.Request, token: str | None = None) -> AttendeeRecord:
+        token = token if token is not None else self._bearer(request)
+        if token is None:
+            raise _error(401, "this needs an attendee token (Authorization: Bearer …)")
+        record = self.by_token.get(token_hash(token))
+        if record is None:
+            if self._is_instructor(token):
+                raise _error(403, "the instructor is not an attendee")
+            raise _error(401, "unknown attendee token: join again")
+        now = time.time()
+        self.last_seen[record.id] = now
+        self._unsaved_seen[record.id] = now
+        return record
+
+    def _limit(self, attendee: int, cost: int) -> None:
+        bucket = self._buckets.get(attendee)
+        if bucket is None:
+            bucket = self._buckets[attendee] = TokenBucket(self.config.rate, self.config.burst)
+        wait = bucket.take(cost)
+        if wait:
+            raise _error(
+                429,
+                f"too many requests: at most {self.config.rate:g} events a second",
+                retry_after=max(1, int(wait + 0.999)),
+            )
+
+    async def _body(self, request: web.Request) -> Mapping[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise _error(413, f"request body larger than {MAX_BODY} bytes")
+        raw = await request.read()  # aiohttp enforces client_max_size while reading
+        try:
+            value = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _error(400, f"the body is not valid JSON: {exc}") from None
+        try:
+            return parse_object(value)
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+
+    # --- public ---------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def info(self, request: web.Request) -> web.Response:
+        return _json({"title": self.meta.title, "room": self.meta.room_id, "version": __version__})
+
+    async def page(self, request: web.Request) -> web.Response:
+        return _html(_asset("instructor.html"), title=self.meta.title)
+
+    async def join_page(self, request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        good = normalize_join_code(request.match_info["code"]) == self.meta.join_code
+        return _html(
+            _asset("join.html"),
+            title=self.meta.title,
+            url=f"{base}/j/{self.meta.join_code}" if good else "",
+            problem="" if good else "This join code is not the room's: check the projector.",
+        )
+
+    # --- attendees ------------------------------------------------------------------------
+
+    async def join(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        try:
+            name = validate_name(body.get("name"))
+            code = body.get("code")
+            if not isinstance(code, str):
+                raise PayloadError("code must be the room's join code (a string)")
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        if not hmac.compare_digest(
+            normalize_join_code(code).encode(), self.meta.join_code.encode()
+        ):
+            raise _error(403, "wrong join code")
+        if len(self.by_id) >= self.config.max_attendees:
+            raise _error(409, f"the room is full ({self.config.max_attendees} attendees)")
+        token = new_token()
+        record = await self.store.add_attendee(name, token_hash(token))
+        self.by_token[record.token_hash] = record
+        self.by_id[record.id] = record
+        self.last_seen[record.id] = record.joined_at
+        self._changed()
+        return _json(
+            {
+                "attendee": record.id,
+                "name": record.name,
+                "token": token,
+                "room": self.meta.room_id,
+                "title": self.meta.title,
+                "lesson": self.current_lesson,
+            }
+        )
+
+    async def me(self, request: web.Request) -> web.Response:
+        record = self.attendee(request)
+        return _json(
+            {
+                "attendee": record.id,
+                "name": record.name,
+                "room": self.meta.room_id,
+                "title": self.meta.title,
+                "lesson": self.current_lesson,
+                "quiz": self.quiz.id if self.quiz else None,
+            }
+        )
+
+    async def events(self, request: web.Request) -> web.Response:
+        record = self.attendee(request)
+        self._limit(record.id, 1)
+        body = await self._body(request)
+        try:
+            events = parse_events(body, self.known)
+        except PayloadError as exc:
+            raise _error(400, exc.message, index=exc.index) from None
+        if len(events) > 1:
+            self._limit(record.id, len(events) - 1)
+        accepted, duplicates = await self.store.add_events(record.id, events)
+        if accepted:
+            self._changed()
+        return _json({"accepted": accepted, "duplicates": duplicates})
+
+    def _pushes_for(self, attendee: int, since: int) -> list[dict[str, Any]]:
+        start = bisect.bisect_right(self.pushes, since, key=lambda p: p.id)
+        return [
+            p.to_json() for p in self.pushes[start:] if p.target is None or p.target == attendee
+        ]
+
+    async def poll_pushes(self, request: web.Request) -> web.Response:
+        record = self.attendee(request)
+        self._limit(record.id, 1)
+        try:
+            since = int(request.query.get("since", "0"))
+            wait = min(30.0, max(0.0, float(request.query.get("wait", "0"))))
+        except ValueError:
+            raise _error(400, "since must be a push id and wait a number of seconds") from None
+        found = self._pushes_for(record.id, since)
+        deadline = time.monotonic() + wait
+        # Long poll: hold the request until something is pushed, so a client learns of a
+        # push at once without polling often.
+        while not found and not self._closing and (left := deadline - time.monotonic()) > 0:
+            signal = self._push_signal
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), left)
+            found = self._pushes_for(record.id, since)
+        return _json({"pushes": found, "next": found[-1]["id"] if found else since})
+
+    async def attendee_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Pushes over a websocket. Authenticate with the Authorization header, or (browsers
+        cannot set it) with a first message ``{"token": …, "since": N}``."""
+        token = self._bearer(request)
+        record = self.attendee(request, token) if token is not None else None
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
+        await ws.prepare(request)
+        query_since = request.query.get("since", "0")
+        since = int(query_since) if query_since.isdigit() else 0
+        if record is None:
+            try:
+                msg = await ws.receive(timeout=10.0)
+                hello = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+                record = self.attendee(request, str(hello.get("token", "")) or None)
+                since = int(hello.get("since", since))
+            except (TimeoutError, ValueError, TypeError, AttributeError, web.HTTPException):
+                await ws.close(code=4401, message=b"unauthorized")
+                return ws
+        self._sockets.setdefault(record.id, set()).add(ws)
+        try:
+            await ws.send_json({"type": "hello", "attendee": record.id})
+            for push in self._pushes_for(record.id, since):
+                await ws.send_json({"type": "push", "push": push})
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str("pong")
+                self.last_seen[record.id] = time.time()
+        finally:
+            self._sockets.get(record.id, set()).discard(ws)
+        return ws
+
+    async def answer(self, request: web.Request) -> web.Response:
+        record = self.attendee(request)
+        self._limit(record.id, 1)
+        quiz_id = _int(request.match_info["quiz"])
+        body = await self._body(request)
+        quiz = self.quiz
+        if quiz is None or quiz.id != quiz_id:
+            known = await self.store.read(ClassroomStore.quizzes)
+            if not any(q.id == quiz_id for q in known):
+                raise _error(404, f"no quiz {quiz_id}")
+            raise _error(409, f"quiz {quiz_id} is closed")
+        question = self._question(quiz.lesson, quiz.question)
+        try:
+            answer, correct, score = _grade(question, quiz.correct, body.get("answer"))
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        status = await self.store.add_answer(quiz.id, record.id, answer, correct, score)
+        if status == "closed":
+            raise _error(409, f"quiz {quiz_id} is closed")
+        if status == "different":
+            raise _error(409, "you already answered this question; answers are final")
+        if status == "stored":
+            self._changed()
+        return _json({"accepted": True, "duplicate": status == "same"})
+
+    # --- instructor -----------------------------------------------------------------------
+
+    def _lesson(self, value: object) -> Lesson:
+        try:
+            lesson_id = parse_slug(value, "lesson")
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        lesson = self.lessons.get(lesson_id)
+        if lesson is None:
+            raise _error(400, f"unknown lesson {lesson_id!r}")
+        return lesson
+
+    def _question(self, lesson_id: str, question_id: str) -> Question:
+        lesson = self.lessons[lesson_id]
+        return next(q for q in lesson.quiz if q.id == question_id)
+
+    def _room_lesson(self, request: web.Request) -> Lesson | None:
+        wanted = request.query.get("lesson")
+        if wanted:
+            return self._lesson(wanted)
+        if self.current_lesson in self.lessons:
+            return self.lessons[self.current_lesson]
+        return next(iter(self.lessons.values()), None)
+
+    async def lessons_list(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        return _json({"lessons": [_lesson_json(lesson) for lesson in self.lessons.values()]})
+
+    async def room(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        lesson = self._room_lesson(request)
+        stuck = _float_query(request, "stuck")
+        return _json(await self.room_snapshot(lesson, stuck))
+
+    async def room_snapshot(self, lesson: Lesson | None, stuck: float | None) -> dict[str, Any]:
+        """The grid for one lesson, computed once per change however many pages watch it."""
+        key = (lesson.id if lesson else "", stuck)
+        cached = self._room_cache.get(key)
+        now = time.time()
+        # Minutes since progress move with the clock, so even an idle room refreshes.
+        if cached and cached.version == self.room_version and now - cached.at < 5.0:
+            return cached.body
+        version = self.room_version
+        rows = await self.store.read(lambda db: _room_rows(db, lesson.id if lesson else None))
+        body = self._build_room(lesson, rows, stuck, now)
+        body["quiz"] = await self._results(self.latest_quiz) if self.latest_quiz else None
+        if len(self._room_cache) > 64:  # one entry per lesson × stuck filter in use
+            self._room_cache.clear()
+        self._room_cache[key] = _RoomCache(version, now, body)
+        return body
+
+    def _build_room(
+        self, lesson: Lesson | None, rows: _RoomRows, stuck: float | None, now: float
+    ) -> dict[str, Any]:
+        steps = [s.id for s in lesson.steps] if lesson else []
+        attendees = []
+        for aid, name, joined_at, current, step, last_progress in rows.attendees:
+            minutes = max(0.0, (now - last_progress) / 60.0)
+            status = rows.lessons.get(aid)
+            done = status == "done"
+            cells = {}
+            for step_id in steps:
+                cell = rows.steps.get((aid, step_id))
+                if cell is None:
+                    cells[step_id] = {
+                        "state": "todo",
+                        "attempts": 0,
+                        "hints": 0,
+                        "last_failure": None,
+                    }
+                else:
+                    state, attempts, hints, failure = cell
+                    cells[step_id] = {
+                        "state": state,
+                        "attempts": attempts,
+                        "hints": hints,
+                        "last_failure": failure,
+                    }
+            if stuck is not None and (done or minutes <= stuck):
+                continue
+            seen = self.last_seen.get(aid, joined_at)
+            attendees.append(
+                {
+                    "id": aid,
+                    "name": name,
+                    "online": bool(self._sockets.get(aid)) or now - seen < ONLINE_SECONDS,
+                    "lesson": current,
+                    "step": step,
+                    "lesson_status": status or "todo",
+                    "minutes_since_progress": round(minutes, 1),
+                    "passed": sum(1 for c in cells.values() if c["state"] == "passed"),
+                    "quiz": rows.quiz.get(aid, {"answered": 0, "score": 0.0}),
+                    "cells": cells,
+                }
+            )
+        return {
+            "title": self.meta.title,
+            "join_code": self.meta.join_code,
+            "version": self.room_version,
+            "generated_at": now,
+            "current_lesson": self.current_lesson,
+            "lesson": _lesson_json(lesson, with_quiz=False) if lesson else None,
+            "stuck": stuck,
+            "total": len(rows.attendees),
+            "online": sum(
+                1
+                for aid in self.by_id
+                if self._sockets.get(aid) or now - self.last_seen.get(aid, 0) < ONLINE_SECONDS
+            ),
+            "attendees": attendees,
+        }
+
+    async def room_stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``room`` with the whole grid whenever it changed (at most every
+        half second) and every few seconds anyway, so "minutes since progress" keeps moving."""
+        self.instructor(request)
+        lesson = self._room_lesson(request)
+        stuck = _float_query(request, "stuck")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        self._streams.add(response)
+        try:
+            sent = -1
+            last = 0.0
+            while not self._closing:
+                signal = self._room_signal
+                if sent != self.room_version or time.monotonic() - last > 10.0:
+                    sent = self.room_version
+                    last = time.monotonic()
+                    body = await self.room_snapshot(lesson, stuck)
+                    data = json.dumps(body, ensure_ascii=False)
+                    await response.write(f"event: room\ndata: {data}\n\n".encode())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), 10.0)
+                await asyncio.sleep(STREAM_INTERVAL)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._streams.discard(response)
+        return response
+
+    async def _publish(
+        self, targets: list[int] | None, kind: str, payload: dict[str, Any]
+    ) -> list[Push]:
+        if targets is None:
+            pushes = [await self.store.add_push(None, kind, payload)]
+        else:
+            unknown = [t for t in targets if t not in self.by_id]
+            if unknown:
+                raise _error(400, f"unknown attendee {unknown[0]}")
+            pushes = await self.store.add_pushes(targets, kind, payload)
+        self.pushes.extend(pushes)
+        # Wake the long polls: a new Event for the next round, the old one set for this one.
+        signal, self._push_signal = self._push_signal, asyncio.Event()
+        signal.set()
+        for push in pushes:
+            owners = self._sockets.keys() if push.target is None else [push.target]
+            message = {"type": "push", "push": push.to_json()}
+            for owner in list(owners):
+                for ws in list(self._sockets.get(owner, ())):
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_json(message)
+        return pushes
+
+    async def push_lesson(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        body = await self._body(request)
+        lesson = self._lesson(body.get("lesson"))
+        try:
+            targets = parse_targets(body.get("to"))
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        pushes = await self._publish(
+            targets, "lesson", {"lesson": lesson.id, "title": lesson.title}
+        )
+        if targets is None:
+            self.current_lesson = lesson.id
+            await self.store.set_meta("current_lesson", lesson.id)
+        self._changed()
+        return _json({"pushes": [p.id for p in pushes]})
+
+    async def push_hint(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        body = await self._body(request)
+        try:
+            text = parse_text(body.get("text"), "text")
+            targets = parse_targets(body.get("to"))
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        payload: dict[str, Any] = {"text": text}
+        if body.get("lesson") is not None:
+            lesson = self._lesson(body.get("lesson"))
+            payload["lesson"] = lesson.id
+            if body.get("step") is not None:
+                step = body.get("step")
+                if step not in self.known[lesson.id]:
+                    raise _error(400, f"lesson {lesson.id!r} has no step {step!r}")
+                payload["step"] = step
+        pushes = await self._publish(targets, "hint", payload)
+        return _json({"pushes": [p.id for p in pushes]})
+
+    async def quiz_start(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        body = await self._body(request)
+        lesson = self._lesson(body.get("lesson"))
+        try:
+            question_id = parse_slug(body.get("question"), "question")
+        except PayloadError as exc:
+            raise _error(400, exc.message) from None
+        question = next((q for q in lesson.quiz if q.id == question_id), None)
+        if question is None:
+            raise _error(400, f"lesson {lesson.id!r} has no question {question_id!r}")
+        if question.type not in LIVE_QUIZ_TYPES:
+            raise _error(
+                400,
+                f"question {question_id!r} is a {question.type} question; a live quiz takes "
+                "choice, multiple or predict questions",
+            )
+        correct = await self._correct(lesson, question)
+        previous = self.quiz
+        quiz = await self.store.open_quiz(lesson.id, question.id, question.type, correct)
+        self.quiz = quiz
+        self.latest_quiz = quiz.id
+        if previous is not None:
+            await self._publish(
+                None, "quiz_closed", {"quiz": previous.id, "correct": previous.correct}
+            )
+        await self._publish(None, "quiz", _quiz_push(quiz, question))
+        self._changed()
+        return _json({"quiz": quiz.id, "question": _quiz_push(quiz, question)})
+
+    async def _correct(self, lesson: Lesson, question: Question) -> Any:
+        if question.type != "predict":
+            return [i for i, o in enumerate(question.options) if o.correct]
+        key = (lesson.id, question.id)
+        if key not in self._correct_cache:
+            # The right prediction is what the policy engine predicts on the lesson's topology
+            # plus the question's setup, as `meshtutor lesson validate` checks it.
+            self._correct_cache[key] = await asyncio.to_thread(_predict, lesson, question)
+        return self._correct_cache[key]
+
+    async def quiz_close(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        raw = await request.read()
+        body = await self._body_from(raw) if raw.strip() else {}
+        quiz = self.quiz
+        wanted = body.get("quiz")
+        if quiz is None or (wanted is not None and wanted != quiz.id):
+            raise _error(409, "no such quiz is open")
+        await self.store.close_quiz(quiz.id)
+        self.quiz = None
+        await self._publish(None, "quiz_closed", {"quiz": quiz.id, "correct": quiz.correct})
+        self._changed()
+        return _json(await self._results(quiz.id))
+
+    async def _body_from(self, raw: bytes) -> Mapping[str, Any]:
+        try:
+            return parse_object(json.loads(raw))
+        except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
+            raise _error(400, f"the body is not a JSON object: {exc}") from None
+
+    async def quiz_list(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        quizzes = await self.store.read(ClassroomStore.quizzes)
+        return _json(
+            {"quizzes": [_quiz_json(q, self._question(q.lesson, q.question)) for q in quizzes]}
+        )
+
+    async def quiz_results(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        return _json(await self._results(_int(request.match_info["quiz"])))
+
+    async def quiz_answers(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        quiz_id = _int(request.match_info["quiz"])
+        rows = await self.store.read(lambda db: _answer_rows(db, quiz_id))
+        return _json(
+            {
+                "quiz": quiz_id,
+                "answers": [
+                    {
+                        "attendee": aid,
+                        "name": name,
+                        "answer": json.loads(answer),
+                        "correct": bool(correct),
+                        "score": score,
+                        "seconds": round(seconds, 3),
+                    }
+                    for aid, name, answer, correct, score, seconds in rows
+                ],
+            }
+        )
+
+    async def _results(self, quiz_id: int) -> dict[str, Any]:
+        def job(db: sqlite3.Connection) -> tuple[QuizRecord | None, list[Any], list[Any]]:
+            quiz = next((q for q in ClassroomStore.quizzes(db) if q.id == quiz_id), None)
+            return quiz, _answer_rows(db, quiz_id), _leaderboard_rows(db)
+
+        quiz, answers, board = await self.store.read(job)
+        if quiz is None:
+            raise _error(404, f"no quiz {quiz_id}")
+        question = self._question(quiz.lesson, quiz.question)
+        labels = (
+            list(question.choices)
+            if question.type == "predict"
+            else [o.text for o in question.options]
+        )
+        counts = dict.fromkeys(range(len(labels)), 0)
+        for _aid, _name, answer, _correct, _score, _seconds in answers:
+            value = json.loads(answer)
+            picks = [labels.index(value)] if isinstance(value, str) else value
+            for pick in picks:
+                counts[pick] += 1
+        if isinstance(quiz.correct, list):
+            correct = quiz.correct
+        else:
+            correct = [labels.index(quiz.correct)] if quiz.correct in labels else []
+        fastest = sorted((a for a in answers if a[3]), key=lambda a: a[5])[:10]
+        return {
+            "quiz": _quiz_json(quiz, question),
+            "answered": len(answers),
+            "attendees": len(self.by_id),
+            "histogram": [
+                {"label": label, "count": counts[i], "correct": i in correct}
+                for i, label in enumerate(labels)
+            ],
+            "fastest": [
+                {"attendee": a[0], "name": a[1], "seconds": round(a[5], 2)} for a in fastest
+            ],
+            "leaderboard": [
+                {
+                    "attendee": aid,
+                    "name": name,
+                    "score": round(score, 3),
+                    "correct": right,
+                    "answered": answered,
+                    "seconds": round(seconds, 2),
+                }
+                for aid, name, score, right, answered, seconds in board[:20]
+            ],
+        }
+
+    async def attendee_events(self, request: web.Request) -> web.Response:
+        """An attendee may read its own events; the instructor anyone's."""
+        target = _int(request.match_info["attendee"])
+        token = self._bearer(request)
+        if token is not None and self._is_instructor(token):
+            pass
+        else:
+            record = self.attendee(request)
+            if record.id != target:
+                raise _error(403, "attendees can read only their own events")
+        rows = await self.store.read(lambda db: _event_rows(db, target))
+        return _json({"attendee": target, "events": [_event_json(r) for r in rows]})
+
+    async def export_json(self, request: web.Request) -> web.Response:
+        self.instructor(request)
+        data = await self.store.read(_export)
+        data["room"] = {
+            "title": self.meta.title,
+            "room": self.meta.room_id,
+            "exported_at": time.time(),
+            "lessons": [_lesson_json(lesson, with_quiz=False) for lesson in self.lessons.values()],
+        }
+        response = _json(data)
+        response.headers["Content-Disposition"] = 'attachment; filename="classroom.json"'
+        return response
+
+    async def export_csv(self, request: web.Request) -> web.Response:
+        """``?table=progress`` (default: attendee × lesson × step), ``events`` or ``quiz``."""
+        self.instructor(request)
+        table = request.query.get("table", "progress")
+        if table not in ("progress", "events", "quiz"):
+            raise _error(400, "table must be progress, events or quiz")
+        data = await self.store.read(_export)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if table == "progress":
+            columns = [
+                "attendee",
+                "name",
+                "lesson",
+                "step",
+                "state",
+                "attempts",
+                "hints",
+                "last_failure",
+                "updated_at",
+            ]
+            rows = data["progress"]
+        elif table == "events":
+            columns = [
+                "id",
+                "attendee",
+                "name",
+                "client_event_id",
+                "kind",
+                "lesson",
+                "step",
+                "detail",
+                "client_at",
+                "at",
+            ]
+            rows = data["events"]
+        else:
+            columns = [
+                "quiz",
+                "lesson",
+                "question",
+                "attendee",
+                "name",
+                "answer",
+                "correct",
+                "score",
+                "seconds",
+            ]
+            rows = [
+                {**a, "quiz": q["id"], "lesson": q["lesson"], "question": q["question"]}
+                for q in data["quizzes"]
+                for a in q["answers"]
+            ]
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="classroom-{table}.csv"'},
+        )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _error(404, f"no such id {value!r}") from None
+
+
+def _float_query(request: web.Request, name: str) -> float | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise _error(400, f"{name} must be a number") from None
+    if number < 0:
+        raise _error(400, f"{name} must not be negative")
+    return number
+
+
+def _csv_cell(value: Any) -> Any:
+    # A spreadsheet runs a cell starting with = + - @ as a formula; names come from attendees.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _asset(name: str) -> str:
+    return resources.files("meshtutor.classroom").joinpath("static", name).read_text("utf-8")
+
+
+def _html(template: str, **values: str) -> web.Response:
+    """Serve one of the page templates with a fresh CSP nonce: only its own inline script and
+    style run, so a hostile attendee name can never become code."""
+    import html
+
+    nonce = secrets.token_urlsafe(16)
+    text = template.replace("{{nonce}}", nonce)
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return web.Response(
+        text=text,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": (
+                f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+                "frame-ancestors 'none'"
+            ),
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _lesson_json(lesson: Lesson, *, with_quiz: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": lesson.id,
+        "title": lesson.title,
+        "order": lesson.order,
+        "steps": [{"id": s.id, "title": s.title} for s in lesson.steps],
+    }
+    if with_quiz:
+        data["quiz"] = [
+            {
+                "id": q.id,
+                "type": q.type,
+                "question": q.question,
+                "live": q.type in LIVE_QUIZ_TYPES,
+                "options": [o.text for o in q.options],
+                "choices": list(q.choices),
+            }
+            for q in lesson.quiz
+        ]
+    return data
+
+
+def _quiz_push(quiz: QuizRecord, question: Question) -> dict[str, Any]:
+    """What attendees see of a live question: never which answer is right."""
+    return {
+        "quiz": quiz.id,
+        "lesson": quiz.lesson,
+        "question": question.id,
+        "type": question.type,
+        "text": question.question,
+        "options": [o.text for o in question.options],
+        "choices": list(question.choices),
+    }
+
+
+def _quiz_json(quiz: QuizRecord, question: Question) -> dict[str, Any]:
+    return {
+        **_quiz_push(quiz, question),
+        "id": quiz.id,
+        "state": quiz.state,
+        "correct": quiz.correct,
+        "started_at": quiz.started_at,
+        "closed_at": quiz.closed_at,
+        "explanation": question.explanation,
+    }
+
+
+def _grade(question: Question, correct: Any, value: object) -> tuple[Any, bool, float]:
+    """Check an attendee's live answer and grade it: option indexes for choice and multiple
+    (partial credit as in the self-paced quiz), the printed code for predict."""
+    if question.type == "predict":
+        if not isinstance(value, str) or value not in question.choices:
+            raise PayloadError(f"answer must be one of {list(question.choices)}")
+        right = value == correct
+        return value, right, 1.0 if right else 0.0
+    picks = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(picks, list)
+        or not picks
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in picks)
+        or not all(0 <= p < len(question.options) for p in picks)
+        or len(set(picks)) != len(picks)
+    ):
+        raise PayloadError(
+            f"answer must be a list of option indexes from 0 to {len(question.options) - 1}"
+        )
+    if question.type == "choice" and len(picks) != 1:
+        raise PayloadError("this question takes exactly one option")
+    from meshtutor.lessons.quiz import grade_choice
+
+    grade = grade_choice(question, picks)
+    return sorted(picks), grade.correct, grade.score
+
+
+def _predict(lesson: Lesson, question: Question) -> str:
+    from meshtutor.lessons.loader import apply_action_to_cluster
+    from meshtutor.lessons.quiz import predict_choice
+    from meshtutor.policy.cluster import Cluster
+
+    cluster = Cluster(lesson.mesh)
+    for action in (*lesson.topology, *question.setup):
+        apply_action_to_cluster(cluster, action)
+    return predict_choice(cluster, question)
+
+
+@dataclass
+class _RoomRows:
+    attendees: list[tuple[int, str, float, str | None, str | None, float]]
+    steps: dict[tuple[int, str], tuple[str, int, int, str | None]]
+    lessons: dict[int, str]
+    quiz: dict[int, dict[str, Any]]
+
+
+def _room_rows(db: sqlite3.Connection, lesson: str | None) -> _RoomRows:
+    attendees = db.execute(
+        "SELECT id, name, joined_at, lesson, step, last_progress_at FROM attendees ORDER BY name, id"
+    ).fetchall()
+    steps = {
+        (aid, step): (state, attempts, hints, failure)
+        for aid, step, state, attempts, hints, failure in db.execute(
+            "SELECT attendee, step, state, attempts, hints, last_failure FROM steps WHERE lesson = ?",
+            (lesson,),
+        )
+    }
+    lessons = dict(
+        db.execute("SELECT attendee, status FROM lessons WHERE lesson = ?", (lesson,)).fetchall()
+    )
+    quiz = {
+        aid: {"answered": n, "score": round(score, 2)}
+        for aid, n, score in db.execute(
+            "SELECT attendee, count(*), sum(best_score) FROM self_quiz WHERE lesson = ? "
+            "GROUP BY attendee",
+            (lesson,),
+        )
+    }
+    return _RoomRows(attendees, steps, lessons, quiz)
+
+
+def _answer_rows(db: sqlite3.Connection, quiz: int) -> list[Any]:
+    return db.execute(
+        "SELECT a.attendee, t.name, a.answer, a.correct, a.score, a.at - q.started_at "
+        "FROM quiz_answers a JOIN attendees t ON t.id = a.attendee "
+        "JOIN quizzes q ON q.id = a.quiz WHERE a.quiz = ? ORDER BY a.at",
+        (quiz,),
+    ).fetchall()
+
+
+def _leaderboard_rows(db: sqlite3.Connection) -> list[Any]:
+    """Everyone's live-quiz total this session: score, then the fewest seconds to answer
+    correctly (a tie goes to the quicker attendee)."""
+    return db.execute(
+        "SELECT a.attendee, t.name, sum(a.score) AS score, sum(a.correct), count(*), "
+        "sum(CASE WHEN a.correct THEN a.at - q.started_at ELSE 0 END) AS secs "
+        "FROM quiz_answers a JOIN attendees t ON t.id = a.attendee "
+        "JOIN quizzes q ON q.id = a.quiz GROUP BY a.attendee ORDER BY score DESC, secs ASC"
+    ).fetchall()
+
+
+def _event_rows(db: sqlite3.Connection, attendee: int) -> list[Any]:
+    return db.execute(
+        "SELECT e.id, e.attendee, t.name, e.client_event_id, e.kind, e.lesson, e.step, e.detail, "
+        "e.client_at, e.at FROM events e JOIN attendees t ON t.id = e.attendee "
+        "WHERE e.attendee = ? ORDER BY e.id",
+        (attendee,),
+    ).fetchall()
+
+
+def _event_json(row: Sequence[Any]) -> dict[str, Any]:
+    eid, attendee, name, client_id, kind, lesson, step, detail, client_at, at = row
+    return {
+        "id": eid,
+        "attendee": attendee,
+        "name": name,
+        "client_event_id": client_id,
+        "kind": kind,
+        "lesson": lesson,
+        "step": step,
+        "detail": json.loads(detail),
+        "client_at": client_at,
+        "at": at,
+    }
+
+
+def _export(db: sqlite3.Connection) -> dict[str, Any]:
+    """Everything a room produced, for ``/api/export.json`` and the CSV tables. One read
+    transaction, so the parts agree with each other."""
+    db.execute("BEGIN")
+    try:
+        attendees = [
+            {
+                "id": aid,
+                "name": name,
+                "joined_at": joined,
+                "last_seen": seen,
+                "lesson": lesson,
+                "step": step,
+                "last_progress_at": progress,
+            }
+            for aid, name, joined, seen, lesson, step, progress in db.execute(
+                "SELECT id, name, joined_at, last_seen, lesson, step, last_progress_at "
+                "FROM attendees ORDER BY id"
+            )
+        ]
+        progress = [
+            dict(
+                zip(
+                    (
+                        "attendee",
+                        "name",
+                        "lesson",
+                        "step",
+                        "state",
+                        "attempts",
+                        "hints",
+                        "last_failure",
+                        "updated_at",
+                    ),
+                    row,
+                    strict=True,
+                )
+            )
+            for row in db.execute(
+                "SELECT s.attendee, t.name, s.lesson, s.step, s.state, s.attempts, s.hints, "
+                "s.last_failure, s.updated_at FROM steps s JOIN attendees t ON t.id = s.attendee "
+                "ORDER BY s.attendee, s.lesson, s.step"
+            )
+        ]
+        lessons = [
+            dict(zip(("attendee", "lesson", "status", "started_at", "done_at"), row, strict=True))
+            for row in db.execute(
+                "SELECT attendee, lesson, status, started_at, done_at FROM lessons "
+                "ORDER BY attendee, lesson"
+            )
+        ]
+        self_quiz = [
+            dict(zip(("attendee", "lesson", "question", "answers", "best_score"), row, strict=True))
+            for row in db.execute(
+                "SELECT attendee, lesson, question, answers, best_score FROM self_quiz "
+                "ORDER BY attendee, lesson, question"
+            )
+        ]
+        events = [
+            _event_json(row)
+            for row in db.execute(
+                "SELECT e.id, e.attendee, t.name, e.client_event_id, e.kind, e.lesson, e.step, "
+                "e.detail, e.client_at, e.at FROM events e JOIN attendees t ON t.id = e.attendee "
+                "ORDER BY e.id"
+            )
+        ]
+        quizzes = []
+        for quiz in ClassroomStore.quizzes(db):
+            answers = [
+                {
+                    "attendee": aid,
+                    "name": name,
+                    "answer": json.loads(answer),
+                    "correct": bool(correct),
+                    "score": score,
+                    "seconds": round(seconds, 3),
+                }
+                for aid, name, answer, correct, score, seconds in _answer_rows(db, quiz.id)
+            ]
+            quizzes.append(
+                {
+                    "id": quiz.id,
+                    "lesson": quiz.lesson,
+                    "question": quiz.question,
+                    "type": quiz.type,
+                    "state": quiz.state,
+                    "correct": quiz.correct,
+                    "started_at": quiz.started_at,
+                    "closed_at": quiz.closed_at,
+                    "answers": answers,
+                }
+            )
+        pushes = [p.to_json() | {"target": p.target} for p in ClassroomStore.pushes(db)]
+    finally:
+        db.execute("COMMIT")
+    return {
+        "attendees": attendees,
+        "progress": progress,
+        "lessons": lessons,
+        "self_quiz": self_quiz,
+        "events": events,
+        "quizzes": quizzes,
+        "pushes": pushes,
+    }
+
+
+# --- the application --------------------------------------------------------------------------
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """The aiohttp application of one classroom; its database opens on startup."""
+    classroom = Classroom(config)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+    app[CLASSROOM] = classroom
+    app.on_startup.append(classroom.startup)
+    app.on_shutdown.append(classroom.shutdown)
+    app.on_cleanup.append(classroom.cleanup)
+    c = classroom
+    app.router.add_get("/", c.page)
+    app.router.add_get("/healthz", c.healthz)
+    app.router.add_get("/j/{code}", c.join_page)
+    app.router.add_get("/api/info", c.info)
+    app.router.add_post("/api/join", c.join)
+    app.router.add_get("/api/me", c.me)
+    app.router.add_post("/api/events", c.events)
+    app.router.add_get("/api/pushes", c.poll_pushes)
+    app.router.add_get("/ws/attendee", c.attendee_socket)
+    app.router.add_get("/api/attendees/{attendee}/events", c.attendee_events)
+    app.router.add_get("/api/lessons", c.lessons_list)
+    app.router.add_get("/api/room", c.room)
+    app.router.add_get("/api/room/stream", c.room_stream)
+    app.router.add_post("/api/push/lesson", c.push_lesson)
+    app.router.add_post("/api/push/hint", c.push_hint)
+    app.router.add_post("/api/quiz/start", c.quiz_start)
+    app.router.add_post("/api/quiz/close", c.quiz_close)
+    app.router.add_get("/api/quizzes", c.quiz_list)
+    app.router.add_get("/api/quiz/{quiz}/results", c.quiz_results)
+    app.router.add_get("/api/quiz/{quiz}/answers", c.quiz_answers)
+    app.router.add_post("/api/quiz/{quiz}/answer", c.answer)
+    app.router.add_get("/api/export.json", c.export_json)
+    app.router.add_get("/api/export.csv", c.export_csv)
+    return app
+
+
+CLASSROOM = web.AppKey("classroom", Classroom)
+
+
+@dataclass
+class RunningServer:
+    """A classroom listening on a socket; ``url`` is its base URL."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def classroom(self) -> Classroom:
+        return self.runner.app[CLASSROOM]
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(
+    config: ServerConfig, host: str = "127.0.0.1", port: int = 8765
+) -> RunningServer:
+    """Start a classroom on ``host:port`` (port 0: any free port) and return once it listens."""
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, shutdown_timeout=1.0)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []  # the real port when port is 0
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return RunningServer(runner, host, int(bound))

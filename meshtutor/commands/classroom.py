@@ -1,0 +1,134 @@
+"""``meshtutor classroom``: run a workshop server (attendees join, the instructor watches)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from meshtutor.errors import MeshtutorError
+
+
+@click.group("classroom")
+def classroom() -> None:
+    """Run a workshop: attendees join with a code, the instructor sees the room live."""
+
+
+def _lan_address() -> str:
+    """The address other machines on the LAN reach this one at. Connecting a UDP socket sends
+    nothing; it only asks the kernel which interface would route there (works offline too)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        address = str(s.getsockname()[0])
+        if not address.startswith("0."):
+            return address
+    return socket.gethostname()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@classroom.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 for the room's LAN.",
+)
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option("--title", default=None, help="The room's title, shown to attendees and on the page.")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of the classroom database (default: the meshtutor data directory). "
+    "The same directory resumes the same room: join code, token and results.",
+)
+@click.option(
+    "--web", is_flag=True, help="Also serve the app to browser attendees (textual-serve)."
+)
+def serve(host: str, port: int, title: str | None, data: Path | None, web: bool) -> None:
+    """Start a classroom server and print how to join it."""
+    if web:
+        raise MeshtutorError(
+            "--web (the app in attendees' browsers through textual-serve) is not available "
+            "yet; attendees need meshtutor installed and join with `meshtutor --join URL`"
+        )
+    if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
+        raise click.UsageError("--title must be 1 to 80 printable characters")
+    from meshtutor.classroom.server import ServerConfig, start_server
+    from meshtutor.classroom.store import StoreError, secure_dir
+    from meshtutor.paths import data_dir
+
+    folder = data if data is not None else data_dir() / "classroom"
+    try:
+        secure_dir(folder)
+    except OSError as exc:
+        raise MeshtutorError(f"cannot use --data {folder}: {exc.strerror or exc}") from None
+    config = ServerConfig(data=folder, title=title.strip() if title else None)
+
+    async def main() -> None:
+        try:
+            server = await start_server(config, host, port)
+        except OSError as exc:
+            raise MeshtutorError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
+                "or stop what uses it"
+            ) from None
+        except StoreError as exc:
+            raise MeshtutorError(str(exc)) from None
+        meta = server.classroom.meta
+        public = (
+            host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
+        )
+        public = f"[{public}]" if ":" in public else public
+        join_url = f"http://{public}:{server.port}/j/{meta.join_code}"
+        echo = click.echo
+        echo(f"meshtutor classroom {meta.title!r} is running.")
+        echo(f"  Attendees join:    meshtutor --join {join_url} --name 'Your Name'")
+        echo(f"                     (a browser at {join_url} shows how)")
+        echo(f"  Join code:         {meta.join_code}")
+        echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
+        echo(f"  Instructor token:  {meta.instructor_token}")
+        echo(f"  Data:              {config.data / 'classroom.sqlite'}")
+        if not _is_loopback(host):
+            echo(
+                f"warning: listening on {host}: everyone on this network can reach the "
+                "classroom (joining needs the code, the instructor's pages the token); use it "
+                "on the room's LAN only",
+                err=True,
+            )
+        else:
+            echo("  Only this machine can connect; use --host 0.0.0.0 for the room's LAN.")
+        echo("Press Ctrl+C to stop.")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+        echo(f"Classroom stopped; everything is kept in {config.data}.")
+
+    asyncio.run(main())
