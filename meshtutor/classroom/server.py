@@ -1305,9 +1305,11 @@ async def start_server(
     config: ServerConfig, host: str = "127.0.0.1", port: int = 8765
 ) -> RunningServer:
     """Start a classroom on ``host:port`` (port 0: any free port) and return once it listens."""
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port, backlog=1024)
     try:
         await site.start()
     except OSError:

@@ -1,0 +1,99 @@
+"""Shared by the classroom tests: real servers on loopback, real SQLite files, real HTTP.
+
+pytest-asyncio is not installed: each test is an ``async def`` run by ``asyncio.run`` through
+``@run_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from meshtutor.classroom.server import RunningServer, ServerConfig, start_server
+from meshtutor.lessons.loader import load_lessons
+
+LESSONS = load_lessons()  # once for the session: loading the curriculum takes ~0.3 s
+LESSON = LESSONS[0]
+STEPS = [s.id for s in LESSON.steps]
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), timeout=30))
+
+    return wrapper
+
+
+@dataclass
+class Room:
+    """A running classroom and an HTTP session to it."""
+
+    server: RunningServer
+    http: aiohttp.ClientSession
+    data: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def instructor(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.server.classroom.meta.instructor_token}"}
+
+    async def join(self, name: str) -> tuple[int, dict[str, str]]:
+        code = self.server.classroom.meta.join_code
+        async with self.http.post("/api/join", json={"code": code, "name": name}) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        return body["attendee"], {"Authorization": f"Bearer {body['token']}"}
+
+    async def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        async with self.http.request(method, path, headers=headers, **kwargs) as r:
+            if r.content_type == "application/json":
+                return r.status, await r.json()
+            return r.status, await r.text()
+
+    def count(self, table: str, where: str = "1") -> int:
+        """Read the database file itself, as a restarted server would."""
+        db = sqlite3.connect(self.data / "classroom.sqlite")
+        try:
+            return int(db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
+        finally:
+            db.close()
+
+
+def config(data: Path, **kwargs: Any) -> ServerConfig:
+    return ServerConfig(data=data, lessons=LESSONS, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def room(data: Path, port: int = 0, **kwargs: Any) -> AsyncIterator[Room]:
+    server = await start_server(config(data, **kwargs), "127.0.0.1", port)
+    try:
+        async with aiohttp.ClientSession(server.url) as http:
+            yield Room(server, http, data)
+    finally:
+        await server.close()
+
+
+def event(
+    n: int | str, kind: str = "step_started", step: str | None = None, **detail: Any
+) -> dict[str, Any]:
+    return {
+        "id": f"e-{n}",
+        "kind": kind,
+        "lesson": LESSON.id,
+        "step": step if step is not None else STEPS[0],
+        "detail": detail,
+    }
