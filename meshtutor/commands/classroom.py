@@ -95,6 +95,12 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
             ) from None
         except StoreError as exc:
             raise MeshtutorError(str(exc)) from None
+        # Before anything is printed: whoever reads "Press Ctrl+C" may press it at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
         meta = server.classroom.meta
         public = (
             host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
@@ -120,11 +126,6 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
             echo("  Only this machine can connect; use --host 0.0.0.0 for the room's LAN.")
         echo("Press Ctrl+C to stop.")
         sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
         finally:
