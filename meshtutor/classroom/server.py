@@ -179,6 +179,7 @@ class Classroom:
         self.by_token: dict[str, AttendeeRecord] = {}
         self.by_id: dict[int, AttendeeRecord] = {}
         self.pushes: list[Push] = []
+        self._push_texts: dict[int, str] = {}
         self.quiz: QuizRecord | None = None  # the open live quiz
         self.latest_quiz: int | None = None  # the last one started, shown until the next
         self.last_seen: dict[int, float] = {}
@@ -186,7 +187,7 @@ class Classroom:
         self._buckets: dict[int, TokenBucket] = {}
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
         self._streams: set[web.StreamResponse] = set()
-        self._push_signal = asyncio.Event()
+        self._push_waiters: set[asyncio.Future[None]] = set()
         self._room_signal = asyncio.Event()
         self.room_version = 0
         self._room_cache: dict[tuple[str, float | None], _RoomCache] = {}
@@ -212,7 +213,7 @@ class Classroom:
     async def shutdown(self, app: web.Application) -> None:
         self._closing = True
         self._changed()
-        self._push_signal.set()
+        self._wake_pollers()
         for sockets in list(self._sockets.values()):
             for ws in list(sockets):
                 await ws.close(code=1001, message=b"server shutting down")
@@ -390,11 +391,16 @@ class Classroom:
             self._changed()
         return _json({"accepted": accepted, "duplicates": duplicates})
 
-    def _pushes_for(self, attendee: int, since: int) -> list[dict[str, Any]]:
+    def _pushes_for(self, attendee: int, since: int) -> list[Push]:
         start = bisect.bisect_right(self.pushes, since, key=lambda p: p.id)
-        return [
-            p.to_json() for p in self.pushes[start:] if p.target is None or p.target == attendee
-        ]
+        return [p for p in self.pushes[start:] if p.target is None or p.target == attendee]
+
+    def _push_json(self, push: Push) -> str:
+        # A push to everyone is sent to every attendee at the same moment: serialise it once.
+        text = self._push_texts.get(push.id)
+        if text is None:
+            text = self._push_texts[push.id] = json.dumps(push.to_json(), ensure_ascii=False)
+        return text
 
     async def poll_pushes(self, request: web.Request) -> web.Response:
         record = self.attendee(request)
@@ -409,11 +415,20 @@ class Classroom:
         # Long poll: hold the request until something is pushed, so a client learns of a
         # push at once without polling often.
         while not found and not self._closing and (left := deadline - time.monotonic()) > 0:
-            signal = self._push_signal
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), left)
+            waiter = asyncio.get_running_loop().create_future()
+            self._push_waiters.add(waiter)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await waiter
+            finally:
+                self._push_waiters.discard(waiter)
             found = self._pushes_for(record.id, since)
-        return _json({"pushes": found, "next": found[-1]["id"] if found else since})
+        pushes = ",".join(self._push_json(p) for p in found)
+        return web.Response(
+            text=f'{{"pushes": [{pushes}], "next": {found[-1].id if found else since}}}',
+            content_type="application/json",
+        )
 
     async def attendee_socket(self, request: web.Request) -> web.WebSocketResponse:
         """Pushes over a websocket. Authenticate with the Authorization header, or (browsers
@@ -437,7 +452,7 @@ class Classroom:
         try:
             await ws.send_json({"type": "hello", "attendee": record.id})
             for push in self._pushes_for(record.id, since):
-                await ws.send_json({"type": "push", "push": push})
+                await ws.send_str(f'{{"type": "push", "push": {self._push_json(push)}}}')
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data == "ping":
                     await ws.send_str("pong")
@@ -610,7 +625,8 @@ class Classroom:
                     data = json.dumps(body, ensure_ascii=False)
                     await response.write(f"event: room\ndata: {data}\n\n".encode())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), 10.0)
+                    async with asyncio.timeout(10.0):
+                        await signal.wait()
                 await asyncio.sleep(STREAM_INTERVAL)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -629,17 +645,22 @@ class Classroom:
                 raise _error(400, f"unknown attendee {unknown[0]}")
             pushes = await self.store.add_pushes(targets, kind, payload)
         self.pushes.extend(pushes)
-        # Wake the long polls: a new Event for the next round, the old one set for this one.
-        signal, self._push_signal = self._push_signal, asyncio.Event()
-        signal.set()
+        self._wake_pollers()
         for push in pushes:
             owners = self._sockets.keys() if push.target is None else [push.target]
-            message = {"type": "push", "push": push.to_json()}
+            message = f'{{"type": "push", "push": {self._push_json(push)}}}'
             for owner in list(owners):
                 for ws in list(self._sockets.get(owner, ())):
                     with contextlib.suppress(ConnectionError, RuntimeError):
-                        await ws.send_json(message)
+                        await ws.send_str(message)
         return pushes
+
+    def _wake_pollers(self) -> None:
+        """Answer the waiting long polls."""
+        waiters, self._push_waiters = self._push_waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def push_lesson(self, request: web.Request) -> web.Response:
         self.instructor(request)
