@@ -435,6 +435,8 @@ class Classroom:
         cannot set it) with a first message ``{"token": …, "since": N}``."""
         token = self._bearer(request)
         record = self.attendee(request, token) if token is not None else None
+        if record is not None:
+            self._limit(record.id, 1)
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
         await ws.prepare(request)
         query_since = request.query.get("since", "0")
@@ -444,6 +446,7 @@ class Classroom:
                 msg = await ws.receive(timeout=10.0)
                 hello = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
                 record = self.attendee(request, str(hello.get("token", "")) or None)
+                self._limit(record.id, 1)
                 since = int(hello.get("since", since))
             except (TimeoutError, ValueError, TypeError, AttributeError, web.HTTPException):
                 await ws.close(code=4401, message=b"unauthorized")
