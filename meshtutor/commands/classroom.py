@@ -133,3 +133,31 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         echo(f"Classroom stopped; everything is kept in {config.data}.")
 
     asyncio.run(main())
+
+
+@classroom.command("dashboard")
+@click.argument("url")
+@click.option(
+    "--token",
+    envvar="MESHTUTOR_INSTRUCTOR_TOKEN",
+    default=None,
+    help="The instructor token `classroom serve` printed (or #token=… in URL).",
+)
+@click.option(
+    "--stuck",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 24 * 60),
+    help="Minutes without progress after which an attendee counts as stuck.",
+)
+@click.option(
+    "--export-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where exports go (default: the current directory).",
+)
+def dashboard(url: str, token: str | None, stuck: float, export_dir: Path | None) -> None:
+    """The instructor's live view of a classroom in the terminal."""
+    from meshtutor.tui.dashboard import run_dashboard
+
+    run_dashboard(url, token, stuck, export_dir)
