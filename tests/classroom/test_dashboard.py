@@ -35,7 +35,7 @@ def row(table: DataTable[Any], key: str) -> list[str]:
 
 async def three_attendees(r: Room) -> dict[str, tuple[int, dict[str, str]]]:
     people = {name: await r.join(name) for name in ("Ada", "Bob", "Cy")}
-    ada, ada_auth = people["Ada"]
+    _, ada_auth = people["Ada"]
     _, bob_auth = people["Bob"]
     ada_events = [
         {"id": "a1", "kind": "lesson_started", "lesson": LESSON.id},
