@@ -193,12 +193,15 @@ def cell_text(cell: Mapping[str, Any]) -> Text:
 
 
 def last_failure(attendee: Mapping[str, Any]) -> str:
-    """The most recent failure message of the attendee's cells (the current step first)."""
+    """What blocks the attendee now: the failure message of the current step, else of the
+    latest step still failing (a failure since fixed by a pass is not shown)."""
     cells: Mapping[str, Any] = attendee.get("cells") or {}
     step = str(attendee.get("step") or "")
     ordered = [cells[step]] if step in cells else []
     ordered += [c for c in reversed(list(cells.values())) if c not in ordered]
     for cell in ordered:
+        if cell.get("state") == "passed":
+            continue
         if cell.get("last_failure"):
             message = str(cell["last_failure"]).splitlines()[0]
             return message if len(message) <= 60 else message[:59] + "…"
@@ -237,7 +240,7 @@ class DashboardApp(App[None]):
     CSS = """
     #bar, #actions { height: auto; }
     #bar > *, #actions > * { margin: 0 1 0 0; }
-    #lesson { width: 40; }
+    #lesson { width: 64; }
     #question { width: 50; }
     #hint { width: 1fr; }
     #stuck-min { width: 10; }
@@ -319,7 +322,7 @@ class DashboardApp(App[None]):
 
     def _fill_lessons(self) -> None:
         select = self.query_one("#lesson", Select)
-        options = [(f"{x.get('order', '')} {x['title']}".strip(), x["id"]) for x in self.lessons]
+        options = [(f"{x.get('order', '')}. {x['title']}"[:50], x["id"]) for x in self.lessons]
         select.set_options(options)
         if self.lesson is None and self.lessons:
             self.lesson = str(self.room.get("lesson", {}).get("id") or "") or None
@@ -364,7 +367,7 @@ class DashboardApp(App[None]):
             table.add_column("attendee", key="attendee")
             table.add_column("online", key="online")
             for i, (step, title) in enumerate(zip(steps, titles, strict=True), 1):
-                table.add_column(f"{i}. {title[:16]}", key=f"step:{step}")
+                table.add_column(f"{i}. {title[:14]}", key=f"step:{step}")
             table.add_column("last failure", key="last failure")
             table.add_column("idle (min)", key="idle")
             self._columns = columns
