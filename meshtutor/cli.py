@@ -59,6 +59,14 @@ class _LazyGroup(click.Group):
 @click.option(
     "--allow-remote", is_flag=True, help="Accept a context that does not look like a local cluster."
 )
+@click.option(
+    "--join",
+    "join",
+    default=None,
+    metavar="URL",
+    help="Take part in a classroom: the join URL the instructor's server prints.",
+)
+@click.option("--name", default=None, help="Your name in the classroom (default: your user name).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -66,11 +74,15 @@ def cli(
     context: str | None,
     kubeconfig: str | None,
     allow_remote: bool,
+    join: str | None,
+    name: str | None,
 ) -> None:
     """Learn service-mesh security with real manifests, real TLS and real curl.
 
     With no command, opens the app (on a terminal)."""
     if ctx.invoked_subcommand is None:
+        if name is not None and join is None:
+            raise click.UsageError("--name goes with --join URL")
         if not sys.stdout.isatty() or not sys.stdin.isatty():
             click.echo(ctx.get_help())
             return
@@ -91,6 +103,8 @@ def cli(
             kubeconfig=kubeconfig,
             allow_remote=allow_remote,
             label=label,
+            join=join,
+            name=name,
         )
 
 

@@ -29,6 +29,11 @@ from meshtutor.lessons.state import changed_resource
 from meshtutor.model.loader import load_file, load_yaml
 
 BackendFactory = Callable[[str], Any]
+#: Called as ``observer(kind, event)`` at each point of progress, where ``kind`` is a
+#: classroom event kind (lesson_started, step_started, step_passed, step_failed, hint_used,
+#: quiz_answer, lesson_done) and ``event`` holds ``lesson``, ``step`` (or None) and ``detail``.
+#: Observers run on whatever thread drives the runner and must not block.
+Observer = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -70,6 +75,17 @@ class LessonRunner:
         self.state = "new"  # new | step | quiz | done
         self.quiz_attempt: int | None = None
         self.grades: dict[str, Grade] = {}
+        self.observers: list[Observer] = []
+
+    def _emit(self, kind: str, step: str | None = None, **detail: Any) -> None:
+        event = {"lesson": self.lesson.id, "step": step, "detail": detail}
+        for observer in list(self.observers):
+            try:
+                observer(kind, event)
+            except Exception:  # an observer must never break the lesson
+                import logging
+
+                logging.getLogger(__name__).exception("lesson observer failed on %s", kind)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -87,7 +103,15 @@ class LessonRunner:
                 self.index += 1
         self.state = "step" if self.index < len(self.lesson.steps) else "quiz"
         self._enter_step()
+        self.announce()
         return results
+
+    def announce(self) -> None:
+        """Tell the observers where the learner is: the lesson, and the step if in one (done
+        at ``start()``; again by an observer attached to a runner already started)."""
+        self._emit("lesson_started", step=None, at_step=self.index + 1)
+        if self.state == "step":
+            self._emit("step_started", self.step.id)
 
     async def stop(self) -> None:
         if self.backend is not None:
@@ -127,6 +151,10 @@ class LessonRunner:
             self.progress.step_result(
                 self.lesson.id, self.step.id, "passed" if result.passed else "failed"
             )
+        if result.passed:
+            self._emit("step_passed", self.step.id)
+        else:
+            self._emit("step_failed", self.step.id, message=failure_summary(result))
         return result
 
     async def skip(self) -> tuple[list[ActionResult], CheckResult]:
@@ -135,6 +163,8 @@ class LessonRunner:
         check = await self.check_expectations(self.step.expect)
         if self.progress is not None and check.passed:
             self.progress.step_result(self.lesson.id, self.step.id, "skipped")
+        if check.passed:
+            self._emit("step_passed", self.step.id, skipped=True)
         return results, check
 
     def hint(self) -> tuple[str, int, int] | None:
@@ -146,6 +176,7 @@ class LessonRunner:
         self.hints_shown = number
         if self.progress is not None:
             self.progress.hint_used(self.lesson.id, self.step.id, number)
+        self._emit("hint_used", self.step.id, count=number, total=len(hints))
         return hints[number - 1], number, len(hints)
 
     def advance(self) -> bool:
@@ -155,6 +186,7 @@ class LessonRunner:
             self.state = "quiz"
             return False
         self._enter_step()
+        self._emit("step_started", self.step.id)
         return True
 
     async def reset_step(self) -> None:
@@ -312,6 +344,13 @@ class LessonRunner:
                 grade.correct,
                 grade.score,
             )
+        self._emit(
+            "quiz_answer",
+            question=grade.question.id,
+            answer=answer if isinstance(answer, list) else str(answer)[:500],
+            correct=grade.correct,
+            score=grade.score,
+        )
         return grade
 
     async def scratch(self, question: Question) -> Any:
@@ -377,7 +416,9 @@ class LessonRunner:
             if done >= {step.id for step in self.lesson.steps}:
                 self.progress.finish(self.lesson.id)
         scores = [g.score for g in self.grades.values()]
-        return sum(scores) / len(self.lesson.quiz) if self.lesson.quiz else 1.0
+        score = sum(scores) / len(self.lesson.quiz) if self.lesson.quiz else 1.0
+        self._emit("lesson_done", score=score)
+        return score
 
     async def cleanup(self) -> list[ActionResult]:
         if self.backend is None:
@@ -385,3 +426,10 @@ class LessonRunner:
         results = await self.run_actions(self.lesson.cleanup) if self.lesson.cleanup else []
         await self.stop()
         return results
+
+
+def failure_summary(result: CheckResult, limit: int = 1000) -> str:
+    """The failing expectations of a check in one line each (for a classroom's grid)."""
+    lines = [f"{r.expectation.describe()}: {r.problem}" for r in result.results if not r.passed]
+    text = "\n".join(lines) or "the check failed"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -16,6 +16,10 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from meshtutor.tui.session import Session
+
+if TYPE_CHECKING:
+    from meshtutor.classroom.client import ClassroomClient
+    from meshtutor.tui.classroom_link import ClassroomLink
 
 THEMES = [
     # Blue and orange instead of green and red: tells ok from failed with any colour vision.
@@ -95,6 +99,7 @@ class MeshtutorApp(App[None]):
         session: Session | None = None,
         warm: bool = True,
         backend_label: str = "sandbox (embedded mesh)",
+        classroom: ClassroomClient | None = None,
     ) -> None:
         super().__init__()
         from meshtutor.lessons.loader import load_lessons
@@ -104,6 +109,11 @@ class MeshtutorApp(App[None]):
         self.session = session or Session(progress=progress)
         self._warm = warm
         self.backend_label = backend_label
+        self.classroom: ClassroomLink | None = None
+        if classroom is not None:
+            from meshtutor.tui.classroom_link import ClassroomLink
+
+            self.classroom = ClassroomLink(self, classroom)
         for theme in THEMES:
             self.register_theme(theme)
 
@@ -111,6 +121,8 @@ class MeshtutorApp(App[None]):
         from meshtutor.tui.screens.home import HomeScreen
 
         self.push_screen(HomeScreen(self.lessons, self.progress, self.backend_label))
+        if self.classroom is not None:
+            self.classroom.start()
         if self._warm and self.lessons:
             warming = self.session.warm(self._resume_target())
             ready_file = os.environ.get("MESHTUTOR_READY_FILE")
@@ -133,6 +145,24 @@ class MeshtutorApp(App[None]):
         from meshtutor.tui.screens.lesson import LessonScreen
 
         self.push_screen(LessonScreen(self.session, lesson))
+
+    def attach_runner(self, runner: Any) -> None:
+        """A lesson's runner is ready: report its progress to the classroom, if joined."""
+        if self.classroom is not None:
+            self.classroom.attach(runner)
+
+    def sub_title_for(self, text: str) -> str:
+        """A screen's sub-title, with the classroom's state when joined."""
+        if self.classroom is None:
+            return text
+        return f"{text} · {self.classroom.status}" if text else self.classroom.status
+
+    def show_classroom_status(self, status: str) -> None:
+        self.sub_title = status
+        for screen in self.screen_stack:
+            base = getattr(screen, "base_sub_title", None)
+            if base is not None:
+                screen.sub_title = self.sub_title_for(base)
 
     def quiz_screen(self, lesson: Any) -> Screen[None]:
         from meshtutor.tui.screens.quiz import QuizScreen
@@ -171,7 +201,9 @@ class MeshtutorApp(App[None]):
                     partial(screen.run_action, binding.action),
                 )
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        if self.classroom is not None:
+            await self.classroom.close()
         self.session.shutdown()
 
 
@@ -186,6 +218,8 @@ def run_app(
     kubeconfig: str | None = None,
     allow_remote: bool = False,
     label: str = "sandbox (embedded mesh)",
+    join: str | None = None,
+    name: str | None = None,
 ) -> None:
     from meshtutor.commands.common import backend_factory
     from meshtutor.lessons.progress import Progress
@@ -193,7 +227,15 @@ def run_app(
     progress = Progress()
     factory = backend_factory(backend, context, kubeconfig, allow_remote)
     session = Session(progress=progress, backend_factory=factory)
+    client = None
+    if join is not None:
+        import getpass
+
+        from meshtutor.classroom.client import ClassroomClient
+
+        client = ClassroomClient(join, name or getpass.getuser())
     app = MeshtutorApp(
+        classroom=client,
         progress=progress,
         session=session,
         backend_label=label,

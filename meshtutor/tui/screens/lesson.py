@@ -82,6 +82,7 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
         self.passed = False
         self.last_command = ""
         self.matrix_spec: Any = None
+        self.base_sub_title: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,6 +110,7 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
     @work(exclusive=True, exit_on_error=False, group="lesson")
     async def start(self) -> None:
         runner = await self.session.open(self.lesson)
+        self._app.attach_runner(runner)
         if runner.state == "quiz":
             self.app.push_screen(self._app.quiz_screen(self.lesson))
         await self.show_step()
@@ -119,7 +121,8 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
         number, total = runner.step_number
         step = runner.step
         self.passed = False
-        self.sub_title = f"step {number}/{total}: {step.title}"
+        self.base_sub_title = f"step {number}/{total}: {step.title}"
+        self.sub_title = self._app.sub_title_for(self.base_sub_title)
         self.query_one("#step-title", Static).update(
             Text(f"step {number}/{total} · {step.title}", style="bold")
         )

@@ -37,6 +37,7 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
         self.lesson = lesson
         self.index = 0
         self.answered = False
+        self.base_sub_title: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -58,7 +59,11 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
     async def show_question(self) -> None:
         q = self.question
         self.answered = False
-        self.sub_title = f"question {self.index + 1}/{len(self.lesson.quiz)}"
+        self.base_sub_title = f"question {self.index + 1}/{len(self.lesson.quiz)}"
+        sub_title_for = getattr(self.app, "sub_title_for", None)
+        self.sub_title = (
+            sub_title_for(self.base_sub_title) if sub_title_for else self.base_sub_title
+        )
         kind = {
             "choice": "pick one",
             "multiple": "pick every right answer (space to select)",
