@@ -1,12 +1,15 @@
 """Screenshot of the classroom instructor page with 20 simulated attendees (headless Chromium).
 
     python bench/classroom_screenshot.py [--out docs/screenshots/instructor-page.png]
+        [--dashboard docs/screenshots/dashboard.png]
 
 Starts a classroom server on loopback with a temporary data directory, makes 20 attendees join
 and report progress in varied states (passed, failed with a message, working, not started,
 hints used; a few idle long enough to count as stuck), opens a live quiz that 14 of them
 answer, then asks ``chromium --headless`` for a screenshot of ``/#token=…``. Needs the
-``chromium`` Debian package (``apt-get install -y chromium``).
+``chromium`` Debian package (``apt-get install -y chromium``). With ``--dashboard``, the same
+room is also shown in ``meshtutor classroom dashboard`` (Textual, 180×48): its SVG screenshot
+is rendered to PNG by the same Chromium.
 """
 
 from __future__ import annotations
@@ -132,7 +135,45 @@ async def populate(url: str, token: str, join_code: str, data: Path) -> None:
     db.close()
 
 
-async def main(out: Path) -> int:
+async def shoot(browser: str, url: str, out: Path, profile: Path, size: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=4000",
+        f"--window-size={size}",
+        f"--screenshot={out.resolve()}",
+        url,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.wait_for(process.wait(), timeout=60)
+
+
+async def dashboard_svg(url: str, token: str, folder: Path) -> Path:
+    from meshtutor.tui.dashboard import DashboardApp
+
+    app = DashboardApp(url, token, refresh_seconds=0.5)
+    async with app.run_test(size=(180, 48)) as pilot:
+        table = app.query_one("#room")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if getattr(table, "row_count", 0) == len(NAMES):
+                break
+        await pilot.pause(0.3)
+        app.save_screenshot("dashboard.svg", path=str(folder))
+    return folder / "dashboard.svg"
+
+
+async def main(out: Path, dashboard: Path | None = None) -> int:
     browser = chromium()
     if browser is None:
         print("chromium is not installed (apt-get install -y chromium)", file=sys.stderr)
@@ -147,37 +188,26 @@ async def main(out: Path) -> int:
             await populate(server.url, meta.instructor_token, meta.join_code, data)
             server.classroom._changed()  # the back-dated rows: recompute the grid
             out.parent.mkdir(parents=True, exist_ok=True)
-            profile = Path(tmp) / "profile"
-            process = await asyncio.create_subprocess_exec(
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=4000",
-                "--window-size=1600,1000",
-                f"--screenshot={out.resolve()}",
-                f"{server.url}/#token={meta.instructor_token}",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            await asyncio.wait_for(process.wait(), timeout=60)
+            url = f"{server.url}/#token={meta.instructor_token}"
+            await shoot(browser, url, out, Path(tmp) / "profile", "1600,1000")
+            if dashboard is not None:
+                svg = await dashboard_svg(server.url, meta.instructor_token, Path(tmp))
+                dashboard.parent.mkdir(parents=True, exist_ok=True)
+                await shoot(browser, svg.as_uri(), dashboard, Path(tmp) / "profile2", "1800,1250")
         finally:
             await server.close()
     if not out.exists():
         print("chromium wrote no screenshot", file=sys.stderr)
         return 1
-    print(f"{out} ({out.stat().st_size // 1024} KB)")
+    for path in (out, dashboard):
+        if path is not None and path.exists():
+            print(f"{path} ({path.stat().st_size // 1024} KB)")
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots/instructor-page.png"))
-    sys.exit(asyncio.run(main(parser.parse_args().out)))
+    parser.add_argument("--dashboard", type=Path, default=None, help="also the Textual dashboard")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.out, args.dashboard)))

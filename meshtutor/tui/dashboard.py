@@ -12,6 +12,7 @@ The classroom package stays free of Textual: the little HTTP client lives here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import (
     Button,
     Checkbox,
@@ -318,7 +320,8 @@ class DashboardApp(App[None]):
         except DashboardError as exc:
             self._status(str(exc), error=True)
             return
-        self._fill_lessons()
+        with contextlib.suppress(NoMatches):
+            self._fill_lessons()
 
     def _fill_lessons(self) -> None:
         select = self.query_one("#lesson", Select)
@@ -347,7 +350,8 @@ class DashboardApp(App[None]):
         except DashboardError as exc:
             self._status(str(exc), error=True)
             return
-        self.show_room(room)
+        with contextlib.suppress(NoMatches):  # the answer came in as the app was closing
+            self.show_room(room)
 
     def show_room(self, room: dict[str, Any]) -> None:
         self.room = room
@@ -405,7 +409,10 @@ class DashboardApp(App[None]):
         self.query_one("#quiz", Static).update(histogram_text(results))
 
     def _status(self, message: str, *, error: bool = False) -> None:
-        status = self.query_one("#status", Static)
+        try:
+            status = self.query_one("#status", Static)
+        except NoMatches:  # closing
+            return
         status.update(Text(("error: " if error else "") + message, style="red" if error else ""))
 
     # --- actions ----------------------------------------------------------------------
@@ -471,7 +478,8 @@ class DashboardApp(App[None]):
         if what == "export":
             self.notify("exported " + ", ".join(str(p) for p in result))
         elif what == "close quiz":
-            self.show_results(result)
+            with contextlib.suppress(NoMatches):
+                self.show_results(result)
             self.notify("quiz closed")
         else:
             self.notify(f"{what}: done")
