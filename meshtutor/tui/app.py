@@ -233,7 +233,12 @@ def run_app(
 
         from meshtutor.classroom.client import ClassroomClient
 
-        client = ClassroomClient(join, name or getpass.getuser())
+        if name is None:
+            try:
+                name = getpass.getuser()
+            except (OSError, KeyError):  # no user name in this environment
+                name = "attendee"
+        client = ClassroomClient(join, name)
     app = MeshtutorApp(
         classroom=client,
         progress=progress,
