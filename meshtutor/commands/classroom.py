@@ -67,11 +67,6 @@ def _is_loopback(host: str) -> bool:
 )
 def serve(host: str, port: int, title: str | None, data: Path | None, web: bool) -> None:
     """Start a classroom server and print how to join it."""
-    if web:
-        raise MeshtutorError(
-            "--web (the app in attendees' browsers through textual-serve) is not available "
-            "yet; attendees need meshtutor installed and join with `meshtutor --join URL`"
-        )
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
     from meshtutor.classroom.server import ServerConfig, start_server
@@ -107,11 +102,29 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         )
         public = f"[{public}]" if ":" in public else public
         join_url = f"http://{public}:{server.port}/j/{meta.join_code}"
+        web_runner = None
+        if web:
+            from meshtutor.tui.web_attendee import start_web
+
+            web_port = server.port + 1
+            try:
+                # The browser sessions' app processes run here: they join over loopback.
+                web_runner = await start_web(
+                    f"{server.url}/j/{meta.join_code}",
+                    host,
+                    web_port,
+                    f"http://{public}:{web_port}",
+                )
+            except (OSError, MeshtutorError) as exc:
+                await server.close()
+                raise MeshtutorError(f"--web on port {web_port}: {exc}") from None
         echo = click.echo
         echo(f"meshtutor classroom {meta.title!r} is running.")
         echo(f"  Attendees join:    meshtutor --join {join_url} --name 'Your Name'")
         echo(f"                     (a browser at {join_url} shows how)")
         echo(f"  Join code:         {meta.join_code}")
+        if web_runner is not None:
+            echo(f"  Browser attendees: http://{public}:{server.port + 1}/ (nothing to install)")
         echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
         echo(f"  Instructor token:  {meta.instructor_token}")
         echo(f"  Data:              {config.data / 'classroom.sqlite'}")
@@ -129,6 +142,8 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         try:
             await stop.wait()
         finally:
+            if web_runner is not None:
+                await web_runner.cleanup()
             await server.close()
         echo(f"Classroom stopped; everything is kept in {config.data}.")
 

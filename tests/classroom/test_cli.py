@@ -20,10 +20,25 @@ def _run(*args: str, home: Path, timeout: float = 20) -> subprocess.CompletedPro
     )
 
 
-def test_web_is_refused_in_one_line(tmp_path: Path) -> None:
-    result = _run("--web", home=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("meshtutor: --web") and result.stderr.count("\n") == 1
+def test_web_with_its_port_busy_is_one_line(tmp_path: Path) -> None:
+    """--web serves browsers on the classroom's port + 1 (tests/classroom/test_attendee_app.py
+    runs it); when that port is taken, one line says so."""
+    for _ in range(20):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1] - 1
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # the port below is taken too: try another pair
+            result = _run("--web", "--port", str(port), home=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"meshtutor: --web on port {port + 1}")
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+        return
+    raise AssertionError("no free port below a busy one")
 
 
 def test_a_busy_port_is_one_line(tmp_path: Path) -> None:
