@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -110,6 +111,10 @@ class MeshtutorApp(App[None]):
         self._warm = warm
         self.backend_label = backend_label
         self.classroom: ClassroomLink | None = None
+        # Screen → (its own sub-title, the one shown with the classroom's state).
+        self._sub_titles: weakref.WeakKeyDictionary[Screen[Any], tuple[str, str]] = (
+            weakref.WeakKeyDictionary()
+        )
         if classroom is not None:
             from meshtutor.tui.classroom_link import ClassroomLink
 
@@ -158,11 +163,19 @@ class MeshtutorApp(App[None]):
         return f"{text} · {self.classroom.status}" if text else self.classroom.status
 
     def show_classroom_status(self, status: str) -> None:
+        """Put the classroom's state after each screen's own sub-title."""
         self.sub_title = status
         for screen in self.screen_stack:
-            base = getattr(screen, "base_sub_title", None)
-            if base is not None:
-                screen.sub_title = self.sub_title_for(base)
+            if hasattr(screen, "base_sub_title"):  # the lesson and quiz screens
+                base = screen.base_sub_title or ""
+            else:  # a screen that sets its sub-title itself (the lesson list)
+                current = screen.sub_title or ""
+                seen = self._sub_titles.get(screen)
+                base = seen[0] if seen is not None and seen[1] == current else current
+            text = self.sub_title_for(base)
+            screen.sub_title = text
+            if not hasattr(screen, "base_sub_title"):
+                self._sub_titles[screen] = (base, text)
 
     def quiz_screen(self, lesson: Any) -> Screen[None]:
         from meshtutor.tui.screens.quiz import QuizScreen

@@ -125,7 +125,6 @@ class ClassroomLink:
         self.client = client
         self.status = "classroom: connecting"
         self.error: str | None = None
-        self._runners: set[int] = set()
         self._closed = False
 
     # --- progress out -----------------------------------------------------------------------
@@ -133,9 +132,8 @@ class ClassroomLink:
     def attach(self, runner: LessonRunner) -> None:
         """Report this runner's progress; the first time, also where the learner is now (the
         runner may have been started, and warmed, before the link saw it)."""
-        if id(runner) in self._runners:
+        if self.observe in runner.observers:
             return
-        self._runners.add(id(runner))
         runner.observers.append(self.observe)
         runner.announce()
 

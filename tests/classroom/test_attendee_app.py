@@ -91,6 +91,15 @@ async def test_attendee_app_reports_receives_pushes_and_works_offline(tmp_path: 
             attendee = client.attendee
             assert attendee is not None
             await wait_for(pilot, lambda: "classroom: connected" in str(app.sub_title))
+            # The lesson list keeps its own sub-title, the classroom's state after it.
+            await wait_for(
+                pilot,
+                lambda: (
+                    str(app.screen.sub_title).startswith("backend: ")
+                    and str(app.screen.sub_title).endswith(" · classroom: connected")
+                ),
+                what="the lesson list's sub-title",
+            )
 
             # Progress: open the lesson, run the first step; the instructor sees it.
             app.open_lesson(first)
