@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus
+from meshtutor.backends.curl import curl_args, parse_output
 from meshtutor.errors import ClusterStateError, MeshtutorError
 from meshtutor.model.base import Resource, ResourceRef
 from meshtutor.model.loader import UnmodelledResource, load_yaml
@@ -38,7 +39,6 @@ LESSON_LABEL = "meshtutor.dev/lesson"
 FIELD_MANAGER = "meshtutor"
 LOCAL_PREFIXES = ("kind-", "k3d-", "minikube", "docker-desktop", "rancher-desktop", "orbstack")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "host.docker.internal")
-_MARK = "\n__meshtutor_http_code__="
 
 # The kinds meshtutor reads back to predict probes, in the order they are applied.
 READ_BACK = [
@@ -719,19 +719,7 @@ class KubeBackend:
         pod, default_container = self._pod_and_container(
             probe.source_namespace, probe.source_deployment
         )
-        args = [
-            "curl",
-            "-s",
-            "-S",
-            "-w",
-            _MARK + "%{http_code}",
-            "--max-time",
-            f"{probe.effective_timeout:g}",
-        ]
-        if probe.method != "GET":
-            args += ["-X", probe.method]
-        for name, value in probe.headers.items():
-            args += ["-H", f"{name}: {value}"]
+        args = curl_args(probe)
         args.append(probe.url)
         started = time.perf_counter()
         container = probe.container or default_container
@@ -742,15 +730,12 @@ class KubeBackend:
             args,
             probe.effective_timeout + self.request_timeout,
         )
-        body, found, http_code = out.rpartition(_MARK)
-        if not found:
-            body, http_code = out, "000"
-        body_text = body
+        body_text, http_code = parse_output(out)
         mtls, client_id, server_id = self._observed_mtls(body_text, prediction)
         return ProbeResult(
             probe=probe,
             container=container,
-            http_code=http_code.strip() or "000",
+            http_code=http_code,
             exit_code=code,
             stderr=err.strip().splitlines()[-1] if err.strip() else "",
             body=body_text,

@@ -18,6 +18,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from meshtutor.backends.base import Prober, ProbeResult
+from meshtutor.backends.curl import curl_args, parse_output
 from meshtutor.policy import netpol
 from meshtutor.policy.predict import (
     CURL_ERRORS,
@@ -31,8 +32,6 @@ from meshtutor.sandbox.proxy import PROBE_HEADER
 
 if TYPE_CHECKING:
     from meshtutor.sandbox.mesh import Sandbox
-
-_MARK = "\n__meshtutor_http_code__="
 
 
 def curl_path() -> str | None:
@@ -75,22 +74,8 @@ def curl_command(
 ) -> list[str]:
     source, _ = resolve_source(sb.cluster, probe)
     url = probe.parsed_url
-    args = [
-        "curl",
-        "-q",
-        "-s",
-        "-S",
-        "-w",
-        _MARK + "%{http_code}",
-        "--max-time",
-        f"{probe.effective_timeout:g}",
-        "-H",
-        f"{PROBE_HEADER}: {probe_id}",
-    ]
-    if probe.method != "GET":
-        args += ["-X", probe.method]
-    for name, value in probe.headers.items():
-        args += ["-H", f"{name}: {value}"]
+    # -q first: ignore ~/.curlrc. The probe id lets the sidecars tie what they saw to it.
+    args = [*curl_args(probe, extra=["-q"]), "-H", f"{PROBE_HEADER}: {probe_id}"]
     target_url = probe.url
     if route is None:
         # A name cluster DNS does not know. ".invalid" never resolves (RFC 6761), so curl
@@ -182,12 +167,9 @@ async def _run_curl(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     out, err = await process.communicate()
-    text = out.decode("utf-8", "replace")
-    body, _, code = text.rpartition(_MARK)
-    if not _:
-        body, code = text, "000"
+    body, code = parse_output(out.decode("utf-8", "replace"))
     stderr = err.decode("utf-8", "replace").strip().splitlines()
-    return code.strip() or "000", int(process.returncode or 0), stderr[-1] if stderr else "", body
+    return code, int(process.returncode or 0), stderr[-1] if stderr else "", body
 
 
 async def _run_builtin(
