@@ -20,6 +20,7 @@ from meshtutor.errors import MeshtutorError
 _LAZY_COMMANDS: dict[str, str] = {
     "explain": "meshtutor.commands.explain:explain",
     "certs": "meshtutor.pki.cli:certs",
+    "tls-secret": "meshtutor.pki.edge_cli:tls_secret",
     "sandbox": "meshtutor.commands.sandbox:sandbox",
     "lessons": "meshtutor.commands.lessons:lessons_command",
     "lesson": "meshtutor.commands.lessons:lesson_group",
