@@ -40,6 +40,9 @@ class ProbeResult:
     command: str
     handshake: Any = None  # meshtutor.sandbox.handshake.HandshakeTrace, when recorded
     handshake_error: str | None = None
+    #: outside probes through TLS at the edge: curl's handshake with the gateway/ingress
+    edge_handshake: Any = None
+    edge_handshake_error: str | None = None
 
     @property
     def matches_prediction(self) -> bool:
@@ -70,6 +73,13 @@ class ProbeResult:
             "decided_by": str(p.decided_by) if p.decided_by else None,
             "explanation": p.explanation_lines,
         }
+        if self.probe.outside:
+            data["edge_tls"] = p.edge_tls
+            data["via"] = p.via
+        if self.edge_handshake is not None:
+            data["edge_handshake"] = self.edge_handshake.to_dict()
+        if self.edge_handshake_error:
+            data["edge_handshake_error"] = self.edge_handshake_error
         if self.handshake is not None:
             data["handshake"] = self.handshake.to_dict()
         if self.handshake_error:

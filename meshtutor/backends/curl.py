@@ -30,6 +30,8 @@ def curl_args(probe: Probe, *, extra: Sequence[str] = ()) -> list[str]:
         args += ["-X", probe.method]
     for name, value in probe.headers.items():
         args += ["-H", f"{name}: {value}"]
+    if probe.insecure:
+        args.append("-k")
     return args
 
 

@@ -149,6 +149,7 @@ class Container:
     image: str
     ports: tuple[ContainerPort, ...] = ()
     command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
 
     def port_named(self, name: str) -> ContainerPort | None:
         return next((p for p in self.ports if p.name == name), None)
@@ -172,6 +173,7 @@ class PodSpec:
                         for p in c.get("ports") or ()
                     ),
                     command=tuple(str(x) for x in (c.get("command") or ())),
+                    args=tuple(str(x) for x in (c.get("args") or ())),
                 )
                 for c in data["containers"]
             ),
@@ -384,6 +386,7 @@ class ServicePort:
     name: str | None = None
     protocol: str = "TCP"
     app_protocol: str | None = None
+    node_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,12 @@ class Service(Resource):
     type: str = "ClusterIP"
     selector: Mapping[str, str] | None = field(default=None, hash=False)
     ports: tuple[ServicePort, ...] = ()
+    external_traffic_policy: str = "Cluster"
+
+    @property
+    def external(self) -> bool:
+        """Reachable from outside the cluster (a node port, and for LoadBalancer an address)."""
+        return self.type in ("NodePort", "LoadBalancer")
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.port == number), None)
@@ -403,7 +412,7 @@ SERVICE_PORT = Obj(
         "targetPort": IntOrStr(),
         "protocol": Enum(("TCP", "UDP", "SCTP")),
         "appProtocol": Str(allow_empty=False),
-        "nodePort": Port(),
+        "nodePort": Int(minimum=30000, maximum=32767, description="a node port"),
     },
     required=("port",),
     what="a service port",
@@ -460,6 +469,7 @@ def build_service_ports(ports: list[dict[str, Any]]) -> tuple[ServicePort, ...]:
             name=p.get("name"),
             protocol=p.get("protocol", "TCP"),
             app_protocol=p.get("appProtocol"),
+            node_port=p.get("nodePort"),
         )
         for p in ports
     )

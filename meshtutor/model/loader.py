@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from meshtutor.errors import ManifestError
-from meshtutor.model import istio, k8s, linkerd
+from meshtutor.model import edge, istio, k8s, linkerd
 from meshtutor.model.base import ObjectMeta, Origin, Resource
 from meshtutor.model.schema import METADATA, Anything, Obj, SchemaError, Spec, Str
 from meshtutor.model.yamlnodes import LineDict, line_of_key, parse_documents
@@ -71,6 +71,7 @@ def _service(spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]) 
         "type": spec.get("type", "ClusterIP"),
         "selector": dict(spec["selector"]) if spec.get("selector") else None,
         "ports": k8s.build_service_ports(spec.get("ports") or []),
+        "external_traffic_policy": spec.get("externalTrafficPolicy", "Cluster"),
     }
 
 
@@ -78,6 +79,20 @@ def _config_map(
     spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]
 ) -> dict[str, Any]:
     return {"data": dict(doc.get("data") or {})}
+
+
+def _ingress(spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]) -> dict[str, Any]:
+    return edge.build_ingress_fields(spec, meta.annotations)
+
+
+def _ingress_class(
+    spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]
+) -> dict[str, Any]:
+    return edge.build_ingress_class_fields(spec, meta.annotations)
+
+
+def _secret(spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]) -> dict[str, Any]:
+    return edge.build_secret_fields(doc)
 
 
 def _authz(spec: Mapping[str, Any], meta: ObjectMeta, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +106,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("", "ServiceAccount", ("v1",), k8s.ServiceAccount, k8s.SERVICE_ACCOUNT_DOC, _none),
     KindInfo("", "ConfigMap", ("v1",), k8s.ConfigMap, k8s.CONFIG_MAP_DOC, _config_map),
     KindInfo("", "Service", ("v1",), k8s.Service, {"spec": k8s.SERVICE_SPEC}, _service),
+    KindInfo("", "Secret", ("v1",), edge.Secret, edge.SECRET_DOC, _secret),
     KindInfo("", "Pod", ("v1",), k8s.Pod, {"spec": k8s.POD_SPEC}, _pod, spec_required=True),
     KindInfo(
         "apps",
@@ -108,6 +124,41 @@ KINDS: tuple[KindInfo, ...] = (
         k8s.NetworkPolicy,
         {"spec": k8s.NETWORK_POLICY_SPEC},
         _spec(k8s.build_network_policy_fields),
+        spec_required=True,
+    ),
+    KindInfo(
+        "networking.k8s.io",
+        "Ingress",
+        ("v1",),
+        edge.Ingress,
+        {"spec": edge.INGRESS_SPEC},
+        _ingress,
+    ),
+    KindInfo(
+        "networking.k8s.io",
+        "IngressClass",
+        ("v1",),
+        edge.IngressClass,
+        {"spec": edge.INGRESS_CLASS_SPEC},
+        _ingress_class,
+        namespaced=False,
+    ),
+    KindInfo(
+        "networking.istio.io",
+        "Gateway",
+        ("v1alpha3", "v1beta1", "v1"),
+        edge.Gateway,
+        {"spec": edge.GATEWAY_SPEC},
+        _spec(edge.build_gateway_fields),
+        spec_required=True,
+    ),
+    KindInfo(
+        "networking.istio.io",
+        "VirtualService",
+        ("v1alpha3", "v1beta1", "v1"),
+        edge.VirtualService,
+        {"spec": edge.VIRTUAL_SERVICE_SPEC},
+        _spec(edge.build_virtual_service_fields),
         spec_required=True,
     ),
     KindInfo(
@@ -202,7 +253,6 @@ _BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}
 # Real kinds of the groups we model that meshtutor does not simulate: reported, not errors.
 KNOWN_UNMODELLED: dict[str, tuple[str, ...]] = {
     "": (
-        "Secret",
         "Endpoints",
         "PersistentVolumeClaim",
         "LimitRange",
@@ -213,11 +263,9 @@ KNOWN_UNMODELLED: dict[str, tuple[str, ...]] = {
         "Event",
     ),
     "apps": ("StatefulSet", "DaemonSet", "ReplicaSet", "ControllerRevision"),
-    "networking.k8s.io": ("Ingress", "IngressClass", "IPAddress", "ServiceCIDR"),
+    "networking.k8s.io": ("IPAddress", "ServiceCIDR"),
     "security.istio.io": ("RequestAuthentication",),
     "networking.istio.io": (
-        "VirtualService",
-        "Gateway",
         "ServiceEntry",
         "Sidecar",
         "WorkloadEntry",

@@ -60,6 +60,8 @@ class PodState:
     ip: str
     default_inbound_policy: str | None = None
     default_inbound_policy_source: str | None = None
+    #: the client outside the cluster (a laptop, a browser), not a pod
+    external: bool = False
 
     @property
     def sidecar(self) -> str | None:
@@ -76,6 +78,8 @@ class PodState:
     @property
     def display(self) -> str:
         """``sleep.foo``, the way Istio's task outputs name workloads."""
+        if self.external:
+            return "the client outside the cluster"
         return f"{self.owner.name}.{self.namespace}"
 
     @property

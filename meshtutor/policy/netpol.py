@@ -25,6 +25,8 @@ class NetpolResult:
 def _peer_matches(
     cluster: Cluster, policy: NetworkPolicy, peer: NetworkPolicyPeer, other: PodState
 ) -> bool:
+    if other.external and peer.ip_block is None:
+        return False  # pod and namespace selectors only ever match pods
     if peer.ip_block is not None:
         ip = ipaddress.ip_address(other.ip)
         net = ipaddress.ip_network(peer.ip_block.cidr, strict=False)

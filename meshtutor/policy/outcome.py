@@ -44,6 +44,10 @@ class Outcome:
     decided_by: ResourceRef | None = None
     destination_pod: str | None = None
     notes: tuple[str, ...] = field(default=())
+    #: outside probes only: whether the client's hop into the cluster was TLS ("one-way": the
+    #: server proves its name, curl shows no certificate) and which ingress it went through
+    edge_tls: bool | None = None
+    via: str | None = None
 
     @property
     def explanation_lines(self) -> list[str]:

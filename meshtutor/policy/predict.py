@@ -17,8 +17,8 @@ from meshtutor.errors import ProbeSpecError
 from meshtutor.model.base import ResourceRef
 from meshtutor.model.k8s import Service, ServicePort
 from meshtutor.policy import authz as istio_authz
+from meshtutor.policy import edge, netpol
 from meshtutor.policy import linkerd as linkerd_policy
-from meshtutor.policy import netpol
 from meshtutor.policy.apps import listener_for, response_status
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.mtls import (
@@ -66,7 +66,7 @@ def spiffe_id(cluster: Cluster, pod: PodState) -> str:
 
 
 def identity_of(cluster: Cluster, pod: PodState) -> str | None:
-    if pod.sidecar == "istio":
+    if pod.sidecar == "istio" or edge.role_of(pod) == "istio-gateway":
         return spiffe_id(cluster, pod)
     if pod.sidecar == "linkerd":
         return linkerd_policy.linkerd_identity(pod.namespace, pod.service_account)
@@ -74,6 +74,21 @@ def identity_of(cluster: Cluster, pod: PodState) -> str | None:
 
 
 CertificateCheck = Callable[[PodState], "str | None"]
+#: Whether curl trusts an edge server certificate: (probe, PEM chain or None for a self-signed
+#: built-in one, the host name curl checks) -> None when trusted, else curl's complaint.
+EdgeTrust = Callable[[Probe, "bytes | None", str], "str | None"]
+
+
+def default_edge_trust(probe: Probe, chain: bytes | None, host: str) -> str | None:
+    """Without the certificates at hand: -k trusts anything; --cacert is taken to hold the
+    right CA; the system store trusts neither the stand-in public CA nor a self-signed one."""
+    if probe.insecure:
+        return None
+    if chain is None:
+        return "SSL certificate problem: self-signed certificate"
+    if probe.cacert:
+        return None
+    return "SSL certificate problem: unable to get local issuer certificate"
 
 
 @dataclass
@@ -87,6 +102,9 @@ class _Trace:
     mtls: bool = False
     destination: str | None = None
     certificates: CertificateCheck | None = None
+    edge_trust: EdgeTrust | None = None
+    edge_tls: bool | None = None
+    via: str | None = None
 
     def certificate_failure(self, client: PodState, server: PodState) -> str | None:
         """Why a mutual TLS handshake between these sidecars would fail, if it would."""
@@ -105,11 +123,16 @@ class _Trace:
         self.steps.extend(steps)
 
     def result(
-        self, code: str, exit_code: int, body: str = "", decided_by: ResourceRef | None = None
+        self,
+        code: str,
+        exit_code: int,
+        body: str = "",
+        decided_by: ResourceRef | None = None,
+        detail: str | None = None,
     ) -> Outcome:
         stderr = ""
         if exit_code:
-            stderr = f"curl: ({exit_code}) " + CURL_ERRORS[exit_code].format(
+            stderr = f"curl: ({exit_code}) " + (detail or CURL_ERRORS[exit_code]).format(
                 host=self.url.host, port=self.url.port, ms=int(self.probe.effective_timeout * 1000)
             )
             self.add(
@@ -129,6 +152,8 @@ class _Trace:
             stderr=stderr,
             decided_by=decided_by if decided_by is not None else self.decided_by,
             destination_pod=self.destination,
+            edge_tls=self.edge_tls,
+            via=self.via,
         )
 
 
@@ -190,14 +215,23 @@ def is_http_port(port: ServicePort) -> bool:
 
 
 def predict(
-    cluster: Cluster, probe: Probe, *, certificates: CertificateCheck | None = None
+    cluster: Cluster,
+    probe: Probe,
+    *,
+    certificates: CertificateCheck | None = None,
+    edge_trust: EdgeTrust | None = None,
 ) -> Outcome:
     """Predict ``probe`` against ``cluster`` without running any traffic.
 
     ``certificates`` says, per pod, what is wrong with its sidecar's certificate right now
     (expired, CA expired...) or None; the engine itself has no clock, so a backend that knows
-    certificates (the sandbox) passes it in.
+    certificates (the sandbox) passes it in. ``edge_trust`` says whether curl trusts a server
+    certificate at the edge (default: ``default_edge_trust``).
     """
+    if probe.outside:
+        from meshtutor.policy.ingress import predict_outside
+
+        return predict_outside(cluster, probe, certificates, edge_trust or default_edge_trust)
     source, container = resolve_source(cluster, probe)
     url = probe.parsed_url
     trace = _Trace(probe, url, certificates=certificates)
@@ -231,11 +265,77 @@ def predict(
         )
         trace.client_identity = identity_of(cluster, source)
 
+    return _from_pod(cluster, trace, probe, source, captured)
+
+
+def _from_pod(
+    cluster: Cluster, trace: _Trace, probe: Probe, source: PodState, captured: bool
+) -> Outcome:
+    """Follow the request from the source pod (its sidecar, if ``captured``) onwards."""
+    url = trace.url
+    mesh = cluster.mesh
     # 2. DNS and the Service.
     dns = netpol.dns_allowed(cluster, source)
     if not dns.allowed:
         trace.extend(dns.steps)
         return trace.result("000", 28, decided_by=dns.decided_by)
+    direct = cluster.pod_by_ip(url.host)
+    service: Service | None
+    svc_port: ServicePort | None
+    if direct is not None:
+        # A pod address, as an ingress controller that picks endpoints itself uses.
+        service, svc_port, target, port, http = None, None, direct, url.port, True
+        trace.destination = target.display
+        trace.add(
+            f"{url.host} is the pod address of {target.display}; the connection goes "
+            f"straight to its port {port}, no Service in between"
+        )
+    else:
+        found = _service_hop(cluster, trace, source, captured, url)
+        if isinstance(found, Outcome):
+            return found
+        service, svc_port, target, port, http = found
+
+    # 3. NetworkPolicy, enforced on pod IPs below the mesh.
+    wire_port = port
+    if mesh == "linkerd" and captured and target.sidecar == "linkerd" and url.scheme == "http":
+        wire_port = LINKERD_INBOUND_PORT
+        trace.add(
+            f"between meshed pods Linkerd connects to the server proxy's inbound port "
+            f"{LINKERD_INBOUND_PORT} (the target port {port} travels in a transport "
+            f"header), so NetworkPolicy sees port {LINKERD_INBOUND_PORT}"
+        )
+    for check in (
+        netpol.egress_allowed(cluster, source, target, wire_port),
+        netpol.ingress_allowed(cluster, source, target, wire_port),
+    ):
+        if not check.allowed:
+            trace.extend(check.steps)
+            return _dropped(trace, mesh, captured, target, check.decided_by)
+        trace.extend(check.steps)
+
+    role = edge.role_of(target)
+    if role is not None:
+        from meshtutor.policy.ingress import through_edge_proxy
+
+        return through_edge_proxy(cluster, trace, probe, source, target, port, role)
+
+    # 4. https:// to an application that speaks plain HTTP.
+    if url.scheme == "https":
+        return _https(cluster, trace, source, captured, target, port)
+
+    if mesh == "istio":
+        return _istio(
+            cluster, trace, probe, source, captured, service, svc_port, target, port, http
+        )
+    return _linkerd(cluster, trace, probe, source, captured, target, port)
+
+
+def _service_hop(
+    cluster: Cluster, trace: _Trace, source: PodState, captured: bool, url: ParsedURL
+) -> Outcome | tuple[Service, ServicePort, PodState, int, bool]:
+    """Cluster DNS and the Service: which pod and container port the request goes to."""
+    mesh = cluster.mesh
     service, fqdn = resolve_service(cluster, url.host, source.namespace)
     if service is None:
         trace.add(
@@ -294,33 +394,7 @@ def predict(
             "spec.ports.name",
         )
 
-    # 3. NetworkPolicy, enforced on pod IPs below the mesh.
-    wire_port = port
-    if mesh == "linkerd" and captured and target.sidecar == "linkerd" and url.scheme == "http":
-        wire_port = LINKERD_INBOUND_PORT
-        trace.add(
-            f"between meshed pods Linkerd connects to the server proxy's inbound port "
-            f"{LINKERD_INBOUND_PORT} (the target port {port} travels in a transport "
-            f"header), so NetworkPolicy sees port {LINKERD_INBOUND_PORT}"
-        )
-    for check in (
-        netpol.egress_allowed(cluster, source, target, wire_port),
-        netpol.ingress_allowed(cluster, source, target, wire_port),
-    ):
-        if not check.allowed:
-            trace.extend(check.steps)
-            return _dropped(trace, mesh, captured, target, check.decided_by)
-        trace.extend(check.steps)
-
-    # 4. https:// to an application that speaks plain HTTP.
-    if url.scheme == "https":
-        return _https(cluster, trace, source, captured, target, port)
-
-    if mesh == "istio":
-        return _istio(
-            cluster, trace, probe, source, captured, service, svc_port, target, port, http
-        )
-    return _linkerd(cluster, trace, probe, source, captured, target, port)
+    return service, svc_port, target, port, http
 
 
 def _dropped(
@@ -396,8 +470,8 @@ def _istio(
     probe: Probe,
     source: PodState,
     captured: bool,
-    service: Service,
-    svc_port: ServicePort,
+    service: Service | None,
+    svc_port: ServicePort | None,
     target: PodState,
     port: int,
     http: bool,
@@ -405,7 +479,12 @@ def _istio(
     url = trace.url
     pa = effective_peer_authentication(cluster, target, port) if target.sidecar == "istio" else None
     sends = "plaintext"
-    if captured:
+    if captured and (service is None or svc_port is None):
+        trace.add(
+            "the client sidecar knows no service for a bare pod address, so Envoy's "
+            "PassthroughCluster forwards the connection as it is: plaintext, no mutual TLS"
+        )
+    elif captured and service is not None and svc_port is not None:
         tls_choice = client_tls_decision(cluster, source, service, svc_port, target, port, pa)
         sends = tls_choice.sends
         trace.extend(tls_choice.steps)
@@ -530,7 +609,7 @@ def _istio(
         host=headers.get("host", url.authority),
         headers={"user-agent": "curl", **headers},
         sni=f"outbound_.{svc_port.port}_._.{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}"
-        if trace.mtls
+        if trace.mtls and service is not None and svc_port is not None
         else "",
     )
     decision = istio_authz.evaluate(cluster, target, req)

@@ -62,10 +62,41 @@ def parse_url(url: str) -> ParsedURL:
     )
 
 
+OUTSIDE = "outside"
+
+
+def _curl_options(tokens: list[str], where: str) -> dict[str, Any]:
+    """The few curl options a probe may carry after its URL: ``-k``/``--insecure`` and
+    ``--cacert FILE`` (for https:// at the edge)."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in ("-k", "--insecure"):
+            out["insecure"] = True
+        elif token == "--cacert":
+            if i + 1 >= len(tokens):
+                raise ProbeSpecError(f"{where}: --cacert needs a file (a PEM CA bundle)")
+            out["cacert"] = tokens[i + 1]
+            i += 1
+        else:
+            raise ProbeSpecError(
+                f"{where}: unknown curl option {token!r} after the URL; probes take -k "
+                "(--insecure) and --cacert FILE"
+            )
+        i += 1
+    return out
+
+
 @dataclass(frozen=True)
 class Probe:
     """A request from ``source_namespace/source_deployment`` (container ``container``, or the
     pod's default container) to ``url``, like ``kubectl exec ... -- curl -X METHOD -H ... URL``.
+
+    An ``outside`` probe runs on the learner's machine instead, outside the cluster: its URL
+    names a Service's external address (``http://frontend-external.demo/``) or a public host
+    name an ingress serves (``https://shop.example.com/``). ``insecure`` (curl ``-k``) and
+    ``cacert`` (curl ``--cacert``) say how curl trusts a server certificate at the edge.
     """
 
     source_namespace: str
@@ -75,9 +106,21 @@ class Probe:
     method: str = "GET"
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     timeout: float | None = None
+    insecure: bool = False
+    cacert: str | None = None
+
+    @classmethod
+    def from_outside(cls, url: str, **options: Any) -> Probe:
+        return cls("", OUTSIDE, url, **options)
+
+    @property
+    def outside(self) -> bool:
+        return self.source_namespace == "" and self.source_deployment == OUTSIDE
 
     def __post_init__(self) -> None:
         parse_url(self.url)
+        if self.outside and self.container:
+            raise ProbeSpecError("an outside probe runs on your machine: it has no container")
         if not _METHOD_RE.match(self.method):
             raise ProbeSpecError(
                 f"method {self.method!r} must be an HTTP method such as GET or POST"
@@ -95,21 +138,34 @@ class Probe:
 
     @property
     def source(self) -> str:
+        if self.outside:
+            return OUTSIDE
         return f"{self.source_namespace}/{self.source_deployment}"
 
     @classmethod
     def parse(cls, text: str) -> Probe:
-        """Parse ``NAMESPACE/DEPLOYMENT[:CONTAINER]=URL``."""
-        form = "expected NAMESPACE/DEPLOYMENT[:CONTAINER]=URL, e.g. foo/sleep=http://httpbin.bar:8000/ip"
+        """Parse ``NAMESPACE/DEPLOYMENT[:CONTAINER]=URL`` or ``outside=URL``; curl's ``-k`` and
+        ``--cacert FILE`` may follow the URL."""
+        form = (
+            "expected NAMESPACE/DEPLOYMENT[:CONTAINER]=URL, e.g. foo/sleep=http://httpbin.bar:8000/ip,"
+            " or outside=URL"
+        )
         source, sep, url = text.partition("=")
         if not sep or not url:
             raise ProbeSpecError(f"probe {text!r}: {form}")
+        url, *rest = url.split()
+        options = _curl_options(rest, f"probe {text!r}")
+        if source.strip() == OUTSIDE:
+            try:
+                return cls.from_outside(url.strip(), **options)
+            except ProbeSpecError as exc:
+                raise ProbeSpecError(f"probe {text!r}: {exc}") from None
         match = _SOURCE_RE.match(source.strip())
         if not match:
             raise ProbeSpecError(f"probe {text!r}: the source {source!r} is not valid; {form}")
         namespace, deployment, container = match.groups()
         try:
-            return cls(namespace, deployment, url.strip(), container)
+            return cls(namespace, deployment, url.strip(), container, **options)
         except ProbeSpecError as exc:
             raise ProbeSpecError(f"probe {text!r}: {exc}") from None
 
@@ -117,7 +173,7 @@ class Probe:
     def from_entry(cls, entry: Any, where: str) -> Probe:
         """Build a probe from one entry of a probe file (``from``, ``container``, ``method``,
         ``url``, ``headers``, ``timeout``); ``where`` prefixes errors (file:line)."""
-        allowed = {"from", "container", "method", "url", "headers", "timeout"}
+        allowed = {"from", "container", "method", "url", "headers", "timeout", "insecure", "cacert"}
         if not isinstance(entry, dict):
             raise ProbeSpecError(f"{where}: each probe must be a mapping with from and url")
         unknown = sorted(set(map(str, entry)) - allowed)
@@ -128,11 +184,19 @@ class Probe:
         for key in ("from", "url"):
             if not isinstance(entry.get(key), str) or not entry.get(key):
                 raise ProbeSpecError(f"{where}: field {key!r} is required and must be a string")
+        outside = entry["from"] == OUTSIDE
         match = _SOURCE_RE.match(entry["from"])
-        if not match or match.group(3):
+        if not outside and (not match or match.group(3)):
             raise ProbeSpecError(
-                f"{where}: field 'from' must be NAMESPACE/DEPLOYMENT, got {entry['from']!r}"
+                f"{where}: field 'from' must be NAMESPACE/DEPLOYMENT or outside, "
+                f"got {entry['from']!r}"
             )
+        insecure = entry.get("insecure", False)
+        if not isinstance(insecure, bool):
+            raise ProbeSpecError(f"{where}: field 'insecure' must be true or false (curl -k)")
+        cacert = entry.get("cacert")
+        if cacert is not None and (not isinstance(cacert, str) or not cacert):
+            raise ProbeSpecError(f"{where}: field 'cacert' must be a file name (a PEM CA bundle)")
         container = entry.get("container")
         if container is not None and not isinstance(container, str):
             raise ProbeSpecError(f"{where}: field 'container' must be a string")
@@ -152,16 +216,21 @@ class Probe:
             raise ProbeSpecError(f"{where}: field 'timeout' must be a number of seconds")
         try:
             return cls(
-                match.group(1),
-                match.group(2),
+                "" if outside else match.group(1),  # type: ignore[union-attr]
+                OUTSIDE if outside else match.group(2),  # type: ignore[union-attr]
                 entry["url"],
                 container,
                 method.upper(),
                 {k: str(v) for k, v in headers.items()},
                 float(timeout) if timeout is not None else None,
+                insecure,
+                cacert,
             )
         except ProbeSpecError as exc:
             raise ProbeSpecError(f"{where}: {exc}") from None
 
     def describe(self) -> str:
-        return f"{self.source}{':' + self.container if self.container else ''}={self.url}"
+        options = (" -k" if self.insecure else "") + (
+            f" --cacert {self.cacert}" if self.cacert else ""
+        )
+        return f"{self.source}{':' + self.container if self.container else ''}={self.url}{options}"

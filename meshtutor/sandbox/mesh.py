@@ -26,11 +26,13 @@ from datetime import timedelta
 from typing import Any
 
 from meshtutor.model.base import Resource, ResourceRef
+from meshtutor.policy import edge as edge_policy
 from meshtutor.policy import netpol
 from meshtutor.policy.apps import app_for
 from meshtutor.policy.cluster import ApplyReport, Cluster, Mesh, PodState
 from meshtutor.sandbox import proxy
 from meshtutor.sandbox.apps import AppServer
+from meshtutor.sandbox.edge import OUTSIDE_LOOPBACK, EdgeServer, ExternalAddresses
 from meshtutor.sandbox.handshake import HandshakeRecorder, HandshakeTrace, enable_keylog
 from meshtutor.sandbox.netio import close_quietly, hold_until_closed
 
@@ -59,6 +61,8 @@ class ProbeEvents:
     handshake: HandshakeTrace | None = None
     handshake_error: str | None = None
     handshake_ms: float | None = None
+    edge_handshake: HandshakeTrace | None = None
+    edge_handshake_ms: float | None = None
 
 
 @dataclass
@@ -67,7 +71,7 @@ class PodRuntime:
 
     state: PodState
     sandbox: Sandbox
-    apps: dict[int, AppServer] = field(default_factory=dict)
+    apps: dict[int, AppServer | EdgeServer] = field(default_factory=dict)
     servers: list[asyncio.Server] = field(default_factory=list)
     entries: dict[int, tuple[str, int]] = field(default_factory=dict)
     closed_ports: dict[int, socket.socket] = field(default_factory=dict)
@@ -143,6 +147,9 @@ class Sandbox:
         self._started = False
         self._foreign: dict[bool, ssl.SSLContext] = {}
         self._refusing: socket.socket | None = None
+        self.external = ExternalAddresses(self)
+        self._edge_contexts: dict[tuple[bytes, bytes, bool], ssl.SSLContext] = {}
+        self._outside: PodState | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -177,6 +184,7 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Close every listener, connection and task: nothing keeps listening afterwards."""
+        await self.external.close()
         for runtime in list(self._runtimes.values()):
             await self._stop_pod(runtime)
         self._runtimes.clear()
@@ -212,11 +220,13 @@ class Sandbox:
         report = self.cluster.apply(resources)
         await self.reconcile()
         await self.warm()
+        await self.external.sync()
         return report
 
     async def delete(self, refs: Iterable[Resource | ResourceRef]) -> list[str]:
         lines = self.cluster.delete(refs)
         await self.reconcile()
+        await self.external.sync()
         return lines
 
     async def restart(self, namespace: str, deployment: str) -> None:
@@ -278,7 +288,15 @@ class Sandbox:
 
     async def _start_pod(self, pod: PodState) -> PodRuntime:
         runtime = PodRuntime(pod, self)
-        for container in pod.spec.containers:
+        role = edge_policy.role_of(pod)
+        if role is not None:
+            # An ingress proxy: its listeners stand where the app's would.
+            ports = {p.container_port for c in pod.spec.containers for p in c.ports}
+            if role == "ingress-nginx":
+                ports = {80, 443}
+            for port in sorted(ports):
+                runtime.apps[port] = await EdgeServer.start(self, runtime, port, role)
+        for container in pod.spec.containers if role is None else ():
             app = app_for(container)
             if app.kind == "client":
                 continue
@@ -287,7 +305,7 @@ class Sandbox:
                     runtime.apps[port] = await AppServer.start(
                         app, pod.ip, 0, pod_name=pod.name, namespace=pod.namespace
                     )
-        if pod.sidecar is not None:
+        if pod.sidecar is not None or role == "istio-gateway":
             from meshtutor.errors import PKIError
 
             try:
@@ -333,6 +351,10 @@ class Sandbox:
         peer = writer.get_extra_info("peername")
         if not peer or not self.aliases:
             return None
+        if peer[0] == OUTSIDE_LOOPBACK:
+            if self._outside is None:
+                self._outside = edge_policy.outside_client()
+            return self._outside
         return self.cluster.pod_by_ip(peer[0])
 
     async def entry(self, runtime: PodRuntime, port: int) -> tuple[str, int]:
@@ -407,6 +429,46 @@ class Sandbox:
             self.instrument(ctx, "client")
             self._foreign[with_certificate] = ctx
         return self._foreign[with_certificate]
+
+    def edge_server_context(
+        self, chain: bytes, key: bytes, *, require_client_cert: bool = False
+    ) -> ssl.SSLContext:
+        """A TLS server context for an edge certificate (a kubernetes.io/tls Secret)."""
+        cache_key = (chain, key, require_client_cert)
+        if cache_key not in self._edge_contexts:
+            from meshtutor.pki.edge import server_context
+
+            ctx = server_context(chain, key)
+            if require_client_cert:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cadata=chain.decode("ascii", "replace"))
+            self.instrument(ctx, "server")
+            self._edge_contexts[cache_key] = ctx
+        return self._edge_contexts[cache_key]
+
+    def fake_edge_certificate(self) -> tuple[bytes, bytes]:
+        from meshtutor.pki.edge import fake_certificate
+
+        return fake_certificate()
+
+    def record_edge_handshake(
+        self, probe_id: str | None, ssl_object: ssl.SSLObject, duration_ms: float | None
+    ) -> None:
+        trace = self.recorder.pop(ssl_object)
+        event = self._event(probe_id)
+        if event is not None:
+            event.edge_handshake = trace
+            event.edge_handshake_ms = duration_ms
+
+    def note_edge_failure(
+        self, writer: asyncio.StreamWriter, ssl_object: ssl.SSLObject, error: object
+    ) -> None:
+        self.recorder.pop(ssl_object)
+
+    def edge_trust(self, probe: Any, chain: bytes | None, host: str) -> str | None:
+        from meshtutor.pki.edge import edge_trust
+
+        return edge_trust(probe, chain, host)
 
     def certificate_problem(self, pod: PodState) -> str | None:
         """What is wrong with a sidecar's certificate at the mesh clock, or None."""

@@ -68,8 +68,11 @@ async def splice(
     writer_a: asyncio.StreamWriter,
     reader_b: asyncio.StreamReader,
     writer_b: asyncio.StreamWriter,
+    *,
+    mirror_reset: bool = False,
 ) -> None:
-    """Copy bytes both ways until either side closes."""
+    """Copy bytes both ways until either side closes. With ``mirror_reset`` a reset on one
+    side resets the other, as a NAT in the path (kube-proxy) would pass the RST on."""
 
     async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
@@ -79,6 +82,10 @@ async def splice(
                     break
                 dst.write(data)
                 await dst.drain()
+        except ConnectionResetError:
+            if mirror_reset:
+                reset(dst)
+                return
         except (ConnectionError, OSError):
             pass
         finally:

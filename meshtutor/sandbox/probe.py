@@ -63,7 +63,52 @@ async def _target_address(sb: Sandbox, probe: Probe, captured: bool) -> tuple[st
     return "connect", host, entry_port
 
 
+async def _outside_address(sb: Sandbox, probe: Probe) -> tuple[str, str, int] | None:
+    """Where an outside curl connects: the Service's external address (a real listener that
+    forwards like kube-proxy); a refusing port where the pod has nothing listening."""
+    from meshtutor.policy import edge
+    from meshtutor.policy.ingress import outside_service
+
+    url = probe.parsed_url
+    found = outside_service(sb.cluster, url.host, url.port)
+    if found is None:
+        return None
+    service, svc_port = found
+    endpoints = service_endpoints(sb.cluster, service, svc_port)
+    if not endpoints:
+        return "connect", "127.0.0.1", sb.refusing_port()
+    target, port = endpoints[0]
+    if edge.role_of(target) == "istio-gateway" and not edge.servers_on(sb.cluster, target, port):
+        return "connect", "127.0.0.1", sb.refusing_port()  # Envoy has no listener there
+    number = svc_port.port if service.type == "LoadBalancer" else edge.node_port(service, svc_port)
+    listener = sb.external.listener(service, number)
+    if listener is None:
+        await sb.external.sync()
+        listener = sb.external.listener(service, number)
+    if listener is None:  # pragma: no cover - sync always creates it
+        return "connect", "127.0.0.1", sb.refusing_port()
+    return "connect", listener[0], listener[1]
+
+
+def resolve_cacert(path: str) -> str:
+    """curl's --cacert file: as given, else relative to the shipped manifests."""
+    from pathlib import Path
+
+    from meshtutor.errors import ProbeSpecError
+    from meshtutor.paths import manifests_dir
+
+    candidate = Path(path).expanduser()
+    if candidate.is_file():
+        return str(candidate)
+    shipped = manifests_dir() / path.removeprefix("manifests/")
+    if shipped.is_file():
+        return str(shipped)
+    raise ProbeSpecError(f"--cacert {path}: no such file (a PEM CA bundle)")
+
+
 def _captured(sb: Sandbox, probe: Probe) -> tuple[bool, str]:
+    if probe.outside:
+        return False, ""
     source, container = resolve_source(sb.cluster, probe)
     proxy_container = "istio-proxy" if sb.mesh == "istio" else "linkerd-proxy"
     return source.sidecar is not None and container != proxy_container, container
@@ -72,10 +117,11 @@ def _captured(sb: Sandbox, probe: Probe) -> tuple[bool, str]:
 def curl_command(
     sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str
 ) -> list[str]:
-    source, _ = resolve_source(sb.cluster, probe)
     url = probe.parsed_url
     # -q first: ignore ~/.curlrc. The probe id lets the sidecars tie what they saw to it.
     args = [*curl_args(probe, extra=["-q"]), "-H", f"{PROBE_HEADER}: {probe_id}"]
+    if probe.cacert:
+        args += ["--cacert", resolve_cacert(probe.cacert)]
     target_url = probe.url
     if route is None:
         # A name cluster DNS does not know. ".invalid" never resolves (RFC 6761), so curl
@@ -86,13 +132,33 @@ def curl_command(
     else:
         args += ["--connect-to", f"{url.host}:{url.port}:{route[1]}:{route[2]}"]
     if sb.aliases:
-        args += ["--interface", source.ip]
+        if probe.outside:
+            from meshtutor.sandbox.edge import OUTSIDE_LOOPBACK
+
+            args += ["--interface", OUTSIDE_LOOPBACK]
+        else:
+            args += ["--interface", resolve_source(sb.cluster, probe)[0].ip]
     args.append(target_url)
     return args
 
 
-def _display_command(probe: Probe, container: str) -> str:
-    """What the learner would type on a real cluster."""
+def _display_command(probe: Probe, container: str, address: str | None = None) -> str:
+    """What the learner would type on a real cluster (or, outside, on their machine)."""
+    if probe.outside:
+        url = probe.parsed_url
+        line = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"]
+        if probe.method != "GET":
+            line += ["-X", probe.method]
+        for name, value in probe.headers.items():
+            line += ["-H", f"{name}: {value}"]
+        if probe.insecure:
+            line.append("-k")
+        if probe.cacert:
+            line += ["--cacert", probe.cacert]
+        if address:
+            line += ["--resolve", f"{url.host}:{url.port}:{address}"]
+        line += ["--max-time", f"{probe.effective_timeout:g}", probe.url]
+        return shlex.join(line)
     parts = [
         "kubectl",
         "exec",
@@ -120,9 +186,14 @@ def _display_command(probe: Probe, container: str) -> str:
 async def run_probe(sb: Sandbox, probe: Probe, *, use_curl: bool | None = None) -> ProbeResult:
     """Run one probe for real and compare it with the policy engine's prediction."""
     # Also validates the probe (ProbeSpecError) before any traffic.
-    prediction = predict(sb.cluster, probe, certificates=sb.certificate_problem)
+    prediction = predict(
+        sb.cluster, probe, certificates=sb.certificate_problem, edge_trust=sb.edge_trust
+    )
     captured, container = _captured(sb, probe)
-    route = await _target_address(sb, probe, captured)
+    if probe.outside:
+        route = await _outside_address(sb, probe)
+    else:
+        route = await _target_address(sb, probe, captured)
     probe_id = uuid.uuid4().hex[:16]
     curl = curl_path() if use_curl is not False else None
     started = time.perf_counter()
@@ -150,10 +221,21 @@ async def run_probe(sb: Sandbox, probe: Probe, *, use_curl: bool | None = None) 
         prediction=prediction,
         prober=prober,
         duration_ms=elapsed,
-        command=_display_command(probe, container),
+        command=_display_command(probe, container, _external_ip(sb, probe)),
         handshake=event.handshake if event else None,
         handshake_error=event.handshake_error if event else None,
+        edge_handshake=event.edge_handshake if event else None,
     )
+
+
+def _external_ip(sb: Sandbox, probe: Probe) -> str | None:
+    if not probe.outside:
+        return None
+    from meshtutor.policy.ingress import outside_service
+
+    url = probe.parsed_url
+    found = outside_service(sb.cluster, url.host, url.port)
+    return sb.external.address(found[0]) if found else None
 
 
 async def _run_curl(
@@ -180,7 +262,14 @@ async def _run_builtin(
     from meshtutor.sandbox.http import HTTPParseError, Request, read_response
 
     url = probe.parsed_url
-    source, _ = resolve_source(sb.cluster, probe)
+    local: str | None = None
+    if sb.aliases:
+        if probe.outside:
+            from meshtutor.sandbox.edge import OUTSIDE_LOOPBACK
+
+            local = OUTSIDE_LOOPBACK
+        else:
+            local = resolve_source(sb.cluster, probe)[0].ip
 
     def fail(code: int) -> tuple[str, int, str, str]:
         message = CURL_ERRORS.get(code, "failed").format(
@@ -204,7 +293,7 @@ async def _run_builtin(
     try:
         async with asyncio.timeout(probe.effective_timeout):
             reader, writer = await asyncio.open_connection(
-                route[1], route[2], local_addr=(source.ip, 0) if sb.aliases else None
+                route[1], route[2], local_addr=(local, 0) if local else None
             )
             try:
                 writer.write(request.to_bytes(origin_form=False))

@@ -43,6 +43,7 @@ from meshtutor.sandbox.netio import close_quietly, prepend, read_initial, reset,
 from meshtutor.sandbox.tlsstream import TLSStream
 
 if TYPE_CHECKING:
+    from meshtutor.model.k8s import Service, ServicePort
     from meshtutor.sandbox.mesh import PodRuntime, Sandbox
 
 PROBE_HEADER = "x-meshtutor-probe"
@@ -153,9 +154,12 @@ async def _to_app_raw(
     if app is None:
         reset(writer)
         return
+    from meshtutor.sandbox.edge import bind_address
+
+    local = bind_address(source) if sb.aliases else None
     try:
         up_reader, up_writer = await asyncio.open_connection(
-            app.host, app.port, local_addr=(source.ip, 0) if source else None
+            app.host, app.port, local_addr=(local, 0) if local else None
         )
     except OSError:
         reset(writer)
@@ -475,21 +479,30 @@ async def _outbound_request(
     source = runtime.state
     linkerd = source.sidecar == "linkerd"
     probe_id = request.header(PROBE_HEADER)
-    service, _ = resolve_service(sb.cluster, request.host, source.namespace)
-    svc_port = service.port(request.port) if service else None
-    if service is None or svc_port is None:
-        # Envoy's passthrough: the original destination does not answer.
-        await _wait_then(
-            writer, reader, ENVOY_CONNECT_TIMEOUT, 503, ENVOY_503 + "connection timeout"
-        )
-        return
-    endpoints = service_endpoints(sb.cluster, service, svc_port)
-    if not endpoints:
-        writer.write(make_response(503, "" if linkerd else "no healthy upstream", keep_alive=False))
-        await writer.drain()
-        return
-    target, port = endpoints[0]
-    http = is_http_port(svc_port)
+    direct = sb.cluster.pod_by_ip(request.host)
+    service: Service | None
+    svc_port: ServicePort | None
+    if direct is not None:
+        # A pod address (an ingress controller picking endpoints itself): no Service.
+        service, svc_port, target, port, http = None, None, direct, request.port, True
+    else:
+        service, _ = resolve_service(sb.cluster, request.host, source.namespace)
+        svc_port = service.port(request.port) if service else None
+        if service is None or svc_port is None:
+            # Envoy's passthrough: the original destination does not answer.
+            await _wait_then(
+                writer, reader, ENVOY_CONNECT_TIMEOUT, 503, ENVOY_503 + "connection timeout"
+            )
+            return
+        endpoints = service_endpoints(sb.cluster, service, svc_port)
+        if not endpoints:
+            writer.write(
+                make_response(503, "" if linkerd else "no healthy upstream", keep_alive=False)
+            )
+            await writer.drain()
+            return
+        target, port = endpoints[0]
+        http = is_http_port(svc_port)
     meshed_target = target.sidecar == "linkerd" if linkerd else False
     wire_port = 4143 if meshed_target else port
     for check in (
@@ -507,6 +520,8 @@ async def _outbound_request(
             return
     if linkerd:
         sends = "mtls" if meshed_target else "plaintext"
+    elif service is None or svc_port is None:
+        sends = "plaintext"  # Envoy's PassthroughCluster
     else:
         sends = client_tls_decision(sb.cluster, source, service, svc_port, target, port).sends
     target_runtime = sb.runtime(target)
@@ -522,7 +537,7 @@ async def _outbound_request(
         await _fail(writer, http, linkerd, ENVOY_503 + "connection failure")
         return
 
-    fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}"
+    fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
     tls: TLSStream | None = None
     if sends != "plaintext":
         if sends == "mtls":
@@ -540,7 +555,11 @@ async def _outbound_request(
                 return
         else:
             context = sb.foreign_client_context(with_certificate=sends == "mutual-own")
-        sni = identity_of(sb.cluster, target) if linkerd else f"outbound_.{svc_port.port}_._.{fqdn}"
+        sni = (
+            identity_of(sb.cluster, target)
+            if linkerd
+            else f"outbound_.{svc_port.port if svc_port else port}_._.{fqdn}"
+        )
         tls = TLSStream(up_reader, up_writer, context, server_side=False, server_hostname=sni)
         started = time.perf_counter()
         try:

@@ -222,10 +222,10 @@ class TestListsAndUnmodelled:
     @pytest.mark.parametrize(
         "api_version, kind",
         [
-            ("v1", "Secret"),
+            ("v1", "Endpoints"),
             ("apps/v1", "StatefulSet"),
             ("cert-manager.io/v1", "Certificate"),
-            ("networking.istio.io/v1", "VirtualService"),
+            ("networking.istio.io/v1", "ServiceEntry"),
             ("security.istio.io/v1", "RequestAuthentication"),
         ],
     )
