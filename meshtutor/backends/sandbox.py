@@ -30,6 +30,11 @@ class SandboxBackend:
     async def apply(self, docs: Sequence[Resource]) -> ApplyReport:
         return await self.sandbox.apply(docs)
 
+    async def install(self, name: str, docs: Sequence[Resource]) -> list[str]:
+        """A cluster component (an ingress gateway or controller), as an installer would."""
+        await self.sandbox.apply(docs)
+        return [f"{name} installed (the sandbox's copy of manifests/components/{name}.yaml)"]
+
     async def delete(self, refs: Sequence[Resource | ResourceRef]) -> list[str]:
         return await self.sandbox.delete(refs)
 

@@ -17,7 +17,15 @@ from typing import Any
 import yaml
 
 from meshtutor.errors import ClusterStateError, ManifestError, MeshtutorError, ProbeSpecError
-from meshtutor.lessons.model import Action, Expectation, Lesson, Option, Question, Step
+from meshtutor.lessons.model import (
+    COMPONENTS,
+    Action,
+    Expectation,
+    Lesson,
+    Option,
+    Question,
+    Step,
+)
 from meshtutor.model.loader import load_file, load_yaml
 from meshtutor.model.schema import (
     Anything,
@@ -62,6 +70,7 @@ class _Id(Str):
 
 PROBE_SPEC: Spec = Anything()  # a string or a probe mapping; checked by _probe()
 ACTION_FIELDS: dict[str, Spec] = {
+    "install": Enum(tuple(COMPONENTS)),
     "apply": Str(allow_empty=False),
     "delete": Str(allow_empty=False),
     "namespace": Str(allow_empty=False),
@@ -244,7 +253,12 @@ class _Reader:
         if "namespace" in checked and kind not in ("apply", "delete"):
             raise self.fail("namespace: goes with apply or delete only", kline, field)
         args: dict[str, Any]
-        if kind in ("apply", "delete"):
+        if kind == "install":
+            args = {
+                "name": value,
+                "path": self.manifest(f"components/{value}.yaml", kline, where),
+            }
+        elif kind in ("apply", "delete"):
             args = {
                 "name": value,
                 "path": self.manifest(value, kline, where),
@@ -554,7 +568,9 @@ def apply_action_to_cluster(cluster: Cluster, action: Action) -> None:
     from meshtutor.lessons.state import changed_resource
 
     a = action.args
-    if action.kind == "apply":
+    if action.kind == "install":
+        cluster.apply(load_file(a["path"]))
+    elif action.kind == "apply":
         cluster.apply(load_file(a["path"], default_namespace=a.get("namespace")))
     elif action.kind == "delete":
         cluster.delete(load_file(a["path"], default_namespace=a.get("namespace")))

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from meshtutor.policy.probe import Probe
 
 ActionKind = Literal[
+    "install",
     "apply",
     "delete",
     "label",
@@ -27,6 +28,26 @@ ActionKind = Literal[
 ]
 QuestionType = Literal["choice", "multiple", "predict", "manifest"]
 
+#: Cluster components a lesson can ``install``: the sandbox applies manifests/components/NAME.yaml
+#: (outside the lesson: never cleaned up); a real cluster must already have them.
+COMPONENTS: dict[str, dict[str, str]] = {
+    "istio-ingressgateway": {
+        "namespace": "istio-system",
+        "deployment": "istio-ingressgateway",
+        "service": "istio-ingressgateway",
+        "command": "istioctl install --set profile=default -y",
+        "what": "Istio's ingress gateway (the default profile installs it)",
+    },
+    "ingress-nginx": {
+        "namespace": "ingress-nginx",
+        "deployment": "ingress-nginx-controller",
+        "service": "ingress-nginx-controller",
+        "command": "helm install ingress-nginx ingress-nginx --repo "
+        "https://kubernetes.github.io/ingress-nginx -n ingress-nginx --create-namespace",
+        "what": "the ingress-nginx controller",
+    },
+}
+
 
 @dataclass(frozen=True)
 class Action:
@@ -42,6 +63,8 @@ class Action:
     def describe(self) -> str:
         """The command a learner would type on a real cluster."""
         a = self.args
+        if self.kind == "install":
+            return COMPONENTS[a["name"]]["command"]
         if self.kind in ("apply", "delete"):
             ns = f" -n {a['namespace']}" if a.get("namespace") else ""
             return f"kubectl {self.kind} -f manifests/{a['name']}{ns}"

@@ -225,7 +225,9 @@ class LessonRunner:
         a = action.args
         out = ActionResult(action, action.describe())
         kind = action.kind
-        if kind in ("apply", "delete"):
+        if kind == "install":
+            out.lines = list(await backend.install(a["name"], load_file(a["path"])))
+        elif kind in ("apply", "delete"):
             docs = load_file(a["path"], default_namespace=a.get("namespace"))
             if kind == "apply":
                 report = await backend.apply(docs)

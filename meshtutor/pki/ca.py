@@ -581,6 +581,12 @@ class MeshCA:
             subject = x509.Name([])
             san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.name)])
             san_critical = True
+        elif len(identity.name) > 64:
+            # X.509 caps a common name at 64 characters (RFC 5280 ub-common-name); a long
+            # identity (ingress-nginx.ingress-nginx.serviceaccount...) lives in the SAN only.
+            subject = x509.Name([])
+            san = x509.SubjectAlternativeName([x509.DNSName(identity.name)])
+            san_critical = True
         else:
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)])
             san = x509.SubjectAlternativeName([x509.DNSName(identity.name)])

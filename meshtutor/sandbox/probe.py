@@ -250,8 +250,11 @@ async def _run_curl(
     )
     out, err = await process.communicate()
     body, code = parse_output(out.decode("utf-8", "replace"))
-    stderr = err.decode("utf-8", "replace").strip().splitlines()
-    return code, int(process.returncode or 0), stderr[-1] if stderr else "", body
+    lines = err.decode("utf-8", "replace").strip().splitlines()
+    # curl's own line ("curl: (60) ..."), not the advice it prints after it.
+    own = [line for line in lines if line.startswith("curl: (")]
+    stderr = own[0] if own else (lines[-1] if lines else "")
+    return code, int(process.returncode or 0), stderr, body
 
 
 async def _run_builtin(

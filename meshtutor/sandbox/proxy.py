@@ -74,6 +74,14 @@ def _envoy_reply(status: int, body: str, keep: bool = False) -> bytes:
     return make_response(status, body, headers=[("server", "envoy")], keep_alive=keep)
 
 
+def _probe_header_for(pod: PodState) -> str:
+    """The probe id header is meshtutor's, so apps never see it; an ingress proxy passes it on,
+    so the hops behind it are filed under the same probe."""
+    from meshtutor.policy.edge import role_of
+
+    return "" if role_of(pod) else PROBE_HEADER
+
+
 def port_is_http(sb: Sandbox, pod: PodState, port: int) -> bool:
     """How the mesh classifies a container port: TCP only when a Service port that targets it
     is declared TCP (name ``tcp-*`` or appProtocol), as Istio's protocol selection does."""
@@ -268,7 +276,7 @@ async def _istio_http(
                 f"URI={peer_identity}",
             )
         )
-    upstream = request.with_headers(add, remove={PROBE_HEADER, "x-forwarded-client-cert"})
+    upstream = request.with_headers(add, remove={_probe_header_for(pod), "x-forwarded-client-cert"})
     await _forward_to_app(
         sb,
         runtime,
@@ -419,7 +427,7 @@ async def _linkerd_http(
         await close_quietly(writer)
         return
     add = [("l5d-client-id", peer_identity)] if peer_identity else []
-    upstream = request.with_headers(add, remove={PROBE_HEADER, "l5d-client-id"})
+    upstream = request.with_headers(add, remove={_probe_header_for(pod), "l5d-client-id"})
     await _forward_to_app(
         sb, runtime, port, upstream, writer, True, error_status=502, error_body=""
     )
