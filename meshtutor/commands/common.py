@@ -92,7 +92,8 @@ def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
             probes.append(Probe.from_entry(entry, f"{source}:{line}"))
     if not probes:
         raise click.UsageError(
-            "give at least one PROBE (NAMESPACE/DEPLOYMENT[:CONTAINER]=URL) or --probes FILE"
+            "give at least one PROBE (NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or outside=URL) or "
+            "--probes FILE"
         )
     return probes
 
@@ -101,6 +102,8 @@ def destination_label(probe: Probe) -> str:
     """``httpbin.bar`` for ``http://httpbin.bar:8000/ip`` from anywhere, as Istio's docs print."""
     host = probe.parsed_url.host
     parts = host.split(".")
+    if probe.outside:
+        return host
     if len(parts) == 1:
         return f"{host}.{probe.source_namespace}"
     if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
@@ -109,6 +112,8 @@ def destination_label(probe: Probe) -> str:
 
 
 def source_label(probe: Probe, container: str | None) -> str:
+    if probe.outside:
+        return "outside (your machine)"
     label = f"{probe.source_deployment}.{probe.source_namespace}"
     return f"{label} ({container})" if container else label
 
@@ -131,6 +136,7 @@ def outcome_dict(cluster: Cluster, probe: Probe, outcome: Outcome) -> dict[str, 
         "stderr": outcome.stderr,
         "decided_by": str(outcome.decided_by) if outcome.decided_by else None,
         "explanation": outcome.explanation_lines,
+        **({"edge_tls": outcome.edge_tls, "via": outcome.via} if probe.outside else {}),
     }
 
 
@@ -140,8 +146,10 @@ def headline(cluster: Cluster, probe: Probe, outcome: Outcome) -> str:
     line = f"{source_label(probe, container)} to {destination_label(probe)}: {outcome.http_code}"
     if outcome.exit_code:
         line += f" (curl exit code {outcome.exit_code})"
+    if outcome.edge_tls:
+        line += "  [TLS at the edge]"
     if outcome.mtls:
-        line += "  [mutual TLS]"
+        line += "  [mutual TLS]" if not outcome.via else f"  [mutual TLS behind {outcome.via}]"
     return line
 
 

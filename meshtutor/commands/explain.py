@@ -45,6 +45,9 @@ def explain(
     'foo/sleep=http://httpbin.bar:8000/ip' or
     'demo/productcatalogservice:istio-proxy=http://frontend:80/'.
     A short host such as http://httpbin:8000 resolves in the source's namespace.
+    'outside=URL' is curl on your own machine, outside the cluster: the URL names a
+    LoadBalancer/NodePort Service (http://frontend-external.demo/) or a host a Gateway or
+    Ingress serves (https://shop.example.com/); curl's -k or --cacert FILE may follow.
     """
     if not files:
         raise click.UsageError("give at least one manifest with -f FILE")

@@ -50,9 +50,14 @@ def _print_result(result: Any, *, handshake: bool) -> None:
     )
     if result.exit_code:
         line += f" (curl exit code {result.exit_code})"
+    if result.prediction.edge_tls and result.exit_code == 0:
+        line += "  [TLS at the edge]"
     if result.mtls:
-        line += "  [mutual TLS]"
+        via = result.prediction.via
+        line += f"  [mutual TLS behind {via}]" if via else "  [mutual TLS]"
     click.echo(line)
+    if cluster_probe.outside:
+        click.echo(f"  $ {result.command}")
     if result.stderr:
         click.echo(f"  {result.stderr}")
     if not result.matches_prediction:
@@ -65,8 +70,18 @@ def _print_result(result: Any, *, handshake: bool) -> None:
     for number, text in enumerate(result.prediction.explanation_lines, start=1):
         click.echo(_wrap(text, f"  {number}. "))
     if handshake:
+        if result.edge_handshake is not None:
+            click.echo(
+                "  TLS handshake at the edge (curl → the ingress; one-way: curl shows no certificate):"
+            )
+            for text in result.edge_handshake.summary_lines():
+                click.echo(f"    {text}")
         if result.handshake is not None:
-            click.echo("  TLS handshake (client sidecar's view):")
+            click.echo(
+                "  TLS handshake inside the mesh (client proxy's view):"
+                if cluster_probe.outside
+                else "  TLS handshake (client sidecar's view):"
+            )
             for text in result.handshake.summary_lines():
                 click.echo(f"    {text}")
         elif result.handshake_error:
@@ -101,7 +116,8 @@ def probe_command(
     """Boot a sandbox from the files (applied in order), run each PROBE for real, and compare
     what curl printed with the policy engine's prediction.
 
-    PROBE is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL, as for `meshtutor explain`.
+    PROBE is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or outside=URL, as for
+    `meshtutor explain`.
     """
     if not files:
         raise click.UsageError("give at least one manifest with -f FILE")
@@ -141,11 +157,13 @@ commands:
   delete FILE [-n NS]     delete what a manifest names
   restart NS/DEPLOY       kubectl rollout restart: a new pod, injection decided again
   probe PROBE             run a probe, e.g. probe foo/sleep=http://httpbin.bar:8000/ip
+                          or probe outside=https://shop.example.com/ --cacert edge/public-ca.pem
   explain PROBE           the prediction only, no traffic
   handshake PROBE         run a probe and show its TLS handshake
   certs NS/DEPLOY         the certificate chain the workload's sidecar presents
   clock +24h              fast-forward the mesh clock (certificates rotate and expire)
   workloads               pods, sidecars, identities, addresses
+  services                services, types and EXTERNAL-IP (what outside=URL probes reach)
   help, quit"""
 
 
@@ -187,6 +205,12 @@ async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
                 click.echo(f"error: {exc}; type help")
 
 
+def _node_port(service: Any, port: Any) -> int:
+    from meshtutor.policy.edge import node_port
+
+    return node_port(service, port)
+
+
 async def _shell_command(sb: Any, words: list[str]) -> None:
 
     from meshtutor.model import load_file
@@ -211,10 +235,10 @@ async def _shell_command(sb: Any, words: list[str]) -> None:
         await sb.restart(ns, name)
         click.echo(f"deployment.apps/{name} restarted")
     elif command in ("probe", "handshake"):
-        result = await run_probe(sb, Probe.parse(args[0]))
+        result = await run_probe(sb, Probe.parse(" ".join(args)))
         _print_result(result, handshake=command == "handshake")
     elif command == "explain":
-        outcome = predict(sb.cluster, Probe.parse(args[0]))
+        outcome = predict(sb.cluster, Probe.parse(" ".join(args)))
         click.echo(
             f"predicted: {outcome.http_code}"
             + (f" (curl exit code {outcome.exit_code})" if outcome.exit_code else "")
@@ -250,6 +274,16 @@ async def _shell_command(sb: Any, words: list[str]) -> None:
             f"mesh clock is now {sb.ca.clock.now():%Y-%m-%d %H:%M} UTC; "
             f"{rotated} certificate rotation(s)"
         )
+    elif command == "services":
+        for service in sb.cluster.services():
+            external = sb.external.address(service) if service.external else "<none>"
+            ports = ",".join(
+                f"{p.port}" + (f":{_node_port(service, p)}" if service.external else "")
+                for p in service.ports
+            )
+            click.echo(
+                f"{service.namespace}/{service.name:<28} {service.type:<13} {external:<14} {ports}"
+            )
     elif command == "workloads":
         from meshtutor.policy.predict import identity_of
 

@@ -83,6 +83,8 @@ def lesson_matrix(lesson: Any, cluster: Any) -> MatrixSpec:
     probes = [p for step in lesson.steps for a in step.actions for p in a.args.get("probes", ())]
     probes += [e.probe for step in lesson.steps for e in step.expect if e.probe is not None]
     for probe in probes:
+        if probe.outside:
+            continue  # the matrix is pods × services; outside probes show in their steps
         source = probe.source + (f":{probe.container}" if probe.container else "")
         if source not in sources and cluster.pod_for(
             probe.source_namespace, probe.source_deployment
