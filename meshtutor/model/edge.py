@@ -289,6 +289,24 @@ HTTP_ROUTE_DESTINATION = Obj(
     required=("destination",),
     what="a route destination",
 )
+
+
+def _route_extra(rule: dict[str, Any], path: str, line: int | None) -> None:
+    actions = [k for k in ("route", "redirect", "directResponse", "delegate") if rule.get(k)]
+    if not actions:
+        raise SchemaError(
+            "an HTTP route needs route (destinations), redirect or directResponse",
+            f"{path}.route",
+            line,
+        )
+    if len(actions) > 1 and "route" in actions:
+        raise SchemaError(
+            f"an HTTP route cannot have both route and {actions[-1]}",
+            f"{path}.{actions[-1]}",
+            line,
+        )
+
+
 HTTP_ROUTE = Obj(
     {
         "name": Str(),
@@ -323,24 +341,8 @@ HTTP_ROUTE = Obj(
         "headers": Anything(),
     },
     what="an HTTP route",
+    extra=lambda out, path, line: _route_extra(out, path, line),
 )
-
-
-def _vs_extra(out: dict[str, Any], path: str, line: int | None) -> None:
-    for i, rule in enumerate(out.get("http") or []):
-        actions = [k for k in ("route", "redirect", "directResponse", "delegate") if rule.get(k)]
-        if not actions:
-            raise SchemaError(
-                "an HTTP route needs route (destinations), redirect or directResponse",
-                f"{path}.http[{i}].route",
-                line,
-            )
-        if len(actions) > 1 and "route" in actions:
-            raise SchemaError(
-                f"an HTTP route cannot have both route and {actions[-1]}",
-                f"{path}.http[{i}].{actions[-1]}",
-                line,
-            )
 
 
 VIRTUAL_SERVICE_SPEC = Obj(
@@ -353,7 +355,6 @@ VIRTUAL_SERVICE_SPEC = Obj(
         "exportTo": ListOf(Str()),
     },
     what="a VirtualService spec",
-    extra=_vs_extra,
 )
 
 
