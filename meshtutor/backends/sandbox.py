@@ -95,15 +95,19 @@ class SandboxBackend:
         return self.sandbox.advance_clock(delta)
 
     async def table(self, kind: str) -> tuple[list[str], list[list[str]]]:
-        return resource_table(self.sandbox.cluster, kind)
+        return resource_table(self.sandbox.cluster, kind, self.sandbox.external.address)
 
     async def mtls_status(self) -> tuple[list[str], list[list[str]]]:
         return mtls_status_table(self.sandbox.cluster)
 
 
-def resource_table(cluster: Any, kind: str) -> tuple[list[str], list[list[str]]]:
-    """``kubectl get KIND -A`` as (headers, rows), with the columns kubectl prints."""
-    from meshtutor.model import istio, k8s, linkerd
+def resource_table(
+    cluster: Any, kind: str, external: Any = None
+) -> tuple[list[str], list[list[str]]]:
+    """``kubectl get KIND -A`` as (headers, rows), with the columns kubectl prints.
+    ``external`` gives a LoadBalancer Service's EXTERNAL-IP (the sandbox's loopback one)."""
+    from meshtutor.model import edge, istio, k8s, linkerd
+    from meshtutor.policy.edge import node_port
 
     def age(obj: Any) -> str:
         return "1m"
@@ -120,6 +124,43 @@ def resource_table(cluster: Any, kind: str) -> tuple[list[str], list[list[str]]]
             for p in cluster.pods()
         ]
         return ["NAMESPACE", "NAME", "READY", "STATUS", "IP"], rows
+    if kind == "services":
+        rows = []
+        for svc in cluster.objects(k8s.Service):
+            ports = ",".join(
+                f"{p.port}" + (f":{node_port(svc, p)}" if svc.external else "") + "/TCP"
+                for p in svc.ports
+            )
+            address = "<none>"
+            if svc.type == "LoadBalancer":
+                address = external(svc) if external else "<pending>"
+            rows.append([svc.namespace, svc.name, svc.type, address, ports])
+        return ["NAMESPACE", "NAME", "TYPE", "EXTERNAL-IP", "PORT(S)"], rows
+    if kind == "gateway":
+        return ["NAMESPACE", "NAME", "SERVERS"], [
+            [
+                g.namespace,
+                g.name,
+                ", ".join(f"{s.number}/{s.protocol} {'|'.join(s.hosts)}" for s in g.servers),
+            ]
+            for g in cluster.objects(edge.Gateway)
+        ]
+    if kind == "virtualservice":
+        return ["NAMESPACE", "NAME", "GATEWAYS", "HOSTS"], [
+            [v.namespace, v.name, ",".join(v.gateways) or "mesh", ",".join(v.hosts)]
+            for v in cluster.objects(edge.VirtualService)
+        ]
+    if kind == "ingress":
+        return ["NAMESPACE", "NAME", "CLASS", "HOSTS", "TLS"], [
+            [
+                i.namespace,
+                i.name,
+                i.ingress_class or "<none>",
+                ",".join(r.host or "*" for r in i.rules) or "*",
+                ",".join(t.secret_name or "-" for t in i.tls) or "-",
+            ]
+            for i in cluster.objects(edge.Ingress)
+        ]
     if kind == "namespaces":
         return ["NAME", "LABELS"], [
             [ns.name, ",".join(f"{k}={v}" for k, v in sorted(ns.metadata.labels.items()))]

@@ -117,6 +117,10 @@ ACTION_FIELDS: dict[str, Spec] = {
             "httproute",
             "pods",
             "namespaces",
+            "services",
+            "gateway",
+            "virtualservice",
+            "ingress",
         )
     ),
     "status": Enum(("mtls",)),
