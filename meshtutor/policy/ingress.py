@@ -568,7 +568,8 @@ def _ingress_nginx(
             return trace.result(str(decision.status), 0, "", decision.decided_by)
     else:
         trace.add(
-            f"{ctrl.display} is the ingress-nginx controller ({ctrl.injection.reason}), not meshed",
+            f"{ctrl.display} is the ingress-nginx controller, not meshed: "
+            f"{ctrl.injection.reason}",
             ctrl.injection.decided_by,
             ctrl.injection.field,
         )
