@@ -37,6 +37,7 @@ class MatrixSpec:
 def default_matrix(cluster: Any) -> MatrixSpec:
     """Client pods (curl, sleep) × every Service with a listening endpoint, first port each."""
     from meshtutor.policy.apps import app_for, listener_for
+    from meshtutor.policy.edge import role_of
     from meshtutor.policy.predict import service_endpoints
 
     sources = []
@@ -47,6 +48,8 @@ def default_matrix(cluster: Any) -> MatrixSpec:
     for service in cluster.services():
         for port in service.ports[:1]:
             endpoints = service_endpoints(cluster, service, port)
+            if endpoints and role_of(endpoints[0][0]):
+                continue  # an ingress: reached from outside, by host name, not in the matrix
             if endpoints and listener_for(endpoints[0][0].spec.containers, endpoints[0][1]):
                 path = (
                     "/ip"
