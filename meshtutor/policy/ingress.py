@@ -182,19 +182,24 @@ def _entry(cluster: Cluster, trace: _Trace, probe: Probe) -> Outcome | tuple:  #
     return service, svc_port
 
 
-def _public_name(cluster: Cluster, host: str, port: int) -> tuple | None:  # type: ignore[type-arg]
-    """An external Service of an ingress that serves ``host``."""
+def _gateway_for_name(cluster: Cluster, host: str, port: int, on_port: bool) -> tuple | None:  # type: ignore[type-arg]
     from meshtutor.model.edge import Gateway
 
     for gateway in cluster.objects(Gateway):
-        if not any(
-            edge.host_matches(h.split("/")[-1], host) for s in gateway.servers for h in s.hosts
-        ):
-            continue
         for pod in edge.gateway_pods(cluster, gateway):
             for service in edge.entry_services(cluster, pod):
                 svc_port = edge.external_port(service, port)
-                if svc_port is not None:
+                if svc_port is None:
+                    continue
+                serves = any(
+                    (
+                        not on_port
+                        or edge.listener_port(cluster, pod, server.number) == svc_port.target_port
+                    )
+                    and any(edge.host_matches(h.split("/")[-1], host) for h in server.hosts)
+                    for server in gateway.servers
+                )
+                if serves:
                     return (
                         service,
                         svc_port,
@@ -202,6 +207,19 @@ def _public_name(cluster: Cluster, host: str, port: int) -> tuple | None:  # typ
                         f"{pod.display}",
                         gateway.ref,
                     )
+    return None
+
+
+def _public_name(cluster: Cluster, host: str, port: int) -> tuple | None:  # type: ignore[type-arg]
+    """An external Service of an ingress that serves ``host``."""
+
+    # DNS knows host names, not ports: any Gateway serving the host points it at the gateway.
+    # The one with a server on the port curl reaches (80 → 8080) is named first, so an HTTPS
+    # Gateway for shop.example.com wins over another Gateway's port-80 "*".
+    for on_port in (True, False):
+        found = _gateway_for_name(cluster, host, port, on_port)
+        if found is not None:
+            return found
     served = edge.ingresses_for_controller(cluster)
     for ingress, _ in served:
         hosts = [r.host for r in ingress.rules if r.host] + [
@@ -568,8 +586,7 @@ def _ingress_nginx(
             return trace.result(str(decision.status), 0, "", decision.decided_by)
     else:
         trace.add(
-            f"{ctrl.display} is the ingress-nginx controller, not meshed: "
-            f"{ctrl.injection.reason}",
+            f"{ctrl.display} is the ingress-nginx controller, not meshed: {ctrl.injection.reason}",
             ctrl.injection.decided_by,
             ctrl.injection.field,
         )

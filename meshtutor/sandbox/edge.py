@@ -51,13 +51,19 @@ UPSTREAM_TIMEOUT = 30.0
 PROBE_HEADER = "x-meshtutor-probe"
 
 
-def _reply(
+async def _reply(
     writer: asyncio.StreamWriter, status: int, body: str, headers: list[tuple[str, str]]
 ) -> None:
+    """A response the proxy makes itself (404, 301, 503...), flushed before the close (over
+    TLS the bytes would otherwise still sit in the stream when it shuts)."""
     content_type = "text/html" if body.startswith("<html>") else "text/plain"
-    writer.write(
-        make_response(status, body, content_type=content_type, headers=headers, keep_alive=False)
-    )
+    with contextlib.suppress(ConnectionError, OSError):
+        writer.write(
+            make_response(
+                status, body, content_type=content_type, headers=headers, keep_alive=False
+            )
+        )
+        await writer.drain()
 
 
 # --- external addresses (kube-proxy) ----------------------------------------------------------
@@ -246,7 +252,7 @@ class EdgeServer:
         if looks_like_tls(first):
             tls_servers = [b for b in servers if b.server.terminates_tls]
             if not tls_servers:
-                _reply(writer, 400, "", [("server", "istio-envoy")])
+                await _reply(writer, 400, "", [("server", "istio-envoy")])
                 await close_quietly(writer)
                 return
             hello = parse_client_hello(first)
@@ -324,7 +330,7 @@ class EdgeServer:
                     and b.server.tls.https_redirect
                     and any(edge.host_matches(h.split("/")[-1], host) for h in b.server.hosts)
                 ):
-                    _reply(
+                    await _reply(
                         writer, 301, "", [*envoy, ("location", f"https://{host}{request.target}")]
                     )
                     return
@@ -344,13 +350,13 @@ class EdgeServer:
             else None
         )
         if vs is None or rule is None:
-            _reply(writer, 404, "", envoy)
+            await _reply(writer, 404, "", envoy)
             return
         if rule.direct_response is not None:
-            _reply(writer, rule.direct_response[0], rule.direct_response[1], envoy)
+            await _reply(writer, rule.direct_response[0], rule.direct_response[1], envoy)
             return
         if rule.redirect is not None:
-            _reply(writer, int(rule.redirect.get("redirectCode", 301)), "", envoy)
+            await _reply(writer, int(rule.redirect.get("redirectCode", 301)), "", envoy)
             return
         destination = edge.chosen_destination(rule)
         assert destination is not None
@@ -361,7 +367,7 @@ class EdgeServer:
             service.ports[0].port if service and len(service.ports) == 1 else self.container_port
         )
         if service is None or service.port(number) is None:
-            _reply(writer, 503, "", envoy)
+            await _reply(writer, 503, "", envoy)
             return
         path = request.target
         if rule.rewrite_uri is not None:
@@ -402,7 +408,7 @@ class EdgeServer:
         try:
             up_reader, up_writer = await asyncio.open_connection(self.pod.ip, port)
         except OSError:
-            _reply(writer, error_status, error_body, extra)
+            await _reply(writer, error_status, error_body, extra)
             return
         await self._exchange(
             up_reader, up_writer, request, writer, extra, False, error_status, error_body
@@ -433,7 +439,7 @@ class EdgeServer:
             asyncio.IncompleteReadError,
         ):
             with contextlib.suppress(ConnectionError, OSError):
-                _reply(writer, error_status, error_body, extra)
+                await _reply(writer, error_status, error_body, extra)
             return
         finally:
             await close_quietly(up_writer)
@@ -474,7 +480,7 @@ class EdgeServer:
                 return
             r, w = tls.stream_pair()
         elif tls_now or self.container_port == 443:
-            _reply(writer, 400, "", [("server", "nginx")])
+            await _reply(writer, 400, "", [("server", "nginx")])
             await close_quietly(writer)
             return
         else:
@@ -508,7 +514,7 @@ class EdgeServer:
             if entry is not None and (
                 entry[0].metadata.annotations.get(edge.SSL_REDIRECT, "true").lower() != "false"
             ):
-                _reply(
+                await _reply(
                     writer,
                     308,
                     NGINX_308,
@@ -517,7 +523,7 @@ class EdgeServer:
                 return
         route = edge.ingress_route(cluster, host, request.path)
         if route is None:
-            _reply(writer, 404, NGINX_404, server)
+            await _reply(writer, 404, NGINX_404, server)
             return
         ns = route.ingress.namespace or "default"
         service = cluster.service(ns, route.backend.service or "")
@@ -536,7 +542,7 @@ class EdgeServer:
         )
         endpoints = service_endpoints(cluster, service, svc_port) if service and svc_port else []
         if not endpoints or service is None or svc_port is None:
-            _reply(writer, 503, NGINX_503, server)
+            await _reply(writer, 503, NGINX_503, server)
             return
         target, target_port = endpoints[0]
         if edge.service_upstream(route.ingress):
@@ -575,7 +581,7 @@ class EdgeServer:
                 host_ip, entry_port, local_addr=(self.pod.ip, 0) if self.sb.aliases else None
             )
         except OSError:
-            _reply(writer, 502, NGINX_502, server)
+            await _reply(writer, 502, NGINX_502, server)
             return
         await self._exchange(up_reader, up_writer, upstream, writer, server, True, 502, NGINX_502)
 

@@ -336,3 +336,28 @@ spec:
     quick = Probe.from_outside("http://frontend-external.demo/", timeout=1)
     assert _observe("istio", files, deny, [quick]) == [("000", 28, False)]
     assert _observe("istio", files, world, [quick]) == [("200", 0, False)]
+
+
+def test_gateway_answers_itself_over_https() -> None:
+    """The gateway's own answers (404 with no route, a direct response) reach curl over TLS."""
+    gateway_only = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tls-only, namespace: demo}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: SIMPLE, credentialName: shop-example-com-tls}
+"""
+    observed = _observe(
+        "istio",
+        [GATEWAY, BOUTIQUE / "demo.yaml", M / "edge/shop-tls-istio.yaml"],
+        gateway_only,
+        [
+            "outside=https://shop.example.com/ --cacert edge/public-ca.pem",
+            "outside=http://shop.example.com/",
+        ],
+    )
+    assert observed == [("404", 0, False), ("000", 7, False)]
