@@ -32,9 +32,12 @@ def probe_table(results: list[Any]) -> Table:
         why = next((s.text for s in reversed(r.prediction.explanation) if s.resource), "")
         if not r.matches_prediction:
             why = f"! differs from the prediction {r.prediction.http_code}: " + why
+        options = (" -k" if r.probe.insecure else "") + (
+            f" --cacert {r.probe.cacert}" if r.probe.cacert else ""
+        )
         table.add_row(
             r.probe.source + (f":{r.container}" if r.probe.container else ""),
-            r.probe.url,
+            r.probe.url + options,
             outcome_cell(r),
             "yes" if r.mtls else "no",
             why,
@@ -82,6 +85,24 @@ def action_result(result: Any, *, mesh: str, manifest: bool = True) -> Renderabl
                 )
         for probe in result.probes:
             if result.action.kind == "handshake":
+                if probe.edge_handshake is not None:
+                    parts.append(
+                        Text(
+                            "at the edge, curl → "
+                            f"{probe.prediction.via or 'the ingress'} (one-way TLS: curl shows "
+                            "no certificate):",
+                            style="bold",
+                        )
+                    )
+                    parts.append(Text("\n".join(probe.edge_handshake.summary_lines())))
+                    if probe.handshake is not None:
+                        parts.append(
+                            Text(
+                                f"inside the mesh, {probe.prediction.via} → "
+                                f"{probe.prediction.destination_pod} (mutual TLS):",
+                                style="bold",
+                            )
+                        )
                 if probe.handshake is not None:
                     parts.append(Text("\n".join(probe.handshake.summary_lines())))
                 else:
