@@ -47,7 +47,10 @@ def result_cell(result: Any, *, ok_style: str = "green", bad_style: str = "red")
 
 def short_source(source: str, width: int = 22) -> str:
     """``productcatalogservice.demo ⇢proxy`` style labels that leave room for the results:
-    the deployment is cut with an ellipsis, the namespace and container stay readable."""
+    the deployment is cut with an ellipsis, the namespace and container stay readable.
+    ``outside`` (curl on the learner's machine) has neither namespace nor container."""
+    if source == "outside":
+        return "outside (your machine)" if width >= 22 else "outside"
     namespace, _, rest = source.partition("/")
     deployment, _, container = rest.partition(":")
     tail = f".{namespace}" + (
