@@ -8,6 +8,10 @@ import and reads the kubeconfig).
   ``reset`` deletes exactly that and nothing else, even after a crash.
 - Probes are ``curl`` run with ``exec`` in the source pod; the exit code comes from the exec
   status channel. The prediction is computed from the objects read back from the API.
+- Outside probes run the local ``curl`` on this machine against the external Service's address
+  (its load balancer address, else a node's address and the node port).
+- Cluster components (an ingress gateway, ingress-nginx) are never installed: ``install`` only
+  checks that they are there, and says how to install them.
 - Contexts that do not look local are refused unless ``allow_remote``.
 """
 
@@ -17,6 +21,9 @@ import asyncio
 import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,8 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus
-from meshtutor.backends.curl import curl_args, parse_output
-from meshtutor.errors import ClusterStateError, MeshtutorError
+from meshtutor.backends.curl import MARK, curl_args, parse_output
+from meshtutor.errors import ClusterStateError, MeshtutorError, ProbeSpecError
 from meshtutor.model.base import Resource, ResourceRef
 from meshtutor.model.loader import UnmodelledResource, load_yaml
 from meshtutor.paths import data_dir
@@ -45,6 +52,7 @@ READ_BACK = [
     ("v1", "Namespace"),
     ("v1", "ServiceAccount"),
     ("v1", "ConfigMap"),
+    ("v1", "Secret"),  # kubernetes.io/tls only, read without the private key
     ("v1", "Service"),
     ("apps/v1", "Deployment"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -57,7 +65,28 @@ READ_BACK = [
     ("policy.linkerd.io/v1alpha1", "AuthorizationPolicy"),
     ("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication"),
     ("policy.linkerd.io/v1alpha1", "NetworkAuthentication"),
+    ("networking.k8s.io/v1", "IngressClass"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("networking.istio.io/v1", "Gateway"),
+    ("networking.istio.io/v1", "VirtualService"),
 ]
+#: Kinds read back from system namespaces too: the mesh's root namespace holds mesh-wide
+#: policies, and the ingress gateway's Gateways and certificates live next to it.
+FROM_EVERY_NAMESPACE = {
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "DestinationRule",
+    "ConfigMap",
+    "Secret",
+    "Gateway",
+    "VirtualService",
+    "Ingress",
+}
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+KIND_INGRESS_NGINX = (
+    "https://raw.githubusercontent.com/kubernetes/ingress-nginx/main/deploy/static/provider/"
+    "kind/deploy.yaml"
+)
 SYSTEM_NAMESPACES = {
     "kube-system",
     "kube-public",
@@ -377,6 +406,86 @@ class KubeBackend:
             raise KubeError(self._explain(exc, f"read {doc.kind} {doc.name}")) from None
         return True
 
+    # --- cluster components -------------------------------------------------------------
+
+    async def install(self, name: str, docs: Sequence[Resource]) -> list[str]:
+        """Check that a cluster component a lesson needs is there and ready. meshtutor never
+        installs or changes what it did not create: ``docs`` (the sandbox's copy) go unused,
+        and nothing is written."""
+        return await asyncio.to_thread(self._install, name)
+
+    def _install(self, name: str) -> list[str]:
+        from meshtutor.lessons.model import COMPONENTS
+
+        component = COMPONENTS.get(name)
+        if component is None:
+            raise ClusterStateError(
+                f"unknown component {name!r}; known: {', '.join(sorted(COMPONENTS))}"
+            )
+        ns, dep_name, svc_name = (
+            component["namespace"],
+            component["deployment"],
+            component["service"],
+        )
+        deployment = self._read("apps/v1", "Deployment", dep_name, ns)
+        service = self._read("v1", "Service", svc_name, ns)
+        missing = [
+            f"{kind} {ns}/{obj_name}"
+            for kind, obj_name, obj in (
+                ("deployment", dep_name, deployment),
+                ("service", svc_name, service),
+            )
+            if obj is None
+        ]
+        if deployment is None or service is None:
+            raise ClusterStateError(
+                f"{component['what']} is not installed in this cluster (no "
+                f"{' and no '.join(missing)}) and meshtutor does not install cluster "
+                f"components: install it with {self._install_hint(name)}, then run the "
+                "lesson again"
+            )
+        want = (deployment.get("spec") or {}).get("replicas", 1)
+        available = (deployment.get("status") or {}).get("availableReplicas") or 0
+        if available < 1:
+            raise ClusterStateError(
+                f"{component['what']} is installed but not ready (deployment {ns}/{dep_name}: "
+                f"{available}/{want} available): wait for `kubectl -n {ns} rollout status "
+                f"deploy/{dep_name}`, then run the lesson again"
+            )
+        return [
+            f"{name} is installed (deployment {ns}/{dep_name}, {available}/{want} ready; "
+            f"service {svc_name}: {describe_service_address(service)})"
+        ]
+
+    def _install_hint(self, name: str) -> str:
+        from meshtutor.lessons.model import COMPONENTS
+
+        command = f"`{COMPONENTS[name]['command']}`"
+        on_kind = self.target is not None and self.target.context.startswith("kind-")
+        if name == "ingress-nginx" and on_kind:
+            return (
+                f"kind's provider manifest, `kubectl apply -f {KIND_INGRESS_NGINX}` "
+                f"(elsewhere: {command})"
+            )
+        return command
+
+    def _read(self, api_version: str, kind: str, name: str, namespace: str | None) -> Any:
+        """One object as a dict, or None when it does not exist."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self._resource(api_version, kind)
+        try:
+            return resource.get(
+                name=name,
+                namespace=namespace if resource.namespaced else None,
+                _request_timeout=self.request_timeout,
+            ).to_dict()
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            where = f"{namespace}/{name}" if namespace else name
+            raise KubeError(self._explain(exc, f"read {kind} {where}")) from None
+
     async def delete(self, refs: Sequence[Resource | ResourceRef]) -> list[str]:
         return await asyncio.to_thread(self._delete, list(refs))
 
@@ -524,15 +633,30 @@ class KubeBackend:
         import yaml
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+        from meshtutor.lessons.model import COMPONENTS
+
+        # The components lessons ``install`` (the ingress gateway in istio-system) are read
+        # back wherever they live: outside probes enter the cluster through them.
+        components = {
+            (kind, c["namespace"], c[key])
+            for c in COMPONENTS.values()
+            for kind, key in (("Deployment", "deployment"), ("Service", "service"))
+        }
         cluster = Cluster(self.mesh)
         for api_version, kind in READ_BACK:
             try:
                 resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 continue
+            # Secrets: only certificates (for TLS at the edge), never anything else.
+            selector = {"field_selector": f"type={TLS_SECRET_TYPE}"} if kind == "Secret" else {}
             try:
-                items = resource.get(_request_timeout=self.request_timeout).to_dict()["items"]
+                items = resource.get(_request_timeout=self.request_timeout, **selector).to_dict()[
+                    "items"
+                ]
             except Exception as exc:
+                if kind == "Secret" and getattr(exc, "status", None) == 403:
+                    continue  # not allowed to read Secrets: predict without the certificates
                 raise KubeError(self._explain(exc, f"list {kind}")) from None
             items.sort(key=lambda o: o["metadata"].get("creationTimestamp") or "")
             for item in items:
@@ -540,15 +664,17 @@ class KubeBackend:
                 if (
                     kind != "Namespace"
                     and ns in SYSTEM_NAMESPACES
-                    and kind
-                    not in (
-                        "PeerAuthentication",
-                        "AuthorizationPolicy",
-                        "DestinationRule",
-                        "ConfigMap",
-                    )
+                    and kind not in FROM_EVERY_NAMESPACE
+                    and (kind, ns, item["metadata"]["name"]) not in components
                 ):
                     continue
+                if kind == "Secret":
+                    if item.get("type") != TLS_SECRET_TYPE:
+                        continue
+                    data = dict(item.get("data") or {})
+                    if "tls.key" in data:
+                        data["tls.key"] = ""  # the engine needs the chain, not the key
+                    item["data"] = data
                 if kind == "ConfigMap" and (ns, item["metadata"]["name"]) != (
                     "istio-system",
                     "istio",
@@ -715,6 +841,8 @@ class KubeBackend:
     def _probe(self, probe: Probe) -> ProbeResult:
         from meshtutor.sandbox.probe import _display_command
 
+        if probe.outside:
+            return self._probe_outside(probe)
         prediction = self.predict(probe)
         pod, default_container = self._pod_and_container(
             probe.source_namespace, probe.source_deployment
@@ -747,6 +875,135 @@ class KubeBackend:
             duration_ms=(time.perf_counter() - started) * 1000,
             command=_display_command(probe, container),
         )
+
+    # --- outside probes ---------------------------------------------------------------------
+
+    def _probe_outside(self, probe: Probe) -> ProbeResult:
+        """curl on this machine, to the external address of the Service the URL leads to
+        (``--resolve``/``--connect-to`` stand in for public DNS)."""
+        from meshtutor.policy.ingress import outside_service
+        from meshtutor.sandbox.probe import resolve_cacert
+
+        prediction = self.predict(probe)  # also validates the probe
+        curl = shutil.which("curl")
+        if curl is None:
+            raise KubeError(
+                "outside probes run curl on this machine, and there is no curl on PATH: "
+                "install it (apt install curl, brew install curl)"
+            )
+        url = probe.parsed_url
+        args = curl_args(probe, extra=["-q"])  # -q: ignore ~/.curlrc
+        # curl -w reads "\n" itself: the command stays one line and is exactly what runs.
+        args = [a.replace("\n", "\\n") if a.startswith(MARK) else a for a in args]
+        if probe.cacert:
+            args += ["--cacert", resolve_cacert(probe.cacert)]
+        found = outside_service(self.cluster, url.host, url.port)
+        target_url = probe.url
+        if found is None:
+            # The name leads nowhere into the cluster (the prediction says why). ".invalid"
+            # never resolves (RFC 6761): curl fails as it would, without asking real DNS.
+            target_url = probe.url.replace(f"//{url.host}", f"//{url.host}.invalid", 1)
+            via = "via nothing: the name does not lead into the cluster"
+        else:
+            route, via = self._outside_route(found[0], found[1], url)
+            args += route
+        args.append(target_url)
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                [curl, *args[1:]],
+                capture_output=True,
+                env=env,
+                timeout=probe.effective_timeout + 10,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise KubeError(f"curl did not finish in {probe.effective_timeout + 10:g} s") from None
+        elapsed = (time.perf_counter() - started) * 1000
+        body, http_code = parse_output(done.stdout.decode("utf-8", "replace"))
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        own = [line for line in lines if line.startswith("curl: (")]
+        stderr = own[0] if own else (lines[-1] if lines else "")
+        if found is None:
+            stderr = stderr.replace(f"{url.host}.invalid", url.host)
+        mtls, client_id, server_id = self._observed_mtls(body, prediction)
+        return ProbeResult(
+            probe=probe,
+            container="",
+            http_code=http_code,
+            exit_code=done.returncode,
+            stderr=stderr,
+            body=body,
+            mtls=mtls,
+            client_identity=client_id,
+            server_identity=server_id,
+            prediction=prediction,
+            prober="curl",
+            duration_ms=elapsed,
+            command=f"{shlex.join(args)}  # {via}",
+        )
+
+    def _outside_route(self, service: Any, svc_port: Any, url: Any) -> tuple[list[str], str]:
+        """curl options that send ``url`` to the Service's external address, and how:
+        the load balancer address, else a node's InternalIP with the node port."""
+        ns, name = service.namespace, service.name
+        obj = self._read("v1", "Service", name, ns)
+        if obj is None:
+            raise ClusterStateError(f"Service {ns}/{name} is gone from the cluster")
+        spec = obj.get("spec") or {}
+        ports = spec.get("ports") or []
+        port: dict[str, Any] = next(
+            (p for p in ports if p.get("port") == svc_port.port and p.get("name") == svc_port.name),
+            next((p for p in ports if p.get("port") == svc_port.port), {}),
+        )
+        ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if spec.get("type") == "LoadBalancer" and ingress and url.port == port.get("port"):
+            address = ingress[0].get("ip")
+            if address:
+                return ["--resolve", f"{url.host}:{url.port}:{_bracket(address)}"], (
+                    f"via LoadBalancer {address}"
+                )
+            hostname = ingress[0].get("hostname")
+            if hostname:
+                return ["--connect-to", f"{url.host}:{url.port}:{hostname}:{url.port}"], (
+                    f"via LoadBalancer {hostname}"
+                )
+        node_port = port.get("nodePort")
+        node = self._node_address() if node_port else None
+        if node_port and node:
+            if node_port == url.port:
+                route = ["--resolve", f"{url.host}:{url.port}:{_bracket(node)}"]
+            else:
+                route = ["--connect-to", f"{url.host}:{url.port}:{_bracket(node)}:{node_port}"]
+            return route, f"via node {node}:{node_port}"
+        local = 8080
+        raise ProbeSpecError(
+            f"Service {ns}/{name} has no external address ({spec.get('type')}, no load "
+            "balancer address and no node port on a node meshtutor can see): start "
+            f"`kubectl port-forward -n {ns} svc/{name} {local}:{port.get('port', url.port)}` "
+            f"and try `curl -H 'Host: {url.authority}' "
+            f"{url.scheme}://127.0.0.1:{local}{url.path_with_query}` yourself"
+        )
+
+    def _node_address(self) -> str | None:
+        """The first node's InternalIP (else any address it lists), or None."""
+        try:
+            nodes = (
+                self._resource("v1", "Node").get(_request_timeout=self.request_timeout).to_dict()
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) == 403:
+                return None  # not allowed to list nodes: no node address to use
+            raise KubeError(self._explain(exc, "list nodes")) from None
+        items = sorted(nodes["items"], key=lambda n: n["metadata"]["name"])
+        for node in items[:1]:
+            addresses = (node.get("status") or {}).get("addresses") or []
+            internal = [a["address"] for a in addresses if a.get("type") == "InternalIP"]
+            others = [a["address"] for a in addresses if a.get("type") == "ExternalIP"]
+            if internal or others:
+                return str((internal or others)[0])
+        return None
 
     @staticmethod
     def _observed_mtls(body: str, prediction: Any) -> tuple[bool, str | None, str | None]:
@@ -816,6 +1073,28 @@ class KubeBackend:
         from meshtutor.backends.sandbox import mtls_status_table
 
         return mtls_status_table(await asyncio.to_thread(lambda: self.cluster))
+
+
+def _bracket(address: str) -> str:
+    """An IPv6 address in brackets, as curl's --resolve and --connect-to want it."""
+    return f"[{address}]" if ":" in address else address
+
+
+def describe_service_address(service: dict[str, Any]) -> str:
+    """How a Service is reached, from its API object: ``LoadBalancer 172.18.255.200``,
+    ``NodePort (node ports 31080, 31443)``, ``ClusterIP 10.96.0.10``."""
+    spec, status = service.get("spec") or {}, service.get("status") or {}
+    kind = spec.get("type") or "ClusterIP"
+    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+    node_ports = ", ".join(str(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort"))
+    if kind == "LoadBalancer" and ingress:
+        return f"LoadBalancer {ingress[0].get('ip') or ingress[0].get('hostname')}"
+    if kind == "LoadBalancer":
+        pending = "LoadBalancer, no load balancer address yet"
+        return f"{pending} (node ports {node_ports})" if node_ports else pending
+    if kind == "NodePort":
+        return f"NodePort (node ports {node_ports})" if node_ports else "NodePort"
+    return f"{kind} {spec.get('clusterIP') or ''}".strip()
 
 
 def new_probe_id() -> str:

@@ -99,9 +99,14 @@ def run_checks(
             )
         )
         return checks
+
+    def components(api: Any, mesh: str, timeout: float) -> list[Check]:
+        return _component_checks(api, mesh, timeout, target.context)
+
     try:
         for name, step, required in (
             ("mesh", _mesh_checks, True),
+            ("ingress", components, False),
             ("images", _image_checks, False),
             ("RBAC", _rbac_checks, True),
         ):
@@ -215,6 +220,42 @@ def _mesh_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
                 )
             )
     return found
+
+
+#: The lessons that ``install`` each cluster component (traffic from outside the cluster).
+COMPONENT_LESSONS = {"istio-ingressgateway": "lesson 14", "ingress-nginx": "lesson 15"}
+
+
+def _component_checks(api: Any, mesh: str, timeout: float, context: str) -> list[Check]:
+    """The ingress components some lessons need: optional, meshtutor never installs them."""
+    from meshtutor.backends.kube import KIND_INGRESS_NGINX
+    from meshtutor.lessons.model import COMPONENTS
+
+    checks = []
+    for name, component in COMPONENTS.items():
+        if name == "istio-ingressgateway" and mesh == "linkerd":
+            continue
+        ns, deployment = component["namespace"], component["deployment"]
+        ready = _deployment_ready(api, ns, deployment, timeout)
+        if ready:
+            checks.append(Check(name, "ok", f"{ns}/{deployment} is available", required=False))
+            continue
+        fix = component["command"]
+        if ready is not None:
+            fix = f"kubectl -n {ns} rollout status deploy/{deployment}"
+        elif name == "ingress-nginx" and context.startswith("kind-"):
+            fix = f"kubectl apply -f {KIND_INGRESS_NGINX}"
+        checks.append(
+            Check(
+                name,
+                "warn",
+                f"{ns}/{deployment} is {'missing' if ready is None else 'not ready'}: "
+                f"needed by {COMPONENT_LESSONS.get(name, 'the ingress lessons')}",
+                fix,
+                required=False,
+            )
+        )
+    return checks
 
 
 def _image_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
