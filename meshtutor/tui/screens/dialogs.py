@@ -164,7 +164,9 @@ class ProbeDetailScreen(ModalScreen[None]):
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.result.command)
-        self.notify("copied the kubectl exec line")
+        self.notify(
+            "copied the curl line" if self.result.probe.outside else "copied the kubectl exec line"
+        )
 
     async def action_dismiss(self, result: Any = None) -> None:
         self.dismiss()
