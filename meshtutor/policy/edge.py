@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
-from meshtutor.model.base import ObjectMeta, ResourceRef
+from meshtutor.model.base import ResourceRef
 from meshtutor.model.edge import (
     TLS_SECRET,
     Gateway,
@@ -34,7 +34,6 @@ from meshtutor.model.edge import (
 from meshtutor.model.k8s import PodSpec, Service, ServicePort
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.injection import InjectionDecision
-from meshtutor.policy.outcome import Step
 
 #: Where the outside client comes from, as the pods see it (a documentation address,
 #: RFC 5737). The sandbox maps its own loopback client address to it.
@@ -170,11 +169,80 @@ def servers_on(cluster: Cluster, pod: PodState, container_port: int) -> list[Bou
     return found
 
 
-def server_for_host(servers: list[BoundServer], host: str) -> BoundServer | None:
+def serves_host(bound: BoundServer, host: str) -> bool:
+    """Whether a server's hosts (``host`` or ``namespace/host``) include ``host``."""
+    return any(host_matches(_gateway_host(h), host) for h in bound.server.hosts)
+
+
+def server_for_sni(servers: list[BoundServer], sni: str) -> BoundServer | None:
+    """The TLS server whose filter chain takes a ClientHello with this SNI: hosts become
+    server_names, except ``*``, which takes any SNI or none (Istio GetSNIHostsForServer)."""
     for bound in servers:
-        if any(host_matches(_gateway_host(h), host) for h in bound.server.hosts):
+        if any(_gateway_host(h) == "*" for h in bound.server.hosts):
+            return bound
+        if sni and serves_host(bound, sni):
             return bound
     return None
+
+
+def redirecting_server(servers: list[BoundServer], host: str) -> BoundServer | None:
+    """A plain HTTP server for ``host`` with ``tls.httpsRedirect`` (Envoy answers 301)."""
+    return next(
+        (
+            b
+            for b in servers
+            if b.server.tls is not None and b.server.tls.https_redirect and serves_host(b, host)
+        ),
+        None,
+    )
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """What the gateway's route table gives a request: the servers listing its host, the
+    server and VirtualService used (None: 404) and the matching HTTP route (None: 404)."""
+
+    matching: list[BoundServer]
+    bound: BoundServer
+    vs: VirtualService | None
+    rule: HTTPRouteRule | None
+
+
+def gateway_route(
+    cluster: Cluster,
+    servers: list[BoundServer],
+    host: str,
+    path: str,
+    port: int,
+    headers: dict[str, str],
+) -> GatewayRoute:
+    """The Host header picks the VirtualService (first bound one of the first server listing
+    the host), then its first HTTP route that matches."""
+    matching = [b for b in servers if serves_host(b, host)]
+    for bound in matching:
+        found = virtual_services_for(cluster, bound, host)
+        if found:
+            vs = found[0]
+            return GatewayRoute(
+                matching, bound, vs, route_for(vs, path, port, headers, bound.gateway)
+            )
+    return GatewayRoute(matching, (matching or servers)[0], None, None)
+
+
+def destination_port(destination: RouteDestination, service: Service, listener: int) -> int:
+    """The destination's port, else the Service's only port, else the gateway's own port
+    (what Istio uses when a multi-port Service is named without one; route.go)."""
+    if destination.port:
+        return destination.port
+    return service.ports[0].port if len(service.ports) == 1 else listener
+
+
+def rewritten_path(rule: HTTPRouteRule, path: str) -> str:
+    """``rewrite.uri`` replaces the matched prefix (or the whole path without one)."""
+    if rule.rewrite_uri is None:
+        return path
+    prefix = next((m.uri.value for m in rule.matches if m.uri and m.uri.kind == "prefix"), "")
+    return rule.rewrite_uri + path[len(prefix) :] if prefix else rule.rewrite_uri
 
 
 def _vs_binds(vs: VirtualService, gateway: Gateway) -> bool:
@@ -367,32 +435,57 @@ def secret_problem(secret: Secret | None, namespace: str, name: str) -> str | No
     return None
 
 
-def steps_for(text: str, ref: ResourceRef | None = None, fld: str | None = None) -> Step:
-    return Step(text, ref, fld)
+def ingress_backend(
+    cluster: Cluster, route: IngressRoute
+) -> tuple[Service | None, ServicePort | None, list[tuple[PodState, int]]]:
+    """The Service, port (by number or name) and ready endpoints of an Ingress backend."""
+    from meshtutor.policy.predict import service_endpoints
+
+    backend = route.backend
+    service = cluster.service(route.ingress.namespace or "default", backend.service or "")
+    if service is None:
+        return None, None, []
+    svc_port = next(
+        (
+            p
+            for p in service.ports
+            if p.port == backend.port or (isinstance(backend.port, str) and p.name == backend.port)
+        ),
+        None,
+    )
+    if svc_port is None:
+        return service, None, []
+    return service, svc_port, service_endpoints(cluster, service, svc_port)
 
 
 __all__ = [
     "FAKE_CERTIFICATE",
     "OUTSIDE_IP",
     "BoundServer",
+    "GatewayRoute",
     "IngressRoute",
-    "ObjectMeta",
     "chosen_destination",
+    "destination_port",
     "destination_service",
     "entry_services",
     "external_port",
     "gateway_pods",
+    "gateway_route",
     "host_matches",
+    "ingress_backend",
     "ingress_route",
     "ingress_tls_for",
     "listener_port",
     "node_port",
     "outside_client",
+    "redirecting_server",
+    "rewritten_path",
     "role_of",
     "route_for",
     "secret_problem",
-    "server_for_host",
+    "server_for_sni",
     "servers_on",
+    "serves_host",
     "service_upstream",
     "tls_secret",
     "virtual_services_for",

@@ -346,17 +346,7 @@ def _istio_gateway(
             )
             return trace.result("000", 35)
         sni = url.host
-        bound = next(
-            (
-                b
-                for b in tls_servers
-                if any(
-                    h.split("/")[-1] == "*" or edge.host_matches(h.split("/")[-1], sni)
-                    for h in b.server.hosts
-                )
-            ),
-            None,
-        )
+        bound = edge.server_for_sni(tls_servers, sni)
         if bound is None:
             hosts = ", ".join(h for b in tls_servers for h in b.server.hosts)
             b = tls_servers[0]
@@ -417,16 +407,7 @@ def _istio_gateway(
         trace.edge_tls = False
         chosen = plain
         trace.add("the client's hop to the gateway is plain HTTP: anyone on the way can read it")
-        redirect = next(
-            (
-                b
-                for b in plain
-                if b.server.tls is not None
-                and b.server.tls.https_redirect
-                and any(edge.host_matches(h.split("/")[-1], host) for h in b.server.hosts)
-            ),
-            None,
-        )
+        redirect = edge.redirecting_server(plain, host)
         if redirect is not None:
             trace.add(
                 f"Gateway {redirect.gateway.namespace}/{redirect.gateway.name} sets "
@@ -437,23 +418,17 @@ def _istio_gateway(
             return trace.result("301", 0, "", redirect.gateway.ref)
 
     # The Host header picks the VirtualService.
-    matching = [
-        b for b in chosen if any(edge.host_matches(h.split("/")[-1], host) for h in b.server.hosts)
-    ]
-    vs = None
-    bound_used = chosen[0]
-    for b in matching:
-        found = edge.virtual_services_for(cluster, b, host)
-        if found:
-            vs, bound_used = found[0], b
-            break
+    route = edge.gateway_route(
+        cluster, chosen, host, url.path, port, {k.lower(): v for k, v in probe.headers.items()}
+    )
+    vs, rule, bound_used = route.vs, route.rule, route.bound
     if vs is None:
-        b = (matching or chosen)[0]
+        b = bound_used
         reason = (
             f"no VirtualService bound to Gateway {b.gateway.namespace}/{b.gateway.name} has a "
             f"host matching {host} (spec.gateways binds a VirtualService; a name without a "
             "namespace means the VirtualService's own namespace)"
-            if matching
+            if route.matching
             else f"no server of the gateway on this port lists host {host} "
             f"(hosts: {', '.join(h for x in chosen for h in x.server.hosts)})"
         )
@@ -463,9 +438,6 @@ def _istio_gateway(
             f"{b.field}.hosts",
         )
         return trace.result("404", 0, "", b.gateway.ref)
-    rule = edge.route_for(
-        vs, url.path, port, {k.lower(): v for k, v in probe.headers.items()}, bound_used.gateway
-    )
     if rule is None:
         trace.add(
             f"VirtualService {vs.namespace}/{vs.name} has no route matching {url.path}, so "
@@ -503,7 +475,7 @@ def _istio_gateway(
             f"{where}.route",
         )
         return trace.result("503", 0, "", vs.ref)
-    number = destination.port or (service.ports[0].port if len(service.ports) == 1 else port)
+    number = edge.destination_port(destination, service, port)
     svc_port = service.port(number)
     if svc_port is None:
         trace.add(
@@ -521,10 +493,7 @@ def _istio_gateway(
         vs.ref,
         where,
     )
-    path = url.path_with_query
-    if rule.rewrite_uri is not None:
-        prefix = next((m.uri.value for m in rule.matches if m.uri and m.uri.kind == "prefix"), "")
-        path = rule.rewrite_uri + path[len(prefix) :] if prefix else rule.rewrite_uri
+    path = edge.rewritten_path(rule, url.path_with_query)
     outcome = _upstream(cluster, trace, probe, gw, f"http://{fqdn}:{number}", True, path)
     return _relay(trace, outcome, proxy_name="the gateway")
 
@@ -661,19 +630,7 @@ def _ingress_nginx(
     ingress = route.ingress
     ns = ingress.namespace or "default"
     backend = route.backend
-    service = cluster.service(ns, backend.service or "")
-    svc_port = None
-    if service is not None:
-        svc_port = next(
-            (
-                p
-                for p in service.ports
-                if p.port == backend.port
-                or (isinstance(backend.port, str) and p.name == backend.port)
-            ),
-            None,
-        )
-    endpoints = service_endpoints(cluster, service, svc_port) if service and svc_port else []
+    service, svc_port, endpoints = edge.ingress_backend(cluster, route)
     if not endpoints:
         what = (
             f"Service {ns}/{backend.service} does not exist"

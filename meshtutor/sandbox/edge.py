@@ -257,18 +257,7 @@ class EdgeServer:
                 return
             hello = parse_client_hello(first)
             sni = (hello.sni if hello else None) or ""
-            bound = next(
-                (
-                    b
-                    for b in tls_servers
-                    if any(
-                        h.split("/")[-1] == "*"
-                        or (sni and edge.host_matches(h.split("/")[-1], sni))
-                        for h in b.server.hosts
-                    )
-                ),
-                None,
-            )
+            bound = edge.server_for_sni(tls_servers, sni)
             if bound is None or bound.server.tls is None:
                 reset(writer)
                 return
@@ -323,32 +312,15 @@ class EdgeServer:
             )
         envoy = [("server", "istio-envoy")]
         host = request.host
-        if tls is None:
-            for b in chosen:
-                if (
-                    b.server.tls is not None
-                    and b.server.tls.https_redirect
-                    and any(edge.host_matches(h.split("/")[-1], host) for h in b.server.hosts)
-                ):
-                    await _reply(
-                        writer, 301, "", [*envoy, ("location", f"https://{host}{request.target}")]
-                    )
-                    return
-        vs = None
-        bound_used = chosen[0]
-        for b in chosen:
-            if not any(edge.host_matches(h.split("/")[-1], host) for h in b.server.hosts):
-                continue
-            found = edge.virtual_services_for(cluster, b, host)
-            if found:
-                vs, bound_used = found[0], b
-                break
+        redirect = edge.redirecting_server(chosen, host) if tls is None else None
+        if redirect is not None:
+            await _reply(writer, 301, "", [*envoy, ("location", f"https://{host}{request.target}")])
+            return
         headers = {k.lower(): v for k, v in request.headers}
-        rule = (
-            edge.route_for(vs, request.path, self.container_port, headers, bound_used.gateway)
-            if vs
-            else None
+        route = edge.gateway_route(
+            cluster, chosen, host, request.path, self.container_port, headers
         )
+        vs, rule = route.vs, route.rule
         if vs is None or rule is None:
             await _reply(writer, 404, "", envoy)
             return
@@ -363,19 +335,12 @@ class EdgeServer:
         service, fqdn = edge.destination_service(
             cluster, destination.host, vs.namespace or "default"
         )
-        number = destination.port or (
-            service.ports[0].port if service and len(service.ports) == 1 else self.container_port
-        )
+        number = edge.destination_port(destination, service, self.container_port) if service else 0
         if service is None or service.port(number) is None:
             await _reply(writer, 503, "", envoy)
             return
-        path = request.target
-        if rule.rewrite_uri is not None:
-            prefix = next(
-                (m.uri.value for m in rule.matches if m.uri and m.uri.kind == "prefix"), ""
-            )
-            path = rule.rewrite_uri + path[len(prefix) :] if prefix else rule.rewrite_uri
-        client_ip = "203.0.113.10"
+        path = edge.rewritten_path(rule, request.target)
+        client_ip = edge.OUTSIDE_IP
         upstream = Request(
             request.method,
             f"http://{fqdn}:{number}{path}",
@@ -526,21 +491,7 @@ class EdgeServer:
             await _reply(writer, 404, NGINX_404, server)
             return
         ns = route.ingress.namespace or "default"
-        service = cluster.service(ns, route.backend.service or "")
-        svc_port = (
-            next(
-                (
-                    p
-                    for p in service.ports
-                    if p.port == route.backend.port
-                    or (isinstance(route.backend.port, str) and p.name == route.backend.port)
-                ),
-                None,
-            )
-            if service
-            else None
-        )
-        endpoints = service_endpoints(cluster, service, svc_port) if service and svc_port else []
+        service, svc_port, endpoints = edge.ingress_backend(cluster, route)
         if not endpoints or service is None or svc_port is None:
             await _reply(writer, 503, NGINX_503, server)
             return
@@ -554,8 +505,8 @@ class EdgeServer:
             for k, v in request.headers
             if k.lower() not in ("connection", "proxy-connection")
         ] + [
-            ("x-real-ip", "203.0.113.10"),
-            ("x-forwarded-for", "203.0.113.10"),
+            ("x-real-ip", edge.OUTSIDE_IP),
+            ("x-forwarded-for", edge.OUTSIDE_IP),
             ("x-forwarded-proto", "https" if tls else "http"),
             ("x-forwarded-host", host),
         ]
@@ -571,11 +522,9 @@ class EdgeServer:
                 upstream, writer, server, error_status=502, error_body=NGINX_502
             )
             return
-        if edge.service_upstream(route.ingress):
-            pod, port = target, target_port  # kube-proxy picks the endpoint behind the cluster IP
-        else:
-            pod, port = target, target_port
-        host_ip, entry_port = await self.sb.entry(self.sb.runtime(pod), port)
+        # Unmeshed, both ways end at the same pod: nginx's own pick of the endpoint, or
+        # kube-proxy's behind the cluster IP (the oldest pod, as everywhere in meshtutor).
+        host_ip, entry_port = await self.sb.entry(self.sb.runtime(target), target_port)
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 host_ip, entry_port, local_addr=(self.pod.ip, 0) if self.sb.aliases else None
