@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import TextArea
+from textual.widgets import DataTable, TextArea
 from tui_helpers import (
     FRONTEND,
     MTLS_SOURCE,
@@ -40,13 +40,24 @@ RunBefore = Callable[[Pilot[Any]], Awaitable[None]]
 
 
 async def settled(pilot: Pilot[Any]) -> None:
-    """Wait until no worker is running: the sandbox thread has answered everything."""
+    """Wait until no worker is running (the sandbox thread has answered everything) and every
+    table has laid itself out: a DataTable sizes its columns on idle, after rows are added, so
+    a picture taken before that shows cut labels (a timing-dependent snapshot)."""
     app = pilot.app
     await wait_for(
         pilot,
         lambda: not any(w.is_running for w in app.workers),
         what="the workers to finish",
     )
+
+    def tables_laid_out() -> bool:
+        return not any(
+            table._require_update_dimensions or table._updated_cells
+            for table in app.screen.query(DataTable)
+        )
+
+    await wait_for(pilot, tables_laid_out, what="the tables to size their columns")
+    await pilot.pause()
 
 
 async def on_home(pilot: Pilot[Any]) -> None:
