@@ -357,21 +357,15 @@ class LessonRunner:
 
     # --- quiz -----------------------------------------------------------------------------
 
-    def _attempt(self) -> int:
-        if self.quiz_attempt is None:
-            self.quiz_attempt = (
-                self.progress.next_quiz_attempt(self.lesson.id) if self.progress else 1
-            )
-        return self.quiz_attempt
-
     def _record(self, grade: Grade, answer: Any) -> Grade:
         if grade.question.explanation:
             grade.feedback.append(grade.question.explanation)
         self.grades[grade.question.id] = grade
         if self.progress is not None:
-            self.progress.quiz_answer(
+            # The first answer allocates the attempt's number; the others reuse it.
+            self.quiz_attempt = self.progress.quiz_answer(
                 self.lesson.id,
-                self._attempt(),
+                self.quiz_attempt,
                 grade.question.id,
                 answer,
                 grade.correct,
