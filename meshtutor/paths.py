@@ -15,7 +15,16 @@ def data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("meshtutor", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from meshtutor.errors import MeshtutorError
+
+        where = "MESHTUTOR_HOME" if override else "the user data folder"
+        raise MeshtutorError(
+            f"cannot create {where} {path}: {exc.strerror}; set MESHTUTOR_HOME to a folder "
+            "you can write"
+        ) from None
     return path
 
 

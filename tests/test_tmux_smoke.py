@@ -57,23 +57,27 @@ class Tmux:
     def kill(self) -> None:
         self("kill-server", check=False)
 
+    def start_meshtutor(self, home: Path, width: int = 120, height: int = 40) -> None:
+        """``meshtutor`` with its data in ``home``, in a new session of ``width`` × ``height``.
+
+        The shell reports the exit status, then keeps the pane open: tmux's
+        #{pane_dead_status} is sometimes never filled in, and the last output of a pane that
+        dies can be lost."""
+        command = (
+            shlex.join(["env", f"MESHTUTOR_HOME={home}", sys.executable, "-m", "meshtutor"])
+            + '; echo "meshtutor exited with status $?"; sleep 60'
+        )
+        self(
+            "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+            "-c", str(ROOT), command,
+        )  # fmt: skip
+
 
 def test_meshtutor_opens_a_lesson_runs_a_step_and_quits(tmp_path: Path) -> None:
     first = load_lessons()[0]
-    # The shell reports the exit status, then keeps the pane open: tmux's #{pane_dead_status}
-    # is sometimes never filled in, and the last output of a pane that dies can be lost.
-    command = (
-        shlex.join(
-            ["env", f"MESHTUTOR_HOME={tmp_path / 'home'}", sys.executable, "-m", "meshtutor"]
-        )
-        + '; echo "meshtutor exited with status $?"; sleep 60'
-    )
     tmux = Tmux(tmp_path / "tmux.sock")
     try:
-        tmux(
-            "new-session", "-d", "-s", tmux.session, "-x", "120", "-y", "40", "-c", str(ROOT),
-            command,
-        )  # fmt: skip
+        tmux.start_meshtutor(tmp_path / "home")
         home = tmux.wait_for(lambda s: "lessons done" in s, "lesson list")
         assert first.title in home
 

@@ -342,15 +342,21 @@ async def _interactive(lesson: Any, *, restart: bool, factory: Any = None) -> No
                     hint = runner.hint()
                     con.print(f"hint {hint[1]}/{hint[2]}: {hint[0]}" if hint else "no hints here")
                     continue
-                if choice == "r":
-                    await runner.reset_step()
-                    con.print("step reset")
+                try:
+                    if choice == "r":
+                        await runner.reset_step()
+                        con.print("step reset")
+                        continue
+                    if choice == "s":
+                        results, check = await runner.skip()
+                    else:
+                        results = await runner.act()
+                        check = await runner.check()
+                except MeshtutorError as exc:
+                    # The cluster refused something (a real cluster can, at any time): say
+                    # so and ask again; the learner can retry, reset the step or quit.
+                    con.print(f"✘ {exc}", style="red", markup=False, highlight=False)
                     continue
-                if choice == "s":
-                    results, check = await runner.skip()
-                else:
-                    results = await runner.act()
-                    check = await runner.check()
                 for result in results:
                     con.print(render.action_result(result, mesh=lesson.mesh))
                 con.print(render.check_result(check))

@@ -1,19 +1,22 @@
 """Learner progress in SQLite, under the user data directory (``MESHTUTOR_HOME`` overrides).
 
 Every change is committed at once (WAL journal), so a crash mid-step loses nothing already
-done. A database that cannot be read is moved aside with a message, never a crash.
+done. A damaged database is moved aside (kept) with a one-line message, never a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from meshtutor.errors import MeshtutorError
 from meshtutor.paths import data_dir
 
 SCHEMA_VERSION = 1
@@ -105,27 +108,120 @@ class _Rows(list[Any]):
         return list(self)
 
 
+class _Damaged(Exception):
+    """The file is a database, but not one meshtutor can trust (``str()`` says why)."""
+
+
+class _Newer(Exception):
+    """The file is a progress database of a newer meshtutor (``str()`` says what to do)."""
+
+
+def _is_damage(exc: sqlite3.Error | _Damaged) -> bool:
+    """Whether SQLite says the file itself is bad, as opposed to a problem with opening it
+    (permissions, a full disk, another process holding the lock), which moving the file aside
+    would not cure and could cost the learner a good database."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    # SQLITE_CORRUPT (and its extended codes) and SQLITE_NOTADB: "database disk image is
+    # malformed", "file is not a database" (https://sqlite.org/rescode.html).
+    return isinstance(exc, _Damaged) or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _first_line(text: str, limit: int = 120) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@cache
+def _expected_columns() -> dict[str, list[tuple[str, str, int, int]]]:
+    """Each table of ``_SCHEMA`` with its columns as ``PRAGMA table_info`` lists them, read from
+    the schema itself so that the check can never drift from it."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(_SCHEMA)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")]
+        return {t: _columns(db, t) for t in tables if t != "sqlite_sequence"}
+
+
+def _columns(db: Any, table: str) -> list[tuple[str, str, int, int]]:
+    # (name, declared type, NOT NULL, position in the primary key)
+    rows = db.execute(f"PRAGMA table_info({table})").fetchall()
+    return [
+        (name, str(kind).upper(), int(notnull), int(pk)) for _, name, kind, notnull, _, pk in rows
+    ]
+
+
 class Progress:
-    """Open (creating if needed) the progress database. ``notice`` holds a message when a
-    damaged database was moved aside."""
+    """Open (creating if needed) the progress database.
+
+    A damaged file (one SQLite cannot read, whose pages fail ``PRAGMA quick_check``, or whose
+    tables are not the ones meshtutor writes) is moved aside, kept under a name with the time
+    (``progress.sqlite.corrupt-20261203T101500Z``), and a new database is started; ``notice``
+    then says so in one line. Nothing is lost: the old file is still there to inspect or
+    recover. When the file cannot be opened at all, or cannot be moved aside, ``Progress()``
+    raises ``MeshtutorError`` (the CLI's one-line message and exit code 2) rather than run
+    without saving what the learner does.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or data_dir() / "progress.sqlite"
         self.notice: str | None = None
         try:
             self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            self.path.replace(aside)
-            for suffix in ("-wal", "-shm"):
-                side = self.path.with_name(self.path.name + suffix)
-                if side.exists():
-                    side.unlink()
+        except _Newer as exc:
+            raise MeshtutorError(f"cannot use the progress database {self.path}: {exc}") from None
+        except (sqlite3.Error, _Damaged) as exc:
+            if not _is_damage(exc):
+                raise self._cannot_open(exc) from None
+            reason = _first_line(str(exc))
+            aside = self._move_aside(reason)
             self.notice = (
-                f"the progress database {self.path} could not be read ({exc}); it "
-                f"was moved to {aside} and a new one started"
+                f"the progress database {self.path} could not be read ({reason}); it was "
+                + (f"moved to {aside}" if aside else "moved aside by another meshtutor")
+                + " and a new one started"
             )
-            self._db = self._open()
+            try:
+                self._db = self._open()
+            except (sqlite3.Error, _Damaged) as again:
+                raise self._cannot_open(again) from None
+        except OSError as exc:  # the folder cannot be created
+            raise self._cannot_open(exc) from None
+
+    def _cannot_open(self, exc: BaseException) -> MeshtutorError:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        advice = (
+            "another program holds it locked; close it and try again"
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+            else "check that you can write there, or set MESHTUTOR_HOME to a folder you can"
+        )
+        return MeshtutorError(
+            f"cannot open the progress database {self.path}: {_first_line(detail)}; {advice}"
+        )
+
+    def _move_aside(self, reason: str) -> Path | None:
+        """Rename the damaged file (and its WAL, which may hold its last writes) to a name with
+        the time; None if another process moved it first."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{number}")
+        try:
+            self.path.replace(aside)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise MeshtutorError(
+                f"the progress database {self.path} could not be read ({reason}) and could not "
+                f"be moved aside ({exc.strerror}); move it away yourself, or set "
+                "MESHTUTOR_HOME to another folder"
+            ) from None
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            # SQLite reads "NAME-wal" beside "NAME": moved together, the old file opens whole.
+            with contextlib.suppress(FileNotFoundError):
+                side.replace(aside.with_name(aside.name + suffix))
+        return aside
 
     def _open(self) -> _LockedConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,17 +230,50 @@ class Progress:
         db = _LockedConnection(
             sqlite3.connect(self.path, isolation_level=None, timeout=5, check_same_thread=False)
         )
-        db.execute("PRAGMA journal_mode=WAL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        try:
+            self._check(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
             db.close()
-            raise sqlite3.DatabaseError(f"unknown schema version {version}")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        # Reading every table proves the file is a sound database, not only its header.
-        for table in ("lessons", "steps", "hints", "quiz_attempts"):
-            db.execute(f"SELECT count(*) FROM {table}").fetchone()
+            raise
         return db
+
+    @staticmethod
+    def _check(db: _LockedConnection) -> None:
+        """Raise ``_Damaged`` unless the file is a sound database with meshtutor's tables (or
+        none yet). Costs one read of the file: a progress database is tens of kilobytes."""
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            # Sound, only newer than this meshtutor: moving it aside would hide the learner's
+            # progress from the newer meshtutor they go back to.
+            raise _Newer(
+                f"it was written by a newer meshtutor (schema version {version}); upgrade "
+                "meshtutor, or set MESHTUTOR_HOME to another folder"
+            )
+        if version < 0:
+            raise _Damaged(f"unknown schema version {version}")
+        # quick_check reads every page and checks the b-trees and records, without the index
+        # cross-checks of integrity_check (https://sqlite.org/pragma.html#pragma_quick_check).
+        problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise _Damaged(
+                f"page check: {_first_line(str(problem).replace('*** in database main ***', ''))}"
+            )
+        expected = _expected_columns()
+        found = dict(db.execute("SELECT name, type FROM sqlite_schema").fetchall())
+        for table, columns in expected.items():
+            if table not in found:
+                continue  # created below
+            if found[table] != "table":
+                raise _Damaged(f"{table} is a {found[table]}, not a table")
+            actual = _columns(db, table)
+            if actual != columns:
+                raise _Damaged(
+                    f"table {table} has columns ({', '.join(c[0] for c in actual)}), not "
+                    f"({', '.join(c[0] for c in columns)})"
+                )
 
     def close(self) -> None:
         self._db.close()
@@ -188,26 +317,37 @@ class Progress:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def next_quiz_attempt(self, lesson_id: str) -> int:
-        row = self._db.execute(
-            "SELECT MAX(attempt) FROM quiz_attempts WHERE lesson_id = ?", (lesson_id,)
-        ).fetchone()
-        return int(row[0] or 0) + 1
-
     def quiz_answer(
         self,
         lesson_id: str,
-        attempt: int,
+        attempt: int | None,
         question_id: str,
         answer: Any,
         correct: bool,
         score: float,
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO quiz_attempts (lesson_id, attempt, question_id, answer, correct, score, "
-            "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (lesson_id, attempt, question_id, json.dumps(answer), int(correct), score, time.time()),
-        )
+    ) -> int:
+        """Store one answer of a quiz attempt and return the attempt's number. ``attempt``
+        None starts a new attempt: its number is allocated by the same statement that stores
+        its first answer, so quizzes taken at once (two terminals, the app and ``meshtutor
+        quiz``) never share a number."""
+        values = (question_id, json.dumps(answer), int(correct), score, time.time())
+        if attempt is not None:
+            self._db.execute(
+                "INSERT INTO quiz_attempts (lesson_id, attempt, question_id, answer, correct, "
+                "score, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (lesson_id, attempt, *values),
+            )
+            return attempt
+        # One statement is one transaction: SQLite takes the write lock before the SELECT
+        # reads MAX, so no other writer can take the same number in between (a separate
+        # SELECT then INSERT stored 12 concurrent quizzes as 11 attempts).
+        row = self._db.execute(
+            "INSERT INTO quiz_attempts (lesson_id, attempt, question_id, answer, correct, "
+            "score, at) SELECT ?, COALESCE(MAX(attempt), 0) + 1, ?, ?, ?, ?, ? "
+            "FROM quiz_attempts WHERE lesson_id = ? RETURNING attempt",
+            (lesson_id, *values, lesson_id),
+        ).fetchone()
+        return int(row[0])
 
     def finish(self, lesson_id: str) -> None:
         now = time.time()

@@ -72,6 +72,9 @@ class LessonRunner:
         self.backend: Any = None
         self.index = 0
         self.hints_shown = 0
+        # Whether the current step's own actions have run since the learner entered it (or
+        # reset it): skipping runs them first when they have not, as resuming does.
+        self.acted = False
         self.state = "new"  # new | step | quiz | done
         self.quiz_attempt: int | None = None
         self.grades: dict[str, Grade] = {}
@@ -124,6 +127,7 @@ class LessonRunner:
             await self.run_actions(step.solution, quiet=True)
 
     def _enter_step(self) -> None:
+        self.acted = False
         if self.state == "step" and self.progress is not None:
             self.progress.at_step(self.lesson.id, self.step.id)
             self.hints_shown = self.progress.hints_for(self.lesson.id, self.step.id)
@@ -142,6 +146,7 @@ class LessonRunner:
 
     async def act(self) -> list[ActionResult]:
         """Run the current step's actions."""
+        self.acted = True
         return await self.run_actions(self.step.actions)
 
     async def check(self) -> CheckResult:
@@ -158,8 +163,22 @@ class LessonRunner:
         return result
 
     async def skip(self) -> tuple[list[ActionResult], CheckResult]:
-        """Run the solution (if any) and check; the step counts as skipped."""
-        results = await self.run_actions(self.step.solution) if self.step.solution else []
+        """Do the step for the learner, then check; the step counts as skipped.
+
+        Skipping leaves the cluster as finishing the step would, so later steps find what they
+        build on: the step's own actions run first if the learner has not run them yet (a step
+        without a solution is one whose actions alone make it pass, lessons/FORMAT.md), then
+        its solution. Resuming a lesson replays a finished step the same way (``_replay``).
+        """
+        results: list[ActionResult] = []
+        if not self.acted:
+            self.acted = True
+            # Quietly: only what changes the cluster; the step's probes and views are for a
+            # learner who runs the step, and the check below probes anyway.
+            done = await self.run_actions(self.step.actions, quiet=True)
+            results += [r for r in done if r.lines or r.manifest or r.table]
+        if self.step.solution:
+            results += await self.run_actions(self.step.solution)
         check = await self.check_expectations(self.step.expect)
         if self.progress is not None and check.passed:
             self.progress.step_result(self.lesson.id, self.step.id, "skipped")
@@ -202,6 +221,7 @@ class LessonRunner:
         self._enter_step()
 
     async def _rebuild(self, upto: int) -> None:
+        self.acted = False
         await self.stop()
         self.backend = self._factory(self.lesson.mesh)
         await self.backend.start()
@@ -295,11 +315,22 @@ class LessonRunner:
         self, expect: Sequence[Expectation], backend: Any = None
     ) -> CheckResult:
         backend = backend or self.backend
-        probes = [e.probe for e in expect if e.kind == "probe"]
+        # A probe from a workload that is not there (yet) is a failed expectation, not an
+        # error that ends the lesson: e.g. a learner checking before running the step that
+        # creates it, or a workload deleted by hand on a real cluster.
+        missing = {
+            id(e): problem
+            for e in expect
+            if e.kind == "probe" and (problem := _source_problem(backend, e.probe)) is not None
+        }
+        probes = [e.probe for e in expect if e.kind == "probe" and id(e) not in missing]
         results = list(await backend.probes(probes)) if probes else []
         by_probe = iter(results)
         outcome = []
         for e in expect:
+            if id(e) in missing:
+                outcome.append(ExpectationResult(e, False, missing[id(e)]))
+                continue
             if e.kind == "workload":
                 pod = backend.cluster.pod_for(e.namespace, e.name)
                 has = pod is not None and pod.sidecar is not None
@@ -326,21 +357,15 @@ class LessonRunner:
 
     # --- quiz -----------------------------------------------------------------------------
 
-    def _attempt(self) -> int:
-        if self.quiz_attempt is None:
-            self.quiz_attempt = (
-                self.progress.next_quiz_attempt(self.lesson.id) if self.progress else 1
-            )
-        return self.quiz_attempt
-
     def _record(self, grade: Grade, answer: Any) -> Grade:
         if grade.question.explanation:
             grade.feedback.append(grade.question.explanation)
         self.grades[grade.question.id] = grade
         if self.progress is not None:
-            self.progress.quiz_answer(
+            # The first answer allocates the attempt's number; the others reuse it.
+            self.quiz_attempt = self.progress.quiz_answer(
                 self.lesson.id,
-                self._attempt(),
+                self.quiz_attempt,
                 grade.question.id,
                 answer,
                 grade.correct,
@@ -428,6 +453,20 @@ class LessonRunner:
         results = await self.run_actions(self.lesson.cleanup) if self.lesson.cleanup else []
         await self.stop()
         return results
+
+
+def _source_problem(backend: Any, probe: Any) -> str | None:
+    """Why ``probe`` cannot run from its source workload now, or None if it can."""
+    from meshtutor.errors import ProbeSpecError
+    from meshtutor.policy.predict import resolve_source
+
+    if probe.outside:
+        return None
+    try:
+        resolve_source(backend.cluster, probe)
+    except ProbeSpecError as exc:
+        return str(exc)
+    return None
 
 
 def failure_summary(result: CheckResult, limit: int = 1000) -> str:

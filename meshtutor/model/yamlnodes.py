@@ -111,3 +111,11 @@ def line_of_key(mapping: Any, key: Any, default: int | None) -> int | None:
     if lines and key in lines:
         return int(lines[key])
     return default
+
+
+# What parse_documents builds dumps back with yaml.safe_dump (the app's diff preview does
+# this): PyYAML's safe representer looks a value's exact type up, so without these it knows
+# dict and list but refuses their line-aware subclasses ("cannot represent an object").
+for _dumper in {yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
+    _dumper.add_representer(LineDict, yaml.representer.SafeRepresenter.represent_dict)
+    _dumper.add_representer(LineList, yaml.representer.SafeRepresenter.represent_list)

@@ -197,10 +197,9 @@ class TestSteps:
 class TestProgressDatabase:
     def test_quiz_attempts_and_reset(self, home: Path) -> None:
         progress = Progress()
-        attempt = progress.next_quiz_attempt("x")
-        progress.quiz_answer("x", attempt, "q1", [1], True, 1.0)
-        progress.quiz_answer("x", attempt, "q2", "200", False, 0.0)
-        progress.quiz_answer("x", progress.next_quiz_attempt("x"), "q1", [1], True, 1.0)
+        attempt = progress.quiz_answer("x", None, "q1", [1], True, 1.0)
+        assert progress.quiz_answer("x", attempt, "q2", "200", False, 0.0) == attempt == 1
+        assert progress.quiz_answer("x", None, "q1", [1], True, 1.0) == 2
         state = progress.lesson("x")
         assert (state.quiz_attempts, state.quiz_best) == (2, 1.0)
         assert [h["answer"] for h in progress.quiz_history("x")] == [[1], "200", [1]]

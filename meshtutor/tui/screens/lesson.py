@@ -229,7 +229,7 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
         verdict = Text(
             "✔ step passed: press n (or enter) for the next step\n"
             if self.passed
-            else "✘ not yet: h for a hint, s to apply the solution, x to reset the step\n",
+            else "✘ not yet: h for a hint, s to skip (done for you), x to reset the step\n",
             style="bold green" if self.passed else "bold red",
         )
         widget.update(Group(verdict, body))
@@ -239,6 +239,7 @@ class LessonScreen(ShowsWorkerErrors, Screen[None]):
     async def action_skip(self) -> None:
         runner = self.session.runner
         results, check = await self.session.run(runner.skip())
+        await self._preview(runner.step)  # the diff now shows what the cluster holds
         self._show_results(results, check)
         await self.refresh_mesh()
 
