@@ -5,6 +5,7 @@ is done while the server is down arrives once it is back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import re
@@ -21,7 +22,7 @@ from textual.widgets import RadioButton, RadioSet
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tui"))
 
-from tui_helpers import fixture_lessons, seeded_backend, wait_for
+from tui_helpers import fixture_lessons, seeded_backend, wait_for, wait_for_text
 
 from meshtutor.classroom.client import ClassroomClient
 from meshtutor.classroom.server import RunningServer, ServerConfig, start_server
@@ -255,3 +256,65 @@ async def test_serve_web_runs_the_app_for_each_browser_session(tmp_path: Path) -
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
     assert process.returncode == 0
+
+
+def hostile_lessons() -> list[Any]:
+    """The fixture lessons as a server could send them: markup in the first lesson's live
+    question and its choices, and one more lesson (unknown to the app) titled with markup."""
+    first = fixture_lessons()[0]
+    question = first.quiz[0]
+    options = tuple(
+        dataclasses.replace(o, text=text)
+        for o, text in zip(question.options, ("[/]", CLICK_QUIT, "[b]bold?[/b]", "x"), strict=False)
+    )
+    quiz = (dataclasses.replace(question, question="[/] pick [i]one[/i]", options=options),)
+    extra = dataclasses.replace(first, id="not-in-the-app", title="[link=https://evil]x[/link]")
+    return [dataclasses.replace(first, quiz=quiz + first.quiz[1:]), *fixture_lessons()[1:], extra]
+
+
+CLICK_QUIT = "[@click=app.quit]q[/]"
+
+
+@run_async
+async def test_text_from_the_classroom_is_never_markup(tmp_path: Path) -> None:
+    """The attendee's own name, the instructor's hints, lesson titles and live quiz text all
+    come from the network: shown as typed, nothing crashes and nothing is clickable."""
+    config = ServerConfig(data=tmp_path / "room", lessons=hostile_lessons())
+    server = await start_server(config, "127.0.0.1", 0)
+    url = f"{server.url}/j/{server.classroom.meta.join_code}"
+    client = ClassroomClient(url, "[/]", state=tmp_path / "client.sqlite")
+    app = attendee_app(tmp_path, client)
+    opened: list[str] = []
+    app.open_url = lambda url, **_: opened.append(url)  # type: ignore[method-assign]
+    try:
+        # Notifications are drawn (run_test leaves them out by default): they are markup too.
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            teacher = Instructor(server)
+            await wait_for(pilot, lambda: client.attendee is not None, what="joined")
+            await wait_for_text(pilot, "joined the classroom as [/]")
+            app.clear_notifications()  # one toast at a time: a stack outgrows the screen
+
+            await teacher.call("POST", "/api/push/hint", json={"text": f"{CLICK_QUIT} [/]"})
+            await wait_for_text(pilot, f"{CLICK_QUIT} [/]")
+            app.clear_notifications()
+            await teacher.call("POST", "/api/push/lesson", json={"lesson": "not-in-the-app"})
+            await wait_for_text(pilot, "[link=https://evil]x[/link], which")
+
+            lesson = hostile_lessons()[0]
+            await teacher.call(
+                "POST",
+                "/api/quiz/start",
+                json={"lesson": lesson.id, "question": lesson.quiz[0].id},
+            )
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveQuizScreen), what="quiz")
+            shown = await wait_for_text(pilot, "[/] pick [i]one[/i]", "[b]bold?[/b]")
+            labels = [str(b.label) for b in app.screen.query(RadioButton)]
+            assert labels[:3] == ["[/]", CLICK_QUIT, "[b]bold?[/b]"], shown
+            # Click the choice that would be an action: it is only chosen.
+            await pilot.click(app.screen.query(RadioButton)[1])
+            await pilot.pause(0.2)
+            assert app.is_running and app.return_code is None
+            assert app.screen.query_one(RadioSet).pressed_index == 1
+            assert opened == []
+    finally:
+        await server.close()
