@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
-import os
-import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from classroom_helpers import run_async
 from textual.widgets import RadioButton, RadioSet
 
@@ -196,66 +190,6 @@ async def test_attendee_app_reports_receives_pushes_and_works_offline(tmp_path: 
     finally:
         await server.close()
     await asyncio.sleep(0)
-
-
-def _serve_web(home: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "meshtutor", "classroom", "serve", "--port", "0", "--web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MESHTUTOR_HOME": str(home)},
-    )
-    assert process.stdout is not None
-    lines = []
-    while not lines or "Ctrl+C" not in lines[-1]:
-        line = process.stdout.readline()
-        assert line, process.communicate(timeout=10)[1]
-        lines.append(line)
-    return process, "".join(lines)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("textual_serve") is None, reason="textual-serve")
-@run_async
-async def test_serve_web_runs_the_app_for_each_browser_session(tmp_path: Path) -> None:
-    """``classroom serve --web``: the page and its scripts come from the server itself, and a
-    browser session (its websocket) gets an app process that joins the room as a guest."""
-    process, out = _serve_web(tmp_path)
-    try:
-        web = re.search(r"Browser attendees: (\S+)", out)
-        token = re.search(r"Instructor token:\s+(\S+)", out)
-        base = re.search(r"Instructor page:\s+(http://[^/#]+)", out)
-        assert web and token and base, out
-        async with aiohttp.ClientSession() as http:
-            async with http.get(web[1]) as response:
-                page = await response.text()
-            assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-            local = [a for a in assets if a.startswith(web[1])]
-            assert {a.rsplit("/", 1)[1] for a in local} >= {"textual.js", "xterm.css"}
-            # The only outside asset: a web font, which offline falls back to a local one.
-            assert [a for a in assets if a not in local] == [
-                "https://fonts.googleapis.com/css?family=Roboto%20Mono"
-            ]
-            for asset in local:
-                async with http.get(asset) as response:
-                    assert response.status == 200
-            socket_url = web[1].replace("http", "ws", 1) + "ws?width=100&height=30"
-            async with http.ws_connect(socket_url) as ws:
-                await ws.send_json(["resize", {"width": 100, "height": 30}])
-                names: list[str] = []
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 15
-                while not names and loop.time() < deadline:
-                    await asyncio.sleep(0.2)
-                    async with http.get(
-                        base[1] + "/api/room", headers={"Authorization": f"Bearer {token[1]}"}
-                    ) as response:
-                        names = [a["name"] for a in (await response.json())["attendees"]]
-                assert len(names) == 1 and names[0].startswith("guest-"), names
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
-    assert process.returncode == 0
 
 
 def hostile_lessons() -> list[Any]:
