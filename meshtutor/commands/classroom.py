@@ -65,7 +65,17 @@ def _is_loopback(host: str) -> bool:
 @click.option(
     "--web", is_flag=True, help="Also serve the app to browser attendees (textual-serve)."
 )
-def serve(host: str, port: int, title: str | None, data: Path | None, web: bool) -> None:
+@click.option(
+    "--web-sessions",
+    # Each runs the whole app with its sandbox here, ~70 MiB: 20 is ~1.4 GiB on a laptop.
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --web: browser attendees at once (each runs the app here, ~70 MiB).",
+)
+def serve(
+    host: str, port: int, title: str | None, data: Path | None, web: bool, web_sessions: int
+) -> None:
     """Start a classroom server and print how to join it."""
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
@@ -103,18 +113,26 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         public = f"[{public}]" if ":" in public else public
         join_url = f"http://{public}:{server.port}/j/{meta.join_code}"
         web_runner = None
+        web_port = server.port + 1
         if web:
-            from meshtutor.tui.web_attendee import start_web
-
-            web_port = server.port + 1
             try:
-                # The browser sessions' app processes run here: they join over loopback.
-                web_runner = await start_web(
-                    f"{server.url}/j/{meta.join_code}",
-                    host,
-                    web_port,
-                    f"http://{public}:{web_port}",
-                )
+                from meshtutor.tui.web_server import WebConfig, start_web
+            except ImportError as exc:
+                await server.close()
+                raise MeshtutorError(f"--web needs textual-serve: {exc}") from None
+            web_config = WebConfig(
+                # The browsers' app processes run here: they join over loopback.
+                join_url=f"{server.url}/j/{meta.join_code}",
+                join_code=meta.join_code,
+                data=config.data,
+                host=host,
+                port=web_port,
+                public_url=f"http://{public}:{web_port}",
+                title=meta.title,
+                sessions=web_sessions,
+            )
+            try:
+                web_runner = await start_web(web_config)
             except (OSError, MeshtutorError) as exc:
                 await server.close()
                 raise MeshtutorError(f"--web on port {web_port}: {exc}") from None
@@ -124,7 +142,10 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         echo(f"                     (a browser at {join_url} shows how)")
         echo(f"  Join code:         {meta.join_code}")
         if web_runner is not None:
-            echo(f"  Browser attendees: http://{public}:{server.port + 1}/ (nothing to install)")
+            echo(
+                f"  Browser attendees: http://{public}:{web_port}/?code={meta.join_code} "
+                f"(nothing to install; {web_sessions} at once)"
+            )
         echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
         echo(f"  Instructor token:  {meta.instructor_token}")
         echo(f"  Data:              {config.data / 'classroom.sqlite'}")
@@ -143,7 +164,7 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
             await stop.wait()
         finally:
             if web_runner is not None:
-                await web_runner.cleanup()
+                await web_runner.stop()  # every browser's app ends with the server
             await server.close()
         echo(f"Classroom stopped; everything is kept in {config.data}.")
 

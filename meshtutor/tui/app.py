@@ -16,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.theme import Theme
 
+from meshtutor.tui.plain import PlainTextApp, escape
 from meshtutor.tui.session import Session
 
 if TYPE_CHECKING:
@@ -61,28 +62,29 @@ class LessonCommands(Provider):
     async def discover(self) -> Hits:
         app: MeshtutorApp = self.app  # type: ignore[assignment]
         for lesson in app.lessons:
+            # The palette reads prompts and help as markup; lesson files are text.
             yield DiscoveryHit(
-                f"Open lesson {lesson.order:02d}: {lesson.title}",
+                escape(f"Open lesson {lesson.order:02d}: {lesson.title}"),
                 partial(app.open_lesson, lesson),
-                help=lesson.summary,
+                help=escape(lesson.summary),
             )
 
     async def search(self, query: str) -> Hits:
         app: MeshtutorApp = self.app  # type: ignore[assignment]
         matcher = self.matcher(query)
         for lesson in app.lessons:
-            name = f"Open lesson {lesson.order:02d}: {lesson.title}"
+            name = escape(f"Open lesson {lesson.order:02d}: {lesson.title}")
             score = matcher.match(name)
             if score > 0:
                 yield Hit(
                     score,
                     matcher.highlight(name),
                     partial(app.open_lesson, lesson),
-                    help=lesson.summary,
+                    help=escape(lesson.summary),
                 )
 
 
-class MeshtutorApp(App[None]):
+class MeshtutorApp(PlainTextApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "meshtutor"
     COMMANDS = App.COMMANDS | {LessonCommands}
@@ -261,4 +263,4 @@ def run_app(
     )
     if progress.notice:
         app.call_later(app.notify, progress.notice, severity="warning", timeout=20)
-    app.run()
+    app.run_or_exit()

@@ -4,7 +4,8 @@
 ``ClassroomClient.record()``, which only writes the local outbox: the client's own background
 tasks, on the app's event loop, deliver it when the server answers. Nothing here waits on the
 network in a UI handler. Pushes from the instructor (go to a lesson, a hint, a live quiz) come
-back through the client's ``on_push`` and are shown by the app.
+back through the client's ``on_push`` and are shown by the app. Everything a push carries is
+shown as plain text (``plain()``; notifications are plain in the app): it comes from the network.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, RadioButton, RadioSet, SelectionList, Static
+
+from meshtutor.tui.plain import plain
 
 if TYPE_CHECKING:
     from meshtutor.classroom.client import ClassroomClient
@@ -63,14 +65,16 @@ class LiveQuizScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text("live quiz from the instructor", style="bold"), id="live-head")
-            yield Static(Text(str(self.push.get("text", ""))), id="live-question")
+            yield Static(plain("live quiz from the instructor", style="bold"), id="live-head")
+            yield Static(plain(self.push.get("text", "")), id="live-question")
             if self.push.get("type") == "multiple":
                 yield SelectionList[int](
-                    *[(label, i) for i, label in enumerate(self.labels)], id="live-answer"
+                    *[(plain(label), i) for i, label in enumerate(self.labels)], id="live-answer"
                 )
             else:
-                yield RadioSet(*[RadioButton(label) for label in self.labels], id="live-answer")
+                yield RadioSet(
+                    *[RadioButton(plain(label)) for label in self.labels], id="live-answer"
+                )
             yield Button("Send (ctrl+s)", id="live-submit", variant="primary")
             yield Static(id="live-feedback")
 
@@ -103,11 +107,11 @@ class LiveQuizScreen(ModalScreen[None]):
             self.notify("pick an answer first")
             return
         feedback = self.query_one("#live-feedback", Static)
-        feedback.update(Text("sending…", style="dim"))
+        feedback.update(plain("sending…", style="dim"))
         try:
             await self.link.client.answer_quiz(self.quiz_id, answer)
         except ClassroomError as exc:
-            feedback.update(Text(f"not sent: {exc}", style="red"))
+            feedback.update(plain(f"not sent: {exc}", style="red"))
             return
         self.sent = True
         self.app.notify("your answer was sent", title="live quiz")

@@ -5,6 +5,8 @@ The room is fetched from the server's instructor API (``GET /api/room``) by a wo
 seconds, never on the UI's own path; every action (push a lesson or a hint, start or close a
 live quiz, export) is an HTTP call in a worker too. Cells say their state with a glyph AND a
 word (``✔ passed``, ``✘ failed``, ``▶ working``, ``· not started``), never with colour alone.
+Every string the server sends (names, failure messages, titles, quiz text) is shown through
+``plain()``: attendees choose their names and messages, and markup in them must stay text.
 
 The classroom package stays free of Textual: the little HTTP client lives here.
 """
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -38,6 +40,7 @@ from textual.widgets import (
 )
 
 from meshtutor.errors import MeshtutorError
+from meshtutor.tui.plain import PlainTextApp, clean, plain
 
 REFRESH_SECONDS = 2.0
 TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
@@ -191,10 +194,10 @@ def cell_text(cell: Mapping[str, Any]) -> Text:
         label += f" {attempts}×"
     if hints:
         label += f" {hints}h"
-    return Text(label, style=style)
+    return plain(label, style=style)
 
 
-def last_failure(attendee: Mapping[str, Any]) -> str:
+def last_failure(attendee: Mapping[str, Any]) -> Text:
     """What blocks the attendee now: the failure message of the current step, else of the
     latest step still failing (a failure since fixed by a pass is not shown)."""
     cells: Mapping[str, Any] = attendee.get("cells") or {}
@@ -206,36 +209,36 @@ def last_failure(attendee: Mapping[str, Any]) -> str:
             continue
         if cell.get("last_failure"):
             message = str(cell["last_failure"]).splitlines()[0]
-            return message if len(message) <= 60 else message[:59] + "…"
-    return ""
+            return plain(message if len(message) <= 60 else message[:59] + "…")
+    return Text("")
 
 
 def histogram_text(results: Mapping[str, Any]) -> Text:
     quiz = results.get("quiz") or {}
     out = Text()
     state = "OPEN" if quiz.get("state") == "open" else "closed"
-    out.append(f"Quiz #{quiz.get('id')} ({state}): ", style="bold")
-    out.append(f"{quiz.get('text', '')}\n")
+    out.append(f"Quiz #{clean(quiz.get('id'))} ({state}): ", style="bold")
+    out.append(f"{clean(quiz.get('text', ''))}\n")
     out.append(f"{results.get('answered', 0)} of {results.get('attendees', 0)} answered\n")
     bars = results.get("histogram") or []
     top = max([int(b["count"]) for b in bars] + [1])
     for bar in bars:
         count = int(bar["count"])
         mark = "✔ right" if bar.get("correct") and state == "closed" else "       "
-        label = str(bar["label"])[:28].ljust(28)
+        label = clean(bar["label"])[:28].ljust(28)
         out.append(f"{mark} {label} {'█' * round(20 * count / top):<20} {count}\n")
     board = results.get("leaderboard") or []
     if board:
         out.append("Leaderboard\n", style="bold")
         for rank, row in enumerate(board[:10], 1):
             out.append(
-                f"{rank:>2}. {str(row['name'])[:20]:<20} {row['score']:>5} pts  "
+                f"{rank:>2}. {clean(row['name'])[:20]:<20} {row['score']:>5} pts  "
                 f"{row['correct']}/{row['answered']} right  {row['seconds']} s\n"
             )
     return out
 
 
-class DashboardApp(App[None]):
+class DashboardApp(PlainTextApp[None]):
     """The room, live: attendees × steps of a lesson, and the instructor's actions."""
 
     TITLE = "meshtutor classroom"
@@ -325,7 +328,9 @@ class DashboardApp(App[None]):
 
     def _fill_lessons(self) -> None:
         select = self.query_one("#lesson", Select)
-        options = [(f"{x.get('order', '')}. {x['title']}"[:50], x["id"]) for x in self.lessons]
+        options = [
+            (plain(f"{x.get('order', '')}. {x['title']}"[:50]), x["id"]) for x in self.lessons
+        ]
         select.set_options(options)
         if self.lesson is None and self.lessons:
             self.lesson = str(self.room.get("lesson", {}).get("id") or "") or None
@@ -337,7 +342,9 @@ class DashboardApp(App[None]):
         lesson = next((x for x in self.lessons if x["id"] == self.lesson), None)
         questions = [q for q in (lesson or {}).get("quiz", []) if q.get("live")]
         select = self.query_one("#question", Select)
-        select.set_options([(f"{q['id']}: {q['question'][:40]}", q["id"]) for q in questions])
+        select.set_options(
+            [(plain(f"{q['id']}: {q['question'][:40]}"), q["id"]) for q in questions]
+        )
 
     def action_refresh_room(self) -> None:
         self.fetch_room()
@@ -371,7 +378,7 @@ class DashboardApp(App[None]):
             table.add_column("attendee", key="attendee")
             table.add_column("online", key="online")
             for i, (step, title) in enumerate(zip(steps, titles, strict=True), 1):
-                table.add_column(f"{i}. {title[:14]}", key=f"step:{step}")
+                table.add_column(plain(f"{i}. {title[:14]}"), key=f"step:{step}")
             table.add_column("last failure", key="last failure")
             table.add_column("idle (min)", key="idle")
             self._columns = columns
@@ -382,7 +389,7 @@ class DashboardApp(App[None]):
             cells = attendee.get("cells") or {}
             idle = float(attendee.get("minutes_since_progress") or 0.0)
             is_stuck = attendee.get("lesson_status") != "done" and idle > self.stuck_minutes
-            name = Text(str(attendee["name"]))
+            name = plain(attendee["name"])
             if is_stuck:
                 name.append(" ⚠ stuck", style="bold red")
             table.add_row(
@@ -413,7 +420,7 @@ class DashboardApp(App[None]):
             status = self.query_one("#status", Static)
         except NoMatches:  # closing
             return
-        status.update(Text(("error: " if error else "") + message, style="red" if error else ""))
+        status.update(plain(("error: " if error else "") + message, style="red" if error else ""))
 
     # --- actions ----------------------------------------------------------------------
 
@@ -494,4 +501,5 @@ def run_dashboard(
     if not token:
         raise DashboardError("the instructor token is missing: pass --token T")
     lessons = asyncio.run(check_server(url, token))
-    DashboardApp(url, token, stuck_minutes=stuck, export_dir=export_dir, lessons=lessons).run()
+    app = DashboardApp(url, token, stuck_minutes=stuck, export_dir=export_dir, lessons=lessons)
+    app.run_or_exit()

@@ -1,66 +1,63 @@
-"""The app for browser attendees (``meshtutor classroom serve --web``), through textual-serve.
+"""One browser attendee's app: ``python -m meshtutor.tui.web_attendee JOIN_URL NAME``.
 
-textual-serve starts one process per browser session: ``python -m meshtutor.tui.web_attendee
-JOIN_URL``. Each is its own attendee (a generated guest name, its own client outbox in a
-temporary directory) with its own sandbox, and runs the normal app joined to the classroom.
+``meshtutor classroom serve --web`` (``meshtutor/tui/web_server.py``) starts one of these per
+browser, with ``MESHTUTOR_HOME`` set to that browser's own directory, so the classroom client's
+outbox and attendee token survive a reload. It runs the normal app joined to the classroom.
 
-Offline: textual-serve serves its JavaScript (xterm.js and its glue, one bundled textual.js)
-and CSS itself, from its package; the only outside asset is a Google Fonts stylesheet for Roboto
-Mono, which without internet fails to load, and the browser then uses a local monospace font
-(the package also holds Roboto Mono font files, but its page does not reference them). So the
-app works with no internet; only the typeface differs. A reloaded page starts a new app process
-and joins as a new guest.
+It must never outlive the server, even one killed with SIGKILL (which runs no cleanup): the
+first lines ask the kernel for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``, Linux), then
+check the parent is still the server (whose pid the server put in the environment), which
+closes the race of a server dying before the request was made. Where prctl is missing, a
+thread watches the parent id instead. Only the standard library is imported before that.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import shlex
+import signal
 import sys
-import tempfile
-from typing import Any
+import threading
+import time
+
+PARENT_ENV = "MESHTUTOR_WEB_SERVER_PID"
 
 
-def command(join_url: str) -> str:
-    """The shell command textual-serve runs for each browser session."""
-    return f"{shlex.quote(sys.executable)} -m meshtutor.tui.web_attendee {shlex.quote(join_url)}"
+def die_with_parent() -> None:
+    """In an app started by the web server: end when the server ends, however it ends.
+    SIGKILL, not SIGTERM: nobody is left to see a graceful exit, and what the app must keep
+    (the classroom outbox, progress) is already committed to SQLite."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not expected.isdigit():
+        return
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        libc = ctypes.CDLL(None, use_errno=True)
+        # Fires when the thread that forked us ends: the server forks from its event loop,
+        # which is its main thread, alive as long as the server.
+        armed = libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != int(expected):  # the server died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(int(expected),), daemon=True).start()
 
 
-async def start_web(join_url: str, host: str, port: int, public_url: str) -> Any:
-    """Serve the attendee app to browsers on ``host:port``; returns the aiohttp runner (its
-    ``cleanup()`` stops it). Needs textual-serve (``pip install textual-serve``)."""
-    from aiohttp import web
-
-    try:
-        from textual_serve.server import Server
-    except ImportError:
-        from meshtutor.errors import MeshtutorError
-
-        raise MeshtutorError("--web needs textual-serve: pip install textual-serve") from None
-
-    server = Server(
-        command(join_url), host=host, port=port, title="meshtutor", public_url=public_url
-    )
-    app = await server._make_app()  # textual-serve's own app, in this event loop
-    app.on_startup.remove(server.on_startup)  # its banner: the classroom prints its own
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()  # first: nothing before it may outlive a killed server
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.exit("usage: python -m meshtutor.tui.web_attendee JOIN_URL")
+    if len(args) != 2:
+        sys.exit("usage: python -m meshtutor.tui.web_attendee JOIN_URL NAME")
     from meshtutor.tui.app import run_app
 
-    # Each browser session is a separate learner: its own progress and classroom identity,
-    # gone when the session ends (a reloaded page joins as a new guest).
-    with tempfile.TemporaryDirectory(prefix="meshtutor-web-") as home:
-        os.environ["MESHTUTOR_HOME"] = home
-        run_app(join=args[0], name=f"guest-{secrets.token_hex(2)}")
+    run_app(join=args[0], name=args[1])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The app's own widgets: the workload list and the probe matrix."""
+"""The app's own widgets: the workload list and the probe matrix. Names and URLs come from
+manifests, probe files or a real cluster: cells and labels go through ``plain()``, since a
+``DataTable`` reads a ``str`` as markup."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Any
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
+
+from meshtutor.tui.plain import plain
 
 LOCK = "🔒"
 EXIT_WORDS = {
@@ -79,7 +83,7 @@ class WorkloadTable(DataTable[Any]):
             short = modes.replace(
                 "no sidecar: plaintext only, no policy enforced", "plaintext only"
             )
-            self.add_row(workload, badge, short, key=workload)
+            self.add_row(plain(workload), plain(badge), plain(short), key=workload)
 
 
 class ProbeMatrix(DataTable[Any]):
@@ -108,7 +112,7 @@ class ProbeMatrix(DataTable[Any]):
         self._results = {}
         self.add_column("from \\ to", key="from")
         for url in urls:
-            self.add_column(url.split("//", 1)[-1].split("/", 1)[0], key=url)
+            self.add_column(plain(url.split("//", 1)[-1].split("/", 1)[0]), key=url)
         it = iter(results)
         for row, source in enumerate(sources):
             cells = []
@@ -116,7 +120,7 @@ class ProbeMatrix(DataTable[Any]):
                 result = next(it)
                 self._results[(row, col + 1)] = result
                 cells.append(result_cell(result, ok_style=ok_style, bad_style=bad_style))
-            self.add_row(short_source(source), *cells, key=source)
+            self.add_row(plain(short_source(source)), *cells, key=source)
 
     def result_at(self, row: int, column: int) -> Any:
         return self._results.get((row, column))

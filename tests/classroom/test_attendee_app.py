@@ -5,23 +5,18 @@ is done while the server is down arrives once it is back."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
-import re
-import signal
-import subprocess
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from classroom_helpers import run_async
 from textual.widgets import RadioButton, RadioSet
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tui"))
 
-from tui_helpers import fixture_lessons, seeded_backend, wait_for
+from tui_helpers import fixture_lessons, seeded_backend, wait_for, wait_for_text
 
 from meshtutor.classroom.client import ClassroomClient
 from meshtutor.classroom.server import RunningServer, ServerConfig, start_server
@@ -197,61 +192,63 @@ async def test_attendee_app_reports_receives_pushes_and_works_offline(tmp_path: 
     await asyncio.sleep(0)
 
 
-def _serve_web(home: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "meshtutor", "classroom", "serve", "--port", "0", "--web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MESHTUTOR_HOME": str(home)},
+def hostile_lessons() -> list[Any]:
+    """The fixture lessons as a server could send them: markup in the first lesson's live
+    question and its choices, and one more lesson (unknown to the app) titled with markup."""
+    first = fixture_lessons()[0]
+    question = first.quiz[0]
+    options = tuple(
+        dataclasses.replace(o, text=text)
+        for o, text in zip(question.options, ("[/]", CLICK_QUIT, "[b]bold?[/b]", "x"), strict=False)
     )
-    assert process.stdout is not None
-    lines = []
-    while not lines or "Ctrl+C" not in lines[-1]:
-        line = process.stdout.readline()
-        assert line, process.communicate(timeout=10)[1]
-        lines.append(line)
-    return process, "".join(lines)
+    quiz = (dataclasses.replace(question, question="[/] pick [i]one[/i]", options=options),)
+    extra = dataclasses.replace(first, id="not-in-the-app", title="[link=https://evil]x[/link]")
+    return [dataclasses.replace(first, quiz=quiz + first.quiz[1:]), *fixture_lessons()[1:], extra]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("textual_serve") is None, reason="textual-serve")
+CLICK_QUIT = "[@click=app.quit]q[/]"
+
+
 @run_async
-async def test_serve_web_runs_the_app_for_each_browser_session(tmp_path: Path) -> None:
-    """``classroom serve --web``: the page and its scripts come from the server itself, and a
-    browser session (its websocket) gets an app process that joins the room as a guest."""
-    process, out = _serve_web(tmp_path)
+async def test_text_from_the_classroom_is_never_markup(tmp_path: Path) -> None:
+    """The attendee's own name, the instructor's hints, lesson titles and live quiz text all
+    come from the network: shown as typed, nothing crashes and nothing is clickable."""
+    config = ServerConfig(data=tmp_path / "room", lessons=hostile_lessons())
+    server = await start_server(config, "127.0.0.1", 0)
+    url = f"{server.url}/j/{server.classroom.meta.join_code}"
+    client = ClassroomClient(url, "[/]", state=tmp_path / "client.sqlite")
+    app = attendee_app(tmp_path, client)
+    opened: list[str] = []
+    app.open_url = lambda url, **_: opened.append(url)  # type: ignore[method-assign]
     try:
-        web = re.search(r"Browser attendees: (\S+)", out)
-        token = re.search(r"Instructor token:\s+(\S+)", out)
-        base = re.search(r"Instructor page:\s+(http://[^/#]+)", out)
-        assert web and token and base, out
-        async with aiohttp.ClientSession() as http:
-            async with http.get(web[1]) as response:
-                page = await response.text()
-            assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-            local = [a for a in assets if a.startswith(web[1])]
-            assert {a.rsplit("/", 1)[1] for a in local} >= {"textual.js", "xterm.css"}
-            # The only outside asset: a web font, which offline falls back to a local one.
-            assert [a for a in assets if a not in local] == [
-                "https://fonts.googleapis.com/css?family=Roboto%20Mono"
-            ]
-            for asset in local:
-                async with http.get(asset) as response:
-                    assert response.status == 200
-            socket_url = web[1].replace("http", "ws", 1) + "ws?width=100&height=30"
-            async with http.ws_connect(socket_url) as ws:
-                await ws.send_json(["resize", {"width": 100, "height": 30}])
-                names: list[str] = []
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 15
-                while not names and loop.time() < deadline:
-                    await asyncio.sleep(0.2)
-                    async with http.get(
-                        base[1] + "/api/room", headers={"Authorization": f"Bearer {token[1]}"}
-                    ) as response:
-                        names = [a["name"] for a in (await response.json())["attendees"]]
-                assert len(names) == 1 and names[0].startswith("guest-"), names
+        # Notifications are drawn (run_test leaves them out by default): they are markup too.
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            teacher = Instructor(server)
+            await wait_for(pilot, lambda: client.attendee is not None, what="joined")
+            await wait_for_text(pilot, "joined the classroom as [/]")
+            app.clear_notifications()  # one toast at a time: a stack outgrows the screen
+
+            await teacher.call("POST", "/api/push/hint", json={"text": f"{CLICK_QUIT} [/]"})
+            await wait_for_text(pilot, f"{CLICK_QUIT} [/]")
+            app.clear_notifications()
+            await teacher.call("POST", "/api/push/lesson", json={"lesson": "not-in-the-app"})
+            await wait_for_text(pilot, "[link=https://evil]x[/link], which")
+
+            lesson = hostile_lessons()[0]
+            await teacher.call(
+                "POST",
+                "/api/quiz/start",
+                json={"lesson": lesson.id, "question": lesson.quiz[0].id},
+            )
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveQuizScreen), what="quiz")
+            shown = await wait_for_text(pilot, "[/] pick [i]one[/i]", "[b]bold?[/b]")
+            labels = [str(b.label) for b in app.screen.query(RadioButton)]
+            assert labels[:3] == ["[/]", CLICK_QUIT, "[b]bold?[/b]"], shown
+            # Click the choice that would be an action: it is only chosen.
+            await pilot.click(app.screen.query(RadioButton)[1])
+            await pilot.pause(0.2)
+            assert app.is_running and app.return_code is None
+            assert app.screen.query_one(RadioSet).pressed_index == 1
+            assert opened == []
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
-    assert process.returncode == 0
+        await server.close()

@@ -21,7 +21,7 @@ def _run(*args: str, home: Path, timeout: float = 20) -> subprocess.CompletedPro
 
 
 def test_web_with_its_port_busy_is_one_line(tmp_path: Path) -> None:
-    """--web serves browsers on the classroom's port + 1 (tests/classroom/test_attendee_app.py
+    """--web serves browsers on the classroom's port + 1 (tests/classroom/test_web_attendee.py
     runs it); when that port is taken, one line says so."""
     for _ in range(20):
         with socket.socket() as busy:

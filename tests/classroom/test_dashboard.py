@@ -4,18 +4,26 @@ loopback, with three attendees sending real progress events over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import json
 import os
+import pty
+import struct
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from classroom_helpers import LESSON, STEPS, Room, event, room, run_async
+import aiohttp
+from aiohttp import web
+from classroom_helpers import LESSON, LESSONS, STEPS, Room, event, room, run_async
 from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Select, Static
 
+from meshtutor.classroom.server import ServerConfig, start_server
 from meshtutor.tui.dashboard import DashboardApp, normalise_url, token_from_url
 
 CHOICE = next(q for q in LESSON.quiz if q.type == "choice")
@@ -163,3 +171,177 @@ async def test_a_wrong_token_or_url_is_one_line_and_exit_2(data: Path, tmp_path:
             stderr = err.decode()
             assert process.returncode == 2, stderr
             assert expected in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+# Attendee-supplied text that Rich/Textual markup would read as tags: a bare closing tag (a
+# MarkupError while rendering, which used to end the dashboard at every start), a link, and an
+# action that would quit the dashboard when clicked.
+HOSTILE_NAMES = ("[/]", "[link=https://evil]x[/link]", "[@click=app.quit]q[/]")
+CLICK_QUIT = "[@click=app.quit]boom[/]"
+
+
+def hostile_lesson() -> Any:
+    """The fixture lesson with markup in its titles and a live question's text, as a server
+    (or a lesson file) could send them."""
+    step = dataclasses.replace(LESSON.steps[0], title="[@click=app.quit]s[/]")
+    question = dataclasses.replace(CHOICE, question="[/] which [b]one[/b]?")
+    quiz = tuple(question if q.id == CHOICE.id else q for q in LESSON.quiz)
+    return dataclasses.replace(
+        LESSON, title="[/]lesson", steps=(step, *LESSON.steps[1:]), quiz=quiz
+    )
+
+
+def cell_offset(table: DataTable[Any], key: str, column: int) -> tuple[int, int]:
+    """Where on the table a cell is drawn (the header takes the first line)."""
+    widths = [c.get_render_width(table) for c in table.columns.values()]
+    return sum(widths[:column]) + 2, 1 + table.get_row_index(key)
+
+
+@run_async
+async def test_attendee_text_is_shown_as_typed_never_as_markup(data: Path) -> None:
+    config = ServerConfig(data=data, lessons=[hostile_lesson(), *LESSONS[1:]])
+    server = await start_server(config, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(server.url) as http:
+            r = Room(server, http, data)
+            people = {name: await r.join(name) for name in HOSTILE_NAMES}
+            failures = {
+                "[/]": "[/]",
+                "[@click=app.quit]q[/]": CLICK_QUIT,
+                # An escape sequence would reach the instructor's terminal: shown as U+FFFD.
+                "[link=https://evil]x[/link]": "\x1b[2Jcleared?",
+            }
+            for name, message in failures.items():
+                events = [event(1), event(2, "step_failed", message=message)]
+                status, body = await r.call(
+                    "POST", "/api/events", people[name][1], json={"events": events}
+                )
+                assert status == 200, body
+            token = server.classroom.meta.instructor_token
+            app = DashboardApp(r.url, token, refresh_seconds=0.3)
+            opened: list[str] = []
+            app.open_url = lambda url, **_: opened.append(url)  # type: ignore[method-assign]
+            async with app.run_test(size=SIZE) as pilot:
+                table = app.query_one("#room", DataTable)
+                await until(pilot, lambda: table.row_count == 3)
+                ids = {name: str(aid) for name, (aid, _) in people.items()}
+                for name in HOSTILE_NAMES:
+                    assert row(table, ids[name])[0] == name
+                assert row(table, ids["[/]"])[-2] == "[/]"
+                assert row(table, ids["[@click=app.quit]q[/]"])[-2] == CLICK_QUIT
+                assert row(table, ids["[link=https://evil]x[/link]"])[-2] == "\ufffd[2Jcleared?"
+                labels = [str(c.label) for c in table.columns.values()]
+                assert "1. [@click=app.qu" in labels, labels
+
+                # Clicking the would-be action and link does nothing: still running.
+                last = len(table.columns) - 2
+                for name, column in (
+                    ("[@click=app.quit]q[/]", last),
+                    ("[@click=app.quit]q[/]", 0),
+                    ("[link=https://evil]x[/link]", 0),
+                ):
+                    await pilot.click("#room", offset=cell_offset(table, ids[name], column))
+                    await pilot.pause(0.1)
+                    assert app.is_running and app.return_code is None
+                assert opened == []
+
+                # A live quiz whose question is markup: the results panel shows it as is.
+                app.query_one("#question", Select).value = CHOICE.id
+                await pilot.click("#quiz-start")
+                quiz_text = app.query_one("#quiz", Static)
+                await until(pilot, lambda: "which" in str(quiz_text.render()))
+                assert "[/] which [b]one[/b]?" in str(quiz_text.render())
+                await pilot.pause(0.3)  # a few refreshes more: nothing crashes
+                assert app.is_running and app.return_code is None
+    finally:
+        await server.close()
+
+
+async def in_a_terminal(*args: str, keys: bytes = b"", home: Path) -> tuple[int, str]:
+    """Run ``meshtutor ARGS`` on a pseudo-terminal (Textual needs one), type ``keys`` once it
+    has drawn, and return its exit code and everything it wrote."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshtutor",
+        *args,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "MESHTUTOR_HOME": str(home), "TERM": "xterm-256color"},
+    )
+    os.close(slave)
+
+    def read_all() -> bytes:
+        chunks: list[bytes] = []
+        typed = not keys
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not typed and b"attendee" in b"".join(chunks):  # the table has drawn
+                os.write(master, keys)
+                typed = True
+        return b"".join(chunks)
+
+    try:
+        output = await asyncio.wait_for(asyncio.to_thread(read_all), timeout=20)
+        code = await asyncio.wait_for(process.wait(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        os.close(master)
+    return code, output.decode("utf-8", "replace")
+
+
+@run_async
+async def test_a_crashing_dashboard_exits_non_zero(tmp_path: Path) -> None:
+    """Textual's ``App.run()`` returns normally after an unhandled exception (it prints the
+    traceback and sets ``return_code`` to 1); the command must pass that on, not exit 0. A
+    server answering a room this dashboard cannot read makes it crash."""
+
+    async def lessons(_: web.Request) -> web.Response:
+        return web.json_response({"lessons": []})
+
+    async def broken_room(_: web.Request) -> web.Response:
+        return web.json_response({"attendees": [{"name": "no id"}]})
+
+    app = web.Application()
+    app.router.add_get("/api/lessons", lessons)
+    app.router.add_get("/api/room", broken_room)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        code, output = await in_a_terminal(
+            "classroom", "dashboard", f"http://127.0.0.1:{port}", "--token", "t", home=tmp_path
+        )
+    finally:
+        await runner.cleanup()
+    assert "KeyError" in output
+    assert code == 1, output[-2000:]
+
+
+@run_async
+async def test_the_dashboard_in_a_terminal_survives_markup_and_quits_cleanly(
+    data: Path, tmp_path: Path
+) -> None:
+    async with room(data) as r:
+        _, auth = await r.join("[/]")
+        events = [event(1), event(2, "step_failed", message="[/]")]
+        status, body = await r.call("POST", "/api/events", auth, json={"events": events})
+        assert status == 200, body
+        token = r.server.classroom.meta.instructor_token
+        code, output = await in_a_terminal(
+            "classroom", "dashboard", r.url, "--token", token, keys=b"q", home=tmp_path
+        )
+    assert "MarkupError" not in output and "Traceback" not in output, output[-2000:]
+    assert code == 0

@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from meshtutor.tui.plain import plain
+
 if TYPE_CHECKING:
     from meshtutor.tui.app import MeshtutorApp
 
@@ -91,6 +93,7 @@ class HomeScreen(Screen[None]):
             title = row[1]
             if len(title) > room:
                 row[1] = title[: room - 1].rstrip() + "…"
+            row[1] = plain(row[1])  # a DataTable reads a str cell as markup
             table.add_row(*row, key=lesson.id)
         if self.lessons:
             table.move_cursor(row=min(cursor, len(self.lessons) - 1))

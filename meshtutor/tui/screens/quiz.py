@@ -21,6 +21,7 @@ from textual.widgets import (
     TextArea,
 )
 
+from meshtutor.tui.plain import plain
 from meshtutor.tui.screens.dialogs import ShowsWorkerErrors
 
 
@@ -78,13 +79,17 @@ class QuizScreen(ShowsWorkerErrors, Screen[None]):
         # The previous answer widget has the same id: it must be gone before the next mounts.
         await area.remove_children()
         if q.type == "choice":
-            await area.mount(RadioSet(*[RadioButton(o.text) for o in q.options], id="answer"))
+            await area.mount(
+                RadioSet(*[RadioButton(plain(o.text)) for o in q.options], id="answer")
+            )
         elif q.type == "multiple":
             await area.mount(
-                SelectionList[int](*[(o.text, i) for i, o in enumerate(q.options)], id="answer")
+                SelectionList[int](
+                    *[(plain(o.text), i) for i, o in enumerate(q.options)], id="answer"
+                )
             )
         elif q.type == "predict":
-            await area.mount(RadioSet(*[RadioButton(c) for c in q.choices], id="answer"))
+            await area.mount(RadioSet(*[RadioButton(plain(c)) for c in q.choices], id="answer"))
         else:
             editor = TextArea.code_editor(q.starter or "", language="yaml", id="answer")
             await area.mount(editor)

@@ -15,6 +15,7 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Collapsible, Footer, Header, Static
 
+from meshtutor.tui.plain import plain
 from meshtutor.tui.screens.dialogs import ShowsWorkerErrors
 
 MTLS_ONLY = {"CertificateRequest"}
@@ -147,9 +148,9 @@ def sequence_table(
     makes the client and server columns as narrow as their labels (for half a screen).
     """
     table = Table(show_edge=False, box=None, padding=(0, 1))
-    table.add_column(client, justify="center", width=width or max(len(client), len(server)))
+    table.add_column(plain(client), justify="center", width=width or max(len(client), len(server)))
     table.add_column("", width=5 if width else 3)
-    table.add_column(server, justify="center", width=width or max(len(client), len(server)))
+    table.add_column(plain(server), justify="center", width=width or max(len(client), len(server)))
     table.add_column("message")
     # Half a screen is too narrow for a long SNI: fold it rather than cut it.
     table.add_column("what it carries", overflow="ellipsis" if width else "fold")
@@ -183,7 +184,7 @@ def sequence_table(
             arrow,
             "●" if message.sender == "server" else "",
             name,
-            message.detail,
+            plain(message.detail),  # server names and certificate names, as recorded
         )
     return table
 
@@ -380,8 +381,8 @@ def inner_hop(result: Any) -> Any:
             identities = Table.grid(padding=(0, 1, 0, 0))
             identities.add_column(style="dim", no_wrap=True)
             identities.add_column(overflow="fold")
-            identities.add_row("client", r.client_identity or "-")
-            identities.add_row("server", r.server_identity or "-")
+            identities.add_row("client", plain(r.client_identity or "-"))
+            identities.add_row("server", plain(r.server_identity or "-"))
             parts.append(identities)
         parts += [
             Text(""),
@@ -433,9 +434,9 @@ def inner_hop(result: Any) -> Any:
 
 def _flow_table(client: str, server: str, rows: list[tuple[str, str, str, Any]]) -> Table:
     table = Table(show_edge=False, box=None, padding=(0, 1))
-    table.add_column(client, justify="center")
+    table.add_column(plain(client), justify="center")
     table.add_column("")
-    table.add_column(server, justify="center")
+    table.add_column(plain(server), justify="center")
     table.add_column("")
     for left, arrow, right, text in rows:
         table.add_row(left, arrow, right, text)
