@@ -100,7 +100,7 @@ def parse_join_url(url: str, code: str | None = None) -> tuple[str, str | None]:
     if wanted is not None:
         wanted = normalize_join_code(wanted)
         if not wanted or any(c not in JOIN_ALPHABET for c in wanted):
-            raise ClassroomError(f"{wanted!r} is not a join code (6 letters and digits)")
+            raise ClassroomError(f"{wanted!r} is not a join code (letters and digits)")
     return base, wanted
 
 

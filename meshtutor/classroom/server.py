@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -41,6 +42,8 @@ from meshtutor.classroom.protocol import (
     new_token,
     normalize_join_code,
     parse_events,
+    parse_int,
+    parse_json,
     parse_object,
     parse_slug,
     parse_targets,
@@ -59,6 +62,9 @@ LIVE_QUIZ_TYPES = ("choice", "multiple", "predict")
 ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
 STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
 SEEN_FLUSH_SECONDS = 10.0
+BODY_SECONDS = 10.0  # a request body must arrive within this
+SOCKET_RETRY_SECONDS = 5  # Retry-After when a live connection is refused over a cap
+TOKEN_PROTOCOL = "meshtutor.token."
 
 
 @dataclass
@@ -71,6 +77,16 @@ class ServerConfig:
     burst: float = 40.0  # … with this many at once
     max_attendees: int = 500
     lessons: Sequence[Lesson] | None = None  # default: the curriculum
+    # The address attendees reach the server at, for the join page and the printed URLs
+    # (default: the listening address; 127.0.0.1 for a wildcard). Never the request's Host
+    # header, which whoever sends the request chooses.
+    public_host: str | None = None
+    sockets_per_attendee: int = 4  # live pushes (websocket or long poll) one attendee holds
+    max_sockets: int | None = None  # websockets in all; default twice max_attendees
+
+    @property
+    def total_sockets(self) -> int:
+        return self.max_sockets if self.max_sockets is not None else 2 * self.max_attendees
 
 
 class TokenBucket:
@@ -108,9 +124,12 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
         web.HTTPUnauthorized,
         web.HTTPForbidden,
         web.HTTPNotFound,
+        web.HTTPRequestTimeout,
         web.HTTPConflict,
+        web.HTTPUnsupportedMediaType,
         web.HTTPTooManyRequests,
         web.HTTPInternalServerError,
+        web.HTTPServiceUnavailable,
     )
 }
 
@@ -146,9 +165,18 @@ async def _json_errors(
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
+    # allow_nan=False: NaN and Infinity are not JSON; an answer must never contain them.
     return web.Response(
-        text=json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
+        text=json.dumps(data, ensure_ascii=False, allow_nan=False),
+        status=status,
+        content_type="application/json",
     )
+
+
+def _stored(text: str) -> Any:
+    """JSON the server wrote itself. Rooms recorded before NaN was refused on input may hold
+    it: it reads back as null, so the exports stay valid JSON."""
+    return json.loads(text, parse_constant=lambda _name: None)
 
 
 @dataclass
@@ -186,6 +214,8 @@ class Classroom:
         self._unsaved_seen: dict[int, float] = {}
         self._buckets: dict[int, TokenBucket] = {}
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
+        self._open_sockets = 0
+        self._polls: dict[int, int] = {}  # long polls waiting, per attendee
         self._streams: set[web.StreamResponse] = set()
         self._push_waiters: set[asyncio.Future[None]] = set()
         self._room_signal = asyncio.Event()
@@ -195,6 +225,7 @@ class Classroom:
         self._correct_cache: dict[tuple[str, str], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.base_url = "http://127.0.0.1"  # start_server sets the real one once it listens
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -295,16 +326,27 @@ class Classroom:
                 retry_after=max(1, int(wait + 0.999)),
             )
 
-    async def _body(self, request: web.Request) -> Mapping[str, Any]:
+    async def _body(self, request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
+        """The request's JSON object. ``optional``: an empty body (with any type) is ``{}``."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise _error(413, f"request body larger than {MAX_BODY} bytes")
-        raw = await request.read()  # aiohttp enforces client_max_size while reading
+        if optional and request.content_length == 0:
+            return {}
+        # A browser sends text/plain across origins without asking first (no CORS
+        # preflight); application/json it must ask for, and this server never allows it.
+        if request.content_type != "application/json":
+            raise _error(415, "the body must be JSON sent as Content-Type: application/json")
         try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _error(400, f"the body is not valid JSON: {exc}") from None
+            # aiohttp enforces client_max_size while reading; the deadline stops a client
+            # that holds a request open by sending its body a byte at a time.
+            async with asyncio.timeout(BODY_SECONDS):
+                raw = await request.read()
+        except TimeoutError:
+            raise _error(408, f"the body did not arrive within {BODY_SECONDS:g} s") from None
+        if optional and not raw.strip():
+            return {}
         try:
-            return parse_object(value)
+            return parse_object(parse_json(raw))
         except PayloadError as exc:
             raise _error(400, exc.message) from None
 
@@ -319,13 +361,16 @@ class Classroom:
     async def page(self, request: web.Request) -> web.Response:
         return _html(_asset("instructor.html"), title=self.meta.title)
 
+    @property
+    def join_url(self) -> str:
+        return f"{self.base_url}/j/{self.meta.join_code}"
+
     async def join_page(self, request: web.Request) -> web.Response:
-        base = f"{request.scheme}://{request.host}"
         good = normalize_join_code(request.match_info["code"]) == self.meta.join_code
         return _html(
             _asset("join.html"),
             title=self.meta.title,
-            url=f"{base}/j/{self.meta.join_code}" if good else "",
+            url=self.join_url if good else "",
             problem="" if good else "This join code is not the room's: check the projector.",
         )
 
@@ -405,11 +450,29 @@ class Classroom:
     async def poll_pushes(self, request: web.Request) -> web.Response:
         record = self.attendee(request)
         self._limit(record.id, 1)
+        if self._polls.get(record.id, 0) >= self.config.sockets_per_attendee:
+            raise _error(
+                429,
+                f"at most {self.config.sockets_per_attendee} waiting polls per attendee",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        self._polls[record.id] = self._polls.get(record.id, 0) + 1
         try:
-            since = int(request.query.get("since", "0"))
-            wait = min(30.0, max(0.0, float(request.query.get("wait", "0"))))
+            return await self._poll(request, record)
+        finally:
+            self._polls[record.id] -= 1
+            if not self._polls[record.id]:
+                del self._polls[record.id]
+
+    async def _poll(self, request: web.Request, record: AttendeeRecord) -> web.Response:
+        since = _since(request.query.get("since", "0"))
+        try:
+            wait = float(request.query.get("wait", "0"))
         except ValueError:
-            raise _error(400, "since must be a push id and wait a number of seconds") from None
+            wait = math.nan
+        if math.isnan(wait):
+            raise _error(400, "wait must be a number of seconds")
+        wait = min(30.0, max(0.0, wait))
         found = self._pushes_for(record.id, since)
         deadline = time.monotonic() + wait
         # Long poll: hold the request until something is pushed, so a client learns of a
@@ -431,28 +494,32 @@ class Classroom:
         )
 
     async def attendee_socket(self, request: web.Request) -> web.WebSocketResponse:
-        """Pushes over a websocket. Authenticate with the Authorization header, or (browsers
-        cannot set it) with a first message ``{"token": …, "since": N}``."""
-        token = self._bearer(request)
-        record = self.attendee(request, token) if token is not None else None
-        if record is not None:
-            self._limit(record.id, 1)
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
-        await ws.prepare(request)
-        query_since = request.query.get("since", "0")
-        since = int(query_since) if query_since.isdigit() else 0
-        if record is None:
-            try:
-                msg = await ws.receive(timeout=10.0)
-                hello = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
-                record = self.attendee(request, str(hello.get("token", "")) or None)
-                self._limit(record.id, 1)
-                since = int(hello.get("since", since))
-            except (TimeoutError, ValueError, TypeError, AttributeError, web.HTTPException):
-                await ws.close(code=4401, message=b"unauthorized")
-                return ws
-        self._sockets.setdefault(record.id, set()).add(ws)
+        """Pushes over a websocket. The token is checked before the upgrade, so an anonymous
+        socket costs nothing: in the Authorization header, or (browsers cannot set headers on
+        a websocket) as the subprotocol ``meshtutor.token.<token>`` offered with
+        ``meshtutor``, which the server selects."""
+        since = _since(request.query.get("since", "0"))
+        record = self.attendee(request, self._bearer(request) or _protocol_token(request))
+        self._limit(record.id, 1)
+        mine = self._sockets.setdefault(record.id, set())
+        if len(mine) >= self.config.sockets_per_attendee:
+            raise _error(
+                429,
+                f"at most {self.config.sockets_per_attendee} live connections per attendee: "
+                "close one first",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        if self._open_sockets >= self.config.total_sockets:
+            raise _error(
+                503,
+                "the classroom has all the live connections it takes; use /api/pushes",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY, protocols=("meshtutor",))
+        mine.add(ws)  # counted before the upgrade, so concurrent upgrades cannot pass the cap
+        self._open_sockets += 1
         try:
+            await ws.prepare(request)
             await ws.send_json({"type": "hello", "attendee": record.id})
             for push in self._pushes_for(record.id, since):
                 await ws.send_str(f'{{"type": "push", "push": {self._push_json(push)}}}')
@@ -461,13 +528,16 @@ class Classroom:
                     await ws.send_str("pong")
                 self.last_seen[record.id] = time.time()
         finally:
-            self._sockets.get(record.id, set()).discard(ws)
+            self._open_sockets -= 1
+            mine.discard(ws)
+            if not mine and self._sockets.get(record.id) is mine:
+                del self._sockets[record.id]
         return ws
 
     async def answer(self, request: web.Request) -> web.Response:
         record = self.attendee(request)
         self._limit(record.id, 1)
-        quiz_id = _int(request.match_info["quiz"])
+        quiz_id = _id(request.match_info["quiz"], "quiz")
         body = await self._body(request)
         quiz = self.quiz
         if quiz is None or quiz.id != quiz_id:
@@ -587,6 +657,7 @@ class Classroom:
         return {
             "title": self.meta.title,
             "join_code": self.meta.join_code,
+            "join_url": self.join_url,
             "version": self.room_version,
             "generated_at": now,
             "current_lesson": self.current_lesson,
@@ -744,10 +815,11 @@ class Classroom:
 
     async def quiz_close(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        raw = await request.read()
-        body = await self._body_from(raw) if raw.strip() else {}
+        body = await self._body(request, optional=True)
         quiz = self.quiz
         wanted = body.get("quiz")
+        if wanted is not None:
+            wanted = _id(wanted, "quiz", text=False)
         if quiz is None or (wanted is not None and wanted != quiz.id):
             raise _error(409, "no such quiz is open")
         await self.store.close_quiz(quiz.id)
@@ -755,12 +827,6 @@ class Classroom:
         await self._publish(None, "quiz_closed", {"quiz": quiz.id, "correct": quiz.correct})
         self._changed()
         return _json(await self._results(quiz.id))
-
-    async def _body_from(self, raw: bytes) -> Mapping[str, Any]:
-        try:
-            return parse_object(json.loads(raw))
-        except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
-            raise _error(400, f"the body is not a JSON object: {exc}") from None
 
     async def quiz_list(self, request: web.Request) -> web.Response:
         self.instructor(request)
@@ -771,11 +837,11 @@ class Classroom:
 
     async def quiz_results(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        return _json(await self._results(_int(request.match_info["quiz"])))
+        return _json(await self._results(_id(request.match_info["quiz"], "quiz")))
 
     async def quiz_answers(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        quiz_id = _int(request.match_info["quiz"])
+        quiz_id = _id(request.match_info["quiz"], "quiz")
         rows = await self.store.read(lambda db: _answer_rows(db, quiz_id))
         return _json(
             {
@@ -784,7 +850,7 @@ class Classroom:
                     {
                         "attendee": aid,
                         "name": name,
-                        "answer": json.loads(answer),
+                        "answer": _stored(answer),
                         "correct": bool(correct),
                         "score": score,
                         "seconds": round(seconds, 3),
@@ -845,7 +911,7 @@ class Classroom:
 
     async def attendee_events(self, request: web.Request) -> web.Response:
         """An attendee may read its own events; the instructor anyone's."""
-        target = _int(request.match_info["attendee"])
+        target = _id(request.match_info["attendee"], "attendee")
         token = self._bearer(request)
         if token is not None and self._is_instructor(token):
             pass
@@ -935,11 +1001,30 @@ class Classroom:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _int(value: str) -> int:
+def _id(value: object, what: str, *, text: bool = True) -> int:
+    """An id from the path (``text``) or a JSON body: 400 unless an integer SQLite can hold."""
     try:
-        return int(value)
-    except ValueError:
-        raise _error(404, f"no such id {value!r}") from None
+        return parse_int(value, what, text=text)
+    except PayloadError as exc:
+        raise _error(400, exc.message) from None
+
+
+def _protocol_token(request: web.Request) -> str | None:
+    """The token a browser offers as a websocket subprotocol (``meshtutor.token.<token>``)."""
+    for header in request.headers.getall("Sec-WebSocket-Protocol", ()):
+        for offered in header.split(","):
+            offered = offered.strip()
+            if offered.startswith(TOKEN_PROTOCOL) and len(offered) > len(TOKEN_PROTOCOL):
+                return offered[len(TOKEN_PROTOCOL) :]
+    return None
+
+
+def _since(value: object) -> int:
+    """The last push a client has (0: none yet)."""
+    try:
+        return parse_int(value, "since", minimum=0, text=True)
+    except PayloadError as exc:
+        raise _error(400, exc.message) from None
 
 
 def _float_query(request: web.Request, name: str) -> float | None:
@@ -950,6 +1035,8 @@ def _float_query(request: web.Request, name: str) -> float | None:
         number = float(value)
     except ValueError:
         raise _error(400, f"{name} must be a number") from None
+    if not math.isfinite(number):
+        raise _error(400, f"{name} must be a number")
     if number < 0:
         raise _error(400, f"{name} must not be negative")
     return number
@@ -1150,7 +1237,7 @@ def _event_json(row: Sequence[Any]) -> dict[str, Any]:
         "kind": kind,
         "lesson": lesson,
         "step": step,
-        "detail": json.loads(detail),
+        "detail": _stored(detail),
         "client_at": client_at,
         "at": at,
     }
@@ -1228,7 +1315,7 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
                 {
                     "attendee": aid,
                     "name": name,
-                    "answer": json.loads(answer),
+                    "answer": _stored(answer),
                     "correct": bool(correct),
                     "score": score,
                     "seconds": round(seconds, 3),
@@ -1317,9 +1404,14 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        """Where this machine reaches the server (loopback for a wildcard address)."""
+        return _http_url(
+            "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host, self.port
+        )
+
+    @property
+    def join_url(self) -> str:
+        return self.classroom.join_url
 
     async def close(self) -> None:
         await self.runner.cleanup()
@@ -1341,4 +1433,12 @@ async def start_server(
         raise
     sockets = getattr(site._server, "sockets", None) or []  # the real port when port is 0
     bound = sockets[0].getsockname()[1] if sockets else port
-    return RunningServer(runner, host, int(bound))
+    running = RunningServer(runner, host, int(bound))
+    running.classroom.base_url = (
+        _http_url(config.public_host, running.port) if config.public_host else running.url
+    )
+    return running
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -279,6 +279,10 @@ class ClassroomStore:
         # The file holds the instructor token: readable by its owner only.
         if not path.exists():
             path.touch(mode=0o600)
+        elif hasattr(os, "geteuid") and path.stat().st_uid != os.geteuid():
+            # In a shared directory (1777) another user could have put it there first,
+            # with an instructor token of their choosing.
+            raise StoreError(f"{path} belongs to another user; use a --data directory of yours")
         try:
             db = _connect(path)
             db.execute("PRAGMA journal_mode=WAL")
@@ -638,7 +642,9 @@ def _fold(db: sqlite3.Connection, attendee: int, event: EventIn, now: float) -> 
 
 
 def secure_dir(path: Path) -> None:
-    """Create ``path`` readable by its owner only: it holds the instructor token."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.name == "posix":
-        os.chmod(path, 0o700)
+    """Create ``path`` readable by its owner only (it holds the instructor token). A directory
+    that exists is the user's: its mode is left alone (a shared 1777 directory keeps its
+    sticky bit); the database file in it is created 0600 whatever the directory allows."""
+    if not path.is_dir():
+        # mkdir's mode is filtered by the umask, which can only remove bits: never wider.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -69,6 +69,7 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
     """Start a classroom server and print how to join it."""
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
+    from meshtutor.classroom.protocol import display_join_code
     from meshtutor.classroom.server import ServerConfig, start_server
     from meshtutor.classroom.store import StoreError, secure_dir
     from meshtutor.paths import data_dir
@@ -78,7 +79,9 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         secure_dir(folder)
     except OSError as exc:
         raise MeshtutorError(f"cannot use --data {folder}: {exc.strerror or exc}") from None
-    config = ServerConfig(data=folder, title=title.strip() if title else None)
+    public = host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
+    config = ServerConfig(data=folder, title=title.strip() if title else None, public_host=public)
+    public = f"[{public}]" if ":" in public else public
 
     async def main() -> None:
         try:
@@ -97,11 +100,7 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
         meta = server.classroom.meta
-        public = (
-            host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
-        )
-        public = f"[{public}]" if ":" in public else public
-        join_url = f"http://{public}:{server.port}/j/{meta.join_code}"
+        join_url = server.join_url
         web_runner = None
         if web:
             from meshtutor.tui.web_attendee import start_web
@@ -122,7 +121,7 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
         echo(f"meshtutor classroom {meta.title!r} is running.")
         echo(f"  Attendees join:    meshtutor --join {join_url} --name 'Your Name'")
         echo(f"                     (a browser at {join_url} shows how)")
-        echo(f"  Join code:         {meta.join_code}")
+        echo(f"  Join code:         {display_join_code(meta.join_code)}")
         if web_runner is not None:
             echo(f"  Browser attendees: http://{public}:{server.port + 1}/ (nothing to install)")
         echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
