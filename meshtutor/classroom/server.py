@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import math
 import secrets
 import sqlite3
@@ -36,6 +37,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from meshtutor import __version__
+from meshtutor.classroom.limits import (
+    ConnectionGuard,
+    JoinGuard,
+    JoinLimits,
+    Refused,
+    TokenBucket,
+    address_key,
+)
 from meshtutor.classroom.protocol import (
     MAX_BODY,
     PayloadError,
@@ -58,11 +67,15 @@ from meshtutor.classroom.store import (
 )
 from meshtutor.lessons.model import Lesson, Question
 
+_log = logging.getLogger("meshtutor.classroom")
+
 LIVE_QUIZ_TYPES = ("choice", "multiple", "predict")
 ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
 STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
 SEEN_FLUSH_SECONDS = 10.0
 BODY_SECONDS = 10.0  # a request body must arrive within this
+KEEPALIVE_SECONDS = 30.0  # an idle connection (or one that never sends a request) closes
+FD_RESERVE = 64  # descriptors kept for SQLite, threads and the listener, beyond connections
 SOCKET_RETRY_SECONDS = 5  # Retry-After when a live connection is refused over a cap
 TOKEN_PROTOCOL = "meshtutor.token."
 
@@ -83,33 +96,14 @@ class ServerConfig:
     public_host: str | None = None
     sockets_per_attendee: int = 4  # live pushes (websocket or long poll) one attendee holds
     max_sockets: int | None = None  # websockets in all; default twice max_attendees
+    join: JoinLimits = field(default_factory=JoinLimits)
+    connections_per_address: int = 32
+    max_connections: int | None = None  # default 3 per seat + 100, below the fd limit
+    trusted: frozenset[str] = frozenset()  # address keys exempt from per-address limits
 
     @property
     def total_sockets(self) -> int:
         return self.max_sockets if self.max_sockets is not None else 2 * self.max_attendees
-
-
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; a request costs one token per event."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self, cost: float) -> float:
-        """Take ``cost`` tokens; returns 0, or the seconds to wait before it would succeed."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        cost = min(cost, self.burst)  # a full-size batch must be able to pass eventually
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return 0.0
-        return (cost - self.tokens) / self.rate
 
 
 def token_hash(token: str) -> str:
@@ -213,6 +207,14 @@ class Classroom:
         self.last_seen: dict[int, float] = {}
         self._unsaved_seen: dict[int, float] = {}
         self._buckets: dict[int, TokenBucket] = {}
+        self.removed: dict[str, AttendeeRecord] = {}  # token hash → a removed attendee
+        self.joins = JoinGuard(config.join, config.trusted)
+        fds = raise_fd_limit(3 * config.max_attendees + 100 + FD_RESERVE)
+        total = config.max_connections or 3 * config.max_attendees + 100
+        self.connections = ConnectionGuard(
+            max(16, min(total, fds - FD_RESERVE)), config.connections_per_address, config.trusted
+        )
+        self.accept_errors = AcceptErrorLog()
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
         self._open_sockets = 0
         self._polls: dict[int, int] = {}  # long polls waiting, per attendee
@@ -233,6 +235,9 @@ class Classroom:
         self.store.start()
         attendees = await self.store.read(ClassroomStore.attendees)
         for record in attendees:
+            if record.removed_at is not None:
+                self.removed[record.token_hash] = record
+                continue
             self.by_token[record.token_hash] = record
             self.by_id[record.id] = record
         self.pushes = await self.store.read(ClassroomStore.pushes)
@@ -304,10 +309,15 @@ class Classroom:
         token = token if token is not None else self._bearer(request)
         if token is None:
             raise _error(401, "this needs an attendee token (Authorization: Bearer …)")
-        record = self.by_token.get(token_hash(token))
+        digest = token_hash(token)
+        record = self.by_token.get(digest)
         if record is None:
             if self._is_instructor(token):
                 raise _error(403, "the instructor is not an attendee")
+            if digest in self.removed:
+                # Not 401: a client told "join again" would come straight back as a new
+                # attendee; this tells it to stop.
+                raise _error(403, "the instructor removed you from this room", removed=True)
             raise _error(401, "unknown attendee token: join again")
         now = time.time()
         self.last_seen[record.id] = now
@@ -350,6 +360,21 @@ class Classroom:
         except PayloadError as exc:
             raise _error(400, exc.message) from None
 
+    @web.middleware
+    async def track_connections(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Tell the connection guard which connections are busy: only idle ones are closed
+        to make room when the server is at its connection limit."""
+        protocol = request.protocol
+        self.connections.busy(protocol)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.idle(protocol)
+
     # --- public ---------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -365,8 +390,23 @@ class Classroom:
     def join_url(self) -> str:
         return f"{self.base_url}/j/{self.meta.join_code}"
 
+    def _code_matches(self, request: web.Request, code: str) -> bool:
+        """Compare a join code, under the address's guess limit (``/api/join`` and the join
+        page answer the same question, so they share the limit)."""
+        key = address_key(request.remote)
+        try:
+            self.joins.check(key)
+            if len(code) <= 64 and hmac.compare_digest(
+                normalize_join_code(code).encode(), self.meta.join_code.encode()
+            ):
+                return True
+            self.joins.wrong_code(key)
+        except Refused as exc:
+            raise _error(429, exc.message, retry_after=exc.retry_after) from None
+        return False
+
     async def join_page(self, request: web.Request) -> web.Response:
-        good = normalize_join_code(request.match_info["code"]) == self.meta.join_code
+        good = self._code_matches(request, request.match_info["code"])
         return _html(
             _asset("join.html"),
             title=self.meta.title,
@@ -385,12 +425,14 @@ class Classroom:
                 raise PayloadError("code must be the room's join code (a string)")
         except PayloadError as exc:
             raise _error(400, exc.message) from None
-        if not hmac.compare_digest(
-            normalize_join_code(code).encode(), self.meta.join_code.encode()
-        ):
+        if not self._code_matches(request, code):
             raise _error(403, "wrong join code")
         if len(self.by_id) >= self.config.max_attendees:
             raise _error(409, f"the room is full ({self.config.max_attendees} attendees)")
+        try:
+            self.joins.seat(address_key(request.remote))
+        except Refused as exc:
+            raise _error(429, exc.message, retry_after=exc.retry_after) from None
         token = new_token()
         record = await self.store.add_attendee(name, token_hash(token))
         self.by_token[record.token_hash] = record
@@ -477,7 +519,12 @@ class Classroom:
         deadline = time.monotonic() + wait
         # Long poll: hold the request until something is pushed, so a client learns of a
         # push at once without polling often.
-        while not found and not self._closing and (left := deadline - time.monotonic()) > 0:
+        while (
+            not found
+            and not self._closing
+            and record.id in self.by_id
+            and (left := deadline - time.monotonic()) > 0
+        ):
             waiter = asyncio.get_running_loop().create_future()
             self._push_waiters.add(waiter)
             try:
@@ -922,6 +969,25 @@ class Classroom:
         rows = await self.store.read(lambda db: _event_rows(db, target))
         return _json({"attendee": target, "events": [_event_json(r) for r in rows]})
 
+    async def remove_attendee(self, request: web.Request) -> web.Response:
+        """``DELETE /api/attendees/{id}``: the attendee's token stops working, their live
+        connections close and their seat frees; what they recorded stays in the exports."""
+        self.instructor(request)
+        target = _id(request.match_info["attendee"], "attendee")
+        record = self.by_id.get(target)
+        if record is None or not await self.store.remove_attendee(target):
+            raise _error(404, f"no attendee {target} in the room")
+        del self.by_id[target]
+        del self.by_token[record.token_hash]
+        self.removed[record.token_hash] = record
+        self._buckets.pop(target, None)
+        self.last_seen.pop(target, None)
+        for ws in list(self._sockets.get(target, ())):
+            await ws.close(code=4403, message=b"removed by the instructor")
+        self._wake_pollers()
+        self._changed()
+        return _json({"removed": target, "name": record.name})
+
     async def export_json(self, request: web.Request) -> web.Response:
         self.instructor(request)
         data = await self.store.read(_export)
@@ -1175,7 +1241,8 @@ class _RoomRows:
 
 def _room_rows(db: sqlite3.Connection, lesson: str | None) -> _RoomRows:
     attendees = db.execute(
-        "SELECT id, name, joined_at, lesson, step, last_progress_at FROM attendees ORDER BY name, id"
+        "SELECT id, name, joined_at, lesson, step, last_progress_at FROM attendees "
+        "WHERE removed_at IS NULL ORDER BY name, id"
     ).fetchall()
     steps = {
         (aid, step): (state, attempts, hints, failure)
@@ -1214,7 +1281,8 @@ def _leaderboard_rows(db: sqlite3.Connection) -> list[Any]:
         "SELECT a.attendee, t.name, sum(a.score) AS score, sum(a.correct), count(*), "
         "sum(CASE WHEN a.correct THEN a.at - q.started_at ELSE 0 END) AS secs "
         "FROM quiz_answers a JOIN attendees t ON t.id = a.attendee "
-        "JOIN quizzes q ON q.id = a.quiz GROUP BY a.attendee ORDER BY score DESC, secs ASC"
+        "JOIN quizzes q ON q.id = a.quiz WHERE t.removed_at IS NULL "
+        "GROUP BY a.attendee ORDER BY score DESC, secs ASC"
     ).fetchall()
 
 
@@ -1257,10 +1325,11 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
                 "lesson": lesson,
                 "step": step,
                 "last_progress_at": progress,
+                "removed_at": removed,
             }
-            for aid, name, joined, seen, lesson, step, progress in db.execute(
-                "SELECT id, name, joined_at, last_seen, lesson, step, last_progress_at "
-                "FROM attendees ORDER BY id"
+            for aid, name, joined, seen, lesson, step, progress, removed in db.execute(
+                "SELECT id, name, joined_at, last_seen, lesson, step, last_progress_at, "
+                "removed_at FROM attendees ORDER BY id"
             )
         ]
         progress = [
@@ -1349,13 +1418,90 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+# --- descriptors --------------------------------------------------------------------------------
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft limit on open files toward ``wanted`` (never above the hard
+    limit; 1024 is a common soft default, too few for 500 attendees). Returns the soft limit
+    in force afterwards."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # macOS refuses more than its kern.maxfilesperproc
+            pass
+    return soft
+
+
+class AcceptErrorLog:
+    """Out of descriptors, asyncio reports every failed ``accept()`` through the loop's
+    exception handler: up to the listen backlog each loop turn, each with a traceback (42 MB
+    of log in 15 s). This handler turns them into one line, then one summary a minute while
+    it lasts; every other error goes to the handler that was there before."""
+
+    MESSAGE = "socket.accept() out of system resource"
+    EVERY = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0  # accept errors since the start
+        self._unreported = 0
+        self._reported_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def uninstall(self) -> None:
+        if self._loop is not None and self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+        self._loop = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != self.MESSAGE:
+            if self._previous is not None:
+                self._previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        self.count += 1
+        self._unreported += 1
+        now = time.monotonic()
+        if self._reported_at is None or now - self._reported_at >= self.EVERY:
+            exc = context.get("exception")
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _log.error(
+                "cannot accept connections (%s): %d refused in the last %s; they wait in "
+                "the listen backlog. Raise the open-files limit (ulimit -n) or lower "
+                "the number of attendees",
+                reason,
+                self._unreported,
+                "minute" if self._reported_at is not None else "moment",
+            )
+            self._reported_at = now
+            self._unreported = 0
+
+
 # --- the application --------------------------------------------------------------------------
 
 
 def create_app(config: ServerConfig) -> web.Application:
     """The aiohttp application of one classroom; its database opens on startup."""
     classroom = Classroom(config)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[classroom.track_connections, _json_errors]
+    )
     app[CLASSROOM] = classroom
     app.on_startup.append(classroom.startup)
     app.on_shutdown.append(classroom.shutdown)
@@ -1371,6 +1517,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/api/pushes", c.poll_pushes)
     app.router.add_get("/ws/attendee", c.attendee_socket)
     app.router.add_get("/api/attendees/{attendee}/events", c.attendee_events)
+    app.router.add_delete("/api/attendees/{attendee}", c.remove_attendee)
     app.router.add_get("/api/lessons", c.lessons_list)
     app.router.add_get("/api/room", c.room)
     app.router.add_get("/api/room/stream", c.room_stream)
@@ -1414,7 +1561,10 @@ class RunningServer:
         return self.classroom.join_url
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        try:
+            await self.runner.cleanup()
+        finally:
+            self.classroom.accept_errors.uninstall()
 
 
 async def start_server(
@@ -1422,14 +1572,25 @@ async def start_server(
 ) -> RunningServer:
     """Start a classroom on ``host:port`` (port 0: any free port) and return once it listens."""
     runner = web.AppRunner(
-        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        create_app(config),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        # aiohttp's default (an hour) would let idle connections pile up; attendees' clients
+        # reconnect at once when a kept-alive connection has been closed.
+        keepalive_timeout=KEEPALIVE_SECONDS,
     )
     await runner.setup()
+    classroom = runner.app[CLASSROOM]
+    assert runner.server is not None
+    classroom.connections.attach(runner.server)
+    classroom.accept_errors.install(asyncio.get_running_loop())
     site = web.TCPSite(runner, host, port, backlog=1024)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
+        classroom.accept_errors.uninstall()
         raise
     sockets = getattr(site._server, "sockets", None) or []  # the real port when port is 0
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -473,7 +473,9 @@ async def test_attendees_read_only_their_own_events(data: Path) -> None:
 
 @run_async
 async def test_rate_limit_hits_the_flooder_only(data: Path) -> None:
-    async with room(data, rate=20.0, burst=40.0) as r:
+    # Everyone here connects from 127.0.0.1: the per-address connection cap must not be
+    # what refuses the flooder's 100 parallel connections (the event rate limit must).
+    async with room(data, rate=20.0, burst=40.0, connections_per_address=500) as r:
         _, flooder = await r.join("Flood")
         _, calm = await r.join("Calm")
 
