@@ -1481,13 +1481,15 @@ class AcceptErrorLog:
         if self._reported_at is None or now - self._reported_at >= self.EVERY:
             exc = context.get("exception")
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if self._reported_at is None:
+                summary = "further failures are summed up once a minute"
+            else:
+                summary = f"{self._unreported} accepts failed in the last minute"
             _log.error(
-                "cannot accept connections (%s): %d refused in the last %s; they wait in "
-                "the listen backlog. Raise the open-files limit (ulimit -n) or lower "
-                "the number of attendees",
+                "cannot accept connections (%s); they wait in the listen backlog (%s). "
+                "Raise the open-files limit (ulimit -n) or lower the number of attendees",
                 reason,
-                self._unreported,
-                "minute" if self._reported_at is not None else "moment",
+                summary,
             )
             self._reported_at = now
             self._unreported = 0

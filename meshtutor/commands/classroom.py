@@ -69,6 +69,7 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
     """Start a classroom server and print how to join it."""
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
+    from meshtutor.classroom.limits import LOOPBACK
     from meshtutor.classroom.protocol import display_join_code
     from meshtutor.classroom.server import ServerConfig, start_server
     from meshtutor.classroom.store import StoreError, secure_dir
@@ -80,7 +81,14 @@ def serve(host: str, port: int, title: str | None, data: Path | None, web: bool)
     except OSError as exc:
         raise MeshtutorError(f"cannot use --data {folder}: {exc.strerror or exc}") from None
     public = host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
-    config = ServerConfig(data=folder, title=title.strip() if title else None, public_host=public)
+    config = ServerConfig(
+        data=folder,
+        title=title.strip() if title else None,
+        public_host=public,
+        # --web runs each browser attendee's app on this machine: they all join over loopback,
+        # so loopback is exempt from the per-address limits (the session cap bounds them).
+        trusted=LOOPBACK if web else frozenset(),
+    )
     public = f"[{public}]" if ":" in public else public
 
     async def main() -> None:

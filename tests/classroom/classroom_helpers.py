@@ -119,7 +119,9 @@ class Served:
         return self.banner["Instructor token"]
 
     def stop(self, timeout: float = 15) -> str:
-        """SIGINT, as Ctrl+C would; returns what it wrote to stderr."""
+        """SIGINT, as Ctrl+C would; returns what it wrote to stderr (once)."""
+        if self.process.returncode is not None:
+            return ""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
