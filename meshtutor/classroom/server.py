@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from meshtutor import __version__
+from meshtutor.classroom import wheelhouse
 from meshtutor.classroom.limits import (
     ConnectionGuard,
     JoinGuard,
@@ -100,6 +101,9 @@ class ServerConfig:
     connections_per_address: int = 32
     max_connections: int | None = None  # default 3 per seat + 100, below the fd limit
     trusted: frozenset[str] = frozenset()  # address keys exempt from per-address limits
+    wheelhouse: Path | None = (
+        None  # the package index served at /simple/ (default: data/wheelhouse)
+    )
 
     @property
     def total_sockets(self) -> int:
@@ -215,6 +219,9 @@ class Classroom:
             max(16, min(total, fds - FD_RESERVE)), config.connections_per_address, config.trusted
         )
         self.accept_errors = AcceptErrorLog()
+        self.wheelhouse = config.wheelhouse or config.data / wheelhouse.FOLDER
+        self.index = wheelhouse.Index({})
+        self._index_stamp: tuple[int, int] | None = None
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
         self._open_sockets = 0
         self._polls: dict[int, int] = {}  # long polls waiting, per attendee
@@ -244,6 +251,7 @@ class Classroom:
         quizzes = await self.store.read(ClassroomStore.quizzes)
         self.quiz = next((q for q in reversed(quizzes) if q.state == "open"), None)
         self.latest_quiz = quizzes[-1].id if quizzes else None
+        await self._fresh_index()
         self._tasks.append(asyncio.create_task(self._flush_seen_forever()))
 
     async def shutdown(self, app: web.Application) -> None:
@@ -407,12 +415,73 @@ class Classroom:
 
     async def join_page(self, request: web.Request) -> web.Response:
         good = self._code_matches(request, request.match_info["code"])
+        index = await self._fresh_index()
+        commands = self.install_commands(index)
+        if index.has_meshtutor and not index.missing:
+            covered = ", ".join(index.targets) or "this server's own platform"
+            note = (
+                f"Install meshtutor from this classroom (no internet needed; wheels for {covered}):"
+            )
+        elif index.has_meshtutor:
+            note = (
+                "This classroom serves meshtutor but not its dependencies: with internet, "
+                "install them from the public index first, then meshtutor from here:"
+            )
+        else:
+            note = (
+                "This classroom serves no wheelhouse, and meshtutor is not on the public "
+                "package index: ask the instructor how to install it (the instructor prepares "
+                "one with `meshtutor classroom wheelhouse`)."
+            )
         return _html(
             _asset("join.html"),
             title=self.meta.title,
             url=self.join_url if good else "",
             problem="" if good else "This join code is not the room's: check the projector.",
+            install_note=note,
+            install="\n".join(commands),
         )
+
+    def install_commands(self, index: wheelhouse.Index | None = None) -> list[str]:
+        """How attendees install meshtutor from this server ([] without a wheelhouse)."""
+        host = self.base_url.split("://", 1)[1].rsplit(":", 1)[0]
+        return wheelhouse.install_commands(index or self.index, self.base_url, host)
+
+    # --- the package index (read-only) -------------------------------------------------------
+
+    async def _fresh_index(self) -> wheelhouse.Index:
+        """The wheelhouse as it is now: read again when its folder changed (the instructor
+        may build it while the server runs)."""
+        try:
+            info = self.wheelhouse.stat()
+            stamp = (info.st_mtime_ns, info.st_ino)
+        except OSError:
+            stamp = (0, 0)
+        if stamp != self._index_stamp:
+            self.index = await asyncio.to_thread(wheelhouse.scan, self.wheelhouse)
+            self._index_stamp = stamp
+        return self.index
+
+    async def simple_root(self, request: web.Request) -> web.Response:
+        index = await self._fresh_index()
+        return web.Response(text=wheelhouse.root_page(index), content_type="text/html")
+
+    async def simple_project(self, request: web.Request) -> web.Response:
+        name = request.match_info["project"]
+        project = wheelhouse.normalize(name)
+        if name != project or not request.path.endswith("/"):
+            raise web.HTTPMovedPermanently(f"/simple/{project}/")
+        index = await self._fresh_index()
+        if project not in index.projects:
+            raise _error(404, f"this classroom's wheelhouse has no {project!r}")
+        return web.Response(text=wheelhouse.project_page(index, project), content_type="text/html")
+
+    async def wheel_file(self, request: web.Request) -> web.FileResponse:
+        # Only names the index lists: never a path built from the request.
+        found = (await self._fresh_index()).files.get(request.match_info["filename"])
+        if found is None:
+            raise _error(404, "no such file in this classroom's wheelhouse")
+        return web.FileResponse(found.path, headers={"Content-Type": "application/octet-stream"})
 
     # --- attendees ------------------------------------------------------------------------
 
@@ -1533,6 +1602,10 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_post("/api/quiz/{quiz}/answer", c.answer)
     app.router.add_get("/api/export.json", c.export_json)
     app.router.add_get("/api/export.csv", c.export_csv)
+    app.router.add_get("/simple/", c.simple_root)
+    app.router.add_get("/simple/{project}", c.simple_project)
+    app.router.add_get("/simple/{project}/", c.simple_project)
+    app.router.add_get("/wheels/{filename}", c.wheel_file)
     return app
 
 
