@@ -39,7 +39,15 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classroom import P99_BUDGET_MS, Stats, _attendee, _cpu_seconds, _pct, _start_server
+from classroom import (
+    P99_BUDGET_MS,
+    Stats,
+    _attendee,
+    _cpu_seconds,
+    _pct,
+    _start_server,
+    session,
+)
 
 ATTACK_ADDRESSES = 25
 UPGRADE = (
@@ -47,16 +55,6 @@ UPGRADE = (
     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 )
-
-
-def address(index: int) -> str:
-    """Attendee ``index``'s own loopback address: 127.0.1.1, 127.0.1.2, … 127.0.2.1, …"""
-    return f"127.0.{1 + index // 250}.{1 + index % 250}"
-
-
-def session(url: str, index: int, **kwargs: Any) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(local_addr=(address(index), 0), limit=0)
-    return aiohttp.ClientSession(url, connector=connector, **kwargs)
 
 
 def _fds(pid: int) -> int:
