@@ -201,6 +201,24 @@ async def _join_all(url: str, code: str, n: int) -> tuple[list[str], dict[str, i
     return tokens, failures
 
 
+def _helper(
+    mode: str, url: str, setup: object, helpers: list[subprocess.Popen[str]]
+) -> subprocess.Popen[str]:
+    """This script in another process (``--attacker`` or ``--listener``), given its setup as
+    one JSON line; it answers on its stdout."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, mode, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    helpers.append(process)
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(setup) + "\n")
+    process.stdin.flush()
+    return process
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from meshtutor.lessons.loader import load_lessons
 
@@ -214,20 +232,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         helpers: list[subprocess.Popen[str]] = []
         stats = Stats()
         try:
-            attacker = subprocess.Popen(
-                [sys.executable, __file__, "--attacker", url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            helpers.append(attacker)
-            assert attacker.stdin is not None and attacker.stdout is not None
-            attack_seconds = args.seconds + 8
-            attacker.stdin.write(
-                json.dumps({"code": code, "seconds": attack_seconds, "anonymous": args.anonymous})
-                + "\n"
-            )
-            attacker.stdin.flush()
+            setup = {"code": code, "seconds": args.seconds + 8, "anonymous": args.anonymous}
+            attacker = _helper("--attacker", url, setup, helpers)
+            assert attacker.stdout is not None
 
             async def sample() -> None:
                 while True:
@@ -240,16 +247,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tokens, join_failures = await _join_all(url, code, args.attendees)
             join_seconds = time.perf_counter() - join_started
             joined = [t for t in tokens if t]
-            listener = subprocess.Popen(
-                [sys.executable, __file__, "--listener", url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            helpers.append(listener)
+            listener = _helper("--listener", url, joined, helpers)
             assert listener.stdin is not None and listener.stdout is not None
-            listener.stdin.write(json.dumps(joined) + "\n")
-            listener.stdin.flush()
             assert listener.stdout.readline().strip() == "ready"
             loop = asyncio.get_running_loop()
             start = loop.time() + 0.2

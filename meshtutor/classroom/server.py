@@ -418,7 +418,7 @@ class Classroom:
         index = await self._fresh_index()
         commands = self.install_commands(index)
         if index.has_meshtutor and not index.missing:
-            covered = ", ".join(index.targets) or "this server's own platform"
+            covered = index.covered() or "this server's own platform"
             note = (
                 f"Install meshtutor from this classroom (no internet needed; wheels for {covered}):"
             )

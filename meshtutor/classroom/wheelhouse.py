@@ -89,6 +89,22 @@ class Index:
     version: str | None = None  # meshtutor's version in the wheelhouse
     targets: tuple[str, ...] = ()  # "linux-x86_64, Python 3.11", … as the build reported
 
+    def covered(self) -> str:
+        """The build's targets in a line: "linux-x86_64, macos-arm64 with Python 3.11, 3.12"."""
+        pythons: dict[str, list[str]] = {}
+        for target in self.targets:
+            platform, _, python = target.partition(", Python ")
+            versions = pythons.setdefault(platform, [])
+            if python not in versions:
+                versions.append(python)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for platform, versions in pythons.items():
+            groups.setdefault(tuple(versions), []).append(platform)
+        return "; ".join(
+            f"{', '.join(sorted(platforms))} with Python {', '.join(versions)}"
+            for versions, platforms in groups.items()
+        )
+
     @property
     def files(self) -> dict[str, IndexFile]:
         return {f.filename: f for files in self.projects.values() for f in files}

@@ -64,7 +64,8 @@ def _is_loopback(host: str) -> bool:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Directory of the classroom database (default: the meshtutor data directory). "
-    "The same directory resumes the same room: join code, token and results.",
+    "The same directory resumes the same room: join code, token and results. An existing "
+    "directory keeps its mode; a new one is created owner-only.",
 )
 @click.option(
     "--wheelhouse",
@@ -186,9 +187,7 @@ def serve(
 @click.option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The classroom's --data directory; the wheelhouse goes in its wheelhouse/ folder "
-    "(default: the meshtutor data directory's).",
+    help="The classroom's --data directory (its wheelhouse/ folder is FOLDER's default).",
 )
 @click.option(
     "--platform",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -120,13 +121,17 @@ async def test_the_join_page_gives_the_command_that_works(data: Path, own_wheel:
         folder = data / wheelhouse.FOLDER
         for name in wheelhouse.scan(folder).requires:
             (folder / f"{name.replace('-', '_')}-1.0-py3-none-any.whl").write_bytes(b"PK")
-        (folder / wheelhouse.TARGETS_FILE).write_text('{"targets": ["macos-arm64, Python 3.12"]}')
+        targets = [
+            f"{p}, Python {v}" for p in ("macos-arm64", "win_amd64") for v in ("3.11", "3.12")
+        ]
+        (folder / wheelhouse.TARGETS_FILE).write_text(json.dumps({"targets": targets}))
         _, page = await r.call("GET", f"/j/{code}")
         assert (
             f"pip install --index-url {host}/simple/ --trusted-host 10.9.8.7 meshtutor</code>"
             in page
         )
-        assert "macos-arm64, Python 3.12" in page and "no internet needed" in page
+        assert "macos-arm64, win_amd64 with Python 3.11, 3.12" in page
+        assert "no internet needed" in page
 
 
 def test_serve_prints_the_install_command(tmp_path: Path, own_wheel: Path) -> None:
