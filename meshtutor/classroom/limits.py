@@ -29,6 +29,8 @@ from typing import Any
 _log = logging.getLogger("meshtutor.classroom")
 
 TRACKED_ADDRESSES = 65_536  # per-address state kept at most (least recently seen dropped)
+REFUSAL_PAUSE = 5.0  # seconds a refused connection waits for its answer (its Retry-After) …
+REFUSED_WAITING = 2048  # … while fewer than this many wait (descriptors stay bounded)
 
 
 class TokenBucket:
@@ -201,12 +203,20 @@ class ConnectionGuard:
     middleware around each request.
     """
 
-    def __init__(self, total: int, per_address: int, trusted: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        total: int,
+        per_address: int,
+        trusted: Iterable[str] = (),
+        waiting: int = REFUSED_WAITING,
+    ) -> None:
         self.total = total
         self.per_address = per_address
+        self.max_waiting = waiting
         self.trusted = frozenset(trusted)
         self.refused = 0  # connections refused over a cap since the start
         self.evicted = 0  # idle connections closed to make room
+        self._waiting = 0  # refused connections whose answer waits
         self._open: dict[Any, tuple[str, asyncio.Transport]] = {}  # handler → (key, transport)
         self._by_address: dict[str, int] = {}
         self._idle: OrderedDict[Any, None] = OrderedDict()  # oldest idle first
@@ -274,17 +284,31 @@ class ConnectionGuard:
         return False
 
     def _refuse(self, handler: Any, transport: asyncio.Transport, status: int, why: str) -> None:
+        """Answer ``status`` and close. The answer waits (nothing is read meanwhile)
+        while few refused connections wait, so a client reconnecting in a loop makes the
+        server accept one connection in five seconds, not thousands a second; past that, at
+        once."""
         self.refused += 1
         reason = "Too Many Requests" if status == 429 else "Service Unavailable"
         body = f'{{"error": "{why}"}}'.encode()
-        transport.write(
+        answer = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n".encode()
             + body
         )
-        # Closed on the next loop turn: aiohttp starts the handler's task after this call
-        # returns, and that task must find the connection still there (then it ends at once).
-        asyncio.get_running_loop().call_soon(handler.force_close)
+        transport.pause_reading()  # never a request on a refused connection
+
+        def close() -> None:
+            self._waiting -= 1
+            if not transport.is_closing():
+                transport.write(answer)
+            handler.force_close()
+
+        # Even at once, on the next loop turn: aiohttp starts the handler's task after this
+        # call returns, and that task must find the connection still there.
+        delay = REFUSAL_PAUSE if self._waiting < self.max_waiting else 0.0
+        self._waiting += 1
+        asyncio.get_running_loop().call_later(delay, close)
 
     def busy(self, handler: Any) -> None:
         if handler in self._open:

@@ -39,6 +39,7 @@ from aiohttp import WSMsgType, web
 from meshtutor import __version__
 from meshtutor.classroom import wheelhouse
 from meshtutor.classroom.limits import (
+    REFUSED_WAITING,
     ConnectionGuard,
     JoinGuard,
     JoinLimits,
@@ -75,6 +76,7 @@ ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
 STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
 SEEN_FLUSH_SECONDS = 10.0
 BODY_SECONDS = 10.0  # a request body must arrive within this
+REFUSAL_PAUSE = 1.0  # seconds before a join refused by a per-address limit is answered
 KEEPALIVE_SECONDS = 30.0  # an idle connection (or one that never sends a request) closes
 FD_RESERVE = 64  # descriptors kept for SQLite, threads and the listener, beyond connections
 SOCKET_RETRY_SECONDS = 5  # Retry-After when a live connection is refused over a cap
@@ -213,10 +215,15 @@ class Classroom:
         self._buckets: dict[int, TokenBucket] = {}
         self.removed: dict[str, AttendeeRecord] = {}  # token hash → a removed attendee
         self.joins = JoinGuard(config.join, config.trusted)
-        fds = raise_fd_limit(3 * config.max_attendees + 100 + FD_RESERVE)
+        # Descriptors: the connections, the refused ones waiting for their answer, a reserve.
         total = config.max_connections or 3 * config.max_attendees + 100
+        budget = raise_fd_limit(total + REFUSED_WAITING + FD_RESERVE) - FD_RESERVE
+        waiting = min(REFUSED_WAITING, budget // 3)
         self.connections = ConnectionGuard(
-            max(16, min(total, fds - FD_RESERVE)), config.connections_per_address, config.trusted
+            max(16, min(total, budget - waiting)),
+            config.connections_per_address,
+            config.trusted,
+            waiting,
         )
         self.accept_errors = AcceptErrorLog()
         self.wheelhouse = config.wheelhouse or config.data / wheelhouse.FOLDER
@@ -398,7 +405,7 @@ class Classroom:
     def join_url(self) -> str:
         return f"{self.base_url}/j/{self.meta.join_code}"
 
-    def _code_matches(self, request: web.Request, code: str) -> bool:
+    async def _code_matches(self, request: web.Request, code: str) -> bool:
         """Compare a join code, under the address's guess limit (``/api/join`` and the join
         page answer the same question, so they share the limit)."""
         key = address_key(request.remote)
@@ -410,11 +417,17 @@ class Classroom:
                 return True
             self.joins.wrong_code(key)
         except Refused as exc:
-            raise _error(429, exc.message, retry_after=exc.retry_after) from None
+            await self._refuse_join(exc)
         return False
 
+    async def _refuse_join(self, refused: Refused) -> None:
+        """429, after a pause: a flooding client waits for each refusal instead of making the
+        server answer thousands a second (a person who meets a limit barely notices)."""
+        await asyncio.sleep(REFUSAL_PAUSE)
+        raise _error(429, refused.message, retry_after=refused.retry_after)
+
     async def join_page(self, request: web.Request) -> web.Response:
-        good = self._code_matches(request, request.match_info["code"])
+        good = await self._code_matches(request, request.match_info["code"])
         index = await self._fresh_index()
         commands = self.install_commands(index)
         if index.has_meshtutor and not index.missing:
@@ -494,14 +507,14 @@ class Classroom:
                 raise PayloadError("code must be the room's join code (a string)")
         except PayloadError as exc:
             raise _error(400, exc.message) from None
-        if not self._code_matches(request, code):
+        if not await self._code_matches(request, code):
             raise _error(403, "wrong join code")
         if len(self.by_id) >= self.config.max_attendees:
             raise _error(409, f"the room is full ({self.config.max_attendees} attendees)")
         try:
             self.joins.seat(address_key(request.remote))
         except Refused as exc:
-            raise _error(429, exc.message, retry_after=exc.retry_after) from None
+            await self._refuse_join(exc)
         token = new_token()
         record = await self.store.add_attendee(name, token_hash(token))
         self.by_token[record.token_hash] = record
