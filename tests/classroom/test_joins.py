@@ -173,3 +173,29 @@ async def test_the_instructor_page_has_a_remove_button(data: Path) -> None:
         status, page = await r.call("GET", "/")
         assert status == 200
         assert '"DELETE", "/api/attendees/"' in page and "confirm(" in page
+
+
+@run_async
+async def test_a_room_from_before_removals_opens_and_removes(data: Path) -> None:
+    """Schema 1 had no attendees.removed_at: such a database gains it, keeping everyone."""
+    async with room(data) as r:
+        await r.join("Ada")
+        bob, _ = await r.join("Bob")
+    import sqlite3
+
+    db = sqlite3.connect(data / "classroom.sqlite")
+    columns = (
+        "id, name, token_hash, joined_at, last_seen, lesson, step, position_at, last_progress_at"
+    )
+    db.executescript(
+        f"CREATE TABLE old AS SELECT {columns} FROM attendees; DROP TABLE attendees; "
+        "ALTER TABLE old RENAME TO attendees;"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    async with room(data) as r:
+        _, grid = await r.call("GET", "/api/room", r.instructor)
+        assert sorted(a["name"] for a in grid["attendees"]) == ["Ada", "Bob"]
+        assert (await r.call("DELETE", f"/api/attendees/{bob}", r.instructor))[0] == 200
+        assert r.count("attendees", "removed_at IS NOT NULL") == 1
