@@ -214,6 +214,7 @@ class Classroom:
         self._unsaved_seen: dict[int, float] = {}
         self._buckets: dict[int, TokenBucket] = {}
         self.removed: dict[str, AttendeeRecord] = {}  # token hash → a removed attendee
+        self._seating = 0  # joins accepted, their attendee row not yet committed
         self.joins = JoinGuard(config.join, config.trusted)
         # Descriptors: the connections, the refused ones waiting for their answer, a reserve.
         total = config.max_connections or 3 * config.max_attendees + 100
@@ -509,14 +510,19 @@ class Classroom:
             raise _error(400, exc.message) from None
         if not await self._code_matches(request, code):
             raise _error(403, "wrong join code")
-        if len(self.by_id) >= self.config.max_attendees:
+        # Seats being written count as taken: joins arriving together must not overfill.
+        if len(self.by_id) + self._seating >= self.config.max_attendees:
             raise _error(409, f"the room is full ({self.config.max_attendees} attendees)")
         try:
             self.joins.seat(address_key(request.remote))
         except Refused as exc:
             await self._refuse_join(exc)
         token = new_token()
-        record = await self.store.add_attendee(name, token_hash(token))
+        self._seating += 1
+        try:
+            record = await self.store.add_attendee(name, token_hash(token))
+        finally:
+            self._seating -= 1
         self.by_token[record.token_hash] = record
         self.by_id[record.id] = record
         self.last_seen[record.id] = record.joined_at

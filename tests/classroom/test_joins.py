@@ -69,6 +69,20 @@ async def test_one_address_cannot_fill_the_room(data: Path) -> None:
         assert r.count("attendees") == 15
 
 
+@run_async
+async def test_joins_arriving_together_never_overfill_the_room(data: Path) -> None:
+    async with room(data, max_attendees=5) as r:
+        code = r.server.classroom.meta.join_code
+
+        async def laptop(i: int) -> int:
+            async with machine(r.url, f"127.0.5.{i + 1}") as http:
+                return (await _join(http, code, f"student {i}"))[0]
+
+        statuses = await asyncio.gather(*(laptop(i) for i in range(20)))
+        assert sorted(statuses) == [200] * 5 + [409] * 15
+        assert r.count("attendees") == 5
+
+
 def test_guessing_the_code_during_a_workshop_is_hopeless() -> None:
     """The figure the README states: one address guessing for a whole 8-hour day."""
     limits = JoinLimits()
