@@ -20,6 +20,14 @@ as on a venue LAN where the server's per-address limits apply:
   answers).
 
 "Lost" counts events sent but not in the server's database at the end, whatever the reason.
+
+Measured on the 2-core machine (shared), 200 attendees for 60 s, 1,000 anonymous websockets
+from 25 addresses, a join flood from 20: all 200 joined in 0.15 s; 12,000 events, 0 lost;
+p50 1.4 ms, p99 8.0 ms, max 98.5 ms (without attack: p99 23.7 ms); 80 bot seats; server
+descriptors flat at 1,432; 20 log lines (one lockout per flooding address). The 1,000
+websockets from a single address: p99 19.3 ms. Before issue 13 the flood took all 500 seats
+(508: joins overfilled) in under 6 s, no attendee could join, and 2,000 anonymous
+websockets were upgraded.
 """
 
 from __future__ import annotations
