@@ -189,3 +189,35 @@ def test_an_installed_meshtutor_repacks_into_the_same_wheel(
         for name in a.namelist():
             if not name.endswith("/RECORD"):
                 assert a.read(name) == b.read(name), name
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshtutor", "classroom", "wheelhouse", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**_pip_env(), "MESHTUTOR_HOME": str(home)},
+    )
+
+
+def test_the_wheelhouse_command_builds_what_serve_offers(tmp_path: Path) -> None:
+    """--no-deps: only meshtutor's own wheel (offline here: hatchling builds it); the full
+    build downloads every dependency and is run by hand (figures in the issue note)."""
+    result = _cli("--data", str(tmp_path / "room"), "--no-deps", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    built = list((tmp_path / "room" / wheelhouse.FOLDER).glob("meshtutor-*.whl"))
+    assert len(built) == 1 and "Dependencies not in it: aiohttp" in result.stderr
+    with serve("--data", str(tmp_path / "room"), home=tmp_path) as served:
+        assert served.banner["Install"].startswith('pip install "aiohttp>=')
+
+
+def test_wheelhouse_arguments_are_checked(tmp_path: Path) -> None:
+    from meshtutor.commands.classroom import PLATFORM_CHOICES, PYTHON_CHOICES
+
+    assert sorted(PLATFORM_CHOICES) == sorted(wheelhouse.PLATFORMS)
+    assert PYTHON_CHOICES == wheelhouse.PYTHONS
+    for args, what in ((["--python", "2"], "--python"), (["--platform", "amiga"], "--platform")):
+        result = _cli(*args, home=tmp_path)
+        assert result.returncode == 2 and what in result.stderr
+        assert "Traceback" not in result.stderr
