@@ -6,7 +6,13 @@
               GET  /ws/attendee (pushes, live)       POST /api/quiz/start, /api/quiz/close
               POST /api/quiz/{id}/answer             GET  /api/quiz/{id}/results, /answers
                                                      GET  /api/export.csv, /api/export.json
-    public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join)
+                                                     DELETE /api/attendees/{id} (remove one)
+    public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join),
+              /simple/ and /wheels/ (meshtutor's wheelhouse as a package index, read-only)
+
+Nothing a stranger on the venue's network sends gets far: limits per client address on join
+codes, joins and connections (``limits.py``), a total below the descriptor limit, tokens
+checked before a websocket is upgraded, every body parsed as strict JSON of bounded size.
 
 Durability lives in ``store.py`` (an answer is sent only after the commit). The server keeps
 in memory only what it can rebuild from the database at start: tokens, pushes, the open quiz.
