@@ -8,7 +8,9 @@ Three processes share the machine's cores, as nothing would in a real room:
 
 - the server, ``meshtutor classroom serve``, as in a workshop;
 - the attendees' progress: one HTTP connection each, one event a second on a fixed schedule,
-  each request timed from send to answer (the latency reported);
+  each request timed from send to answer (the latency reported); each attendee is its own
+  loopback address, as each is its own laptop (the server limits joins and connections per
+  address);
 - the attendees' push side: each holds a long poll open the whole time, as ``ClassroomClient``
   does, and answers the live quiz after 1-5 s of thought. It runs in its own process because
   in a room each attendee is a laptop of its own: when the quiz starts, 200 answers arrive at
@@ -99,6 +101,18 @@ def _start_server(data: Path) -> tuple[subprocess.Popen[str], str, str, str]:
         error = process.stderr.read() if process.stderr else ""
         raise SystemExit(f"the server did not start: {error}")
     return process, url, token, code
+
+
+def address(index: int) -> str:
+    """Attendee ``index``'s laptop: its own loopback address (127.0.1.1, 127.0.1.2, …;
+    127.0.0.0/8 is all loopback on Linux), so the server's per-address limits see a room of
+    machines, as on a venue LAN, not one client."""
+    return f"127.0.{1 + index // 250}.{1 + index % 250}"
+
+
+def session(url: str, index: int, **kwargs: Any) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(local_addr=(address(index), 0), limit=0)
+    return aiohttp.ClientSession(url, connector=connector, **kwargs)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -198,7 +212,11 @@ async def _listen(url: str, tokens: list[str], think: float) -> dict[str, Any]:
         except (aiohttp.ClientError, TimeoutError) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
-    async def poll(http: aiohttp.ClientSession, token: str) -> None:
+    async def poll(i: int, token: str) -> None:
+        async with session(url, i, timeout=aiohttp.ClientTimeout(total=60)) as http:
+            await poll_as(http, token)
+
+    async def poll_as(http: aiohttp.ClientSession, token: str) -> None:
         auth = {"Authorization": f"Bearer {token}"}
         since = 0
         while True:
@@ -218,19 +236,15 @@ async def _listen(url: str, tokens: list[str], think: float) -> dict[str, Any]:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(
-        url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
-    ) as http:
-        pollers = [asyncio.create_task(poll(http, token)) for token in tokens]
-        await asyncio.sleep(0.5)
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        if tasks:
-            await asyncio.wait(tasks, timeout=10)
-        for task in pollers:
-            task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+    pollers = [asyncio.create_task(poll(i, token)) for i, token in enumerate(tokens)]
+    await asyncio.sleep(0.5)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
+    for task in pollers:
+        task.cancel()
+    await asyncio.gather(*pollers, return_exceptions=True)
     return {"pushes": pushes, "answer_ms": answer_ms, "errors": errors}
 
 
@@ -261,9 +275,10 @@ async def run(args: argparse.Namespace) -> int:
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
                 auths, tokens = [], []
-                for i in range(args.attendees):
+                laptops = [session(url, i, timeout=timeout) for i in range(args.attendees)]
+                for i, laptop in enumerate(laptops):
                     name = {"code": code, "name": f"attendee {i:03d}"}
-                    async with http.post("/api/join", json=name) as resp:
+                    async with laptop.post("/api/join", json=name) as resp:
                         tokens.append((await resp.json())["token"])
                         auths.append({"Authorization": f"Bearer {tokens[-1]}"})
                 listener = subprocess.Popen(
@@ -287,9 +302,9 @@ async def run(args: argparse.Namespace) -> int:
                 cpu_start = _cpu_seconds(process.pid)
                 senders = [
                     asyncio.create_task(
-                        _attendee(http, auth, i, lesson.id, steps, start, args, stats)
+                        _attendee(laptop, auth, i, lesson.id, steps, start, args, stats)
                     )
-                    for i, auth in enumerate(auths)
+                    for i, (laptop, auth) in enumerate(zip(laptops, auths, strict=True))
                 ]
 
                 async def quiz() -> tuple[float, dict[str, Any]]:
@@ -310,6 +325,8 @@ async def run(args: argparse.Namespace) -> int:
                 listener.stdin.close()
                 pushed = json.loads(listener.stdout.readline())
                 listener.wait(timeout=15)
+                for laptop in laptops:
+                    await laptop.close()
         finally:
             if listener is not None and listener.poll() is None:
                 listener.kill()

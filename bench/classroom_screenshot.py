@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from meshtutor.classroom.limits import LOOPBACK
 from meshtutor.classroom.server import ServerConfig, start_server
 from meshtutor.lessons.loader import load_lessons
 
@@ -181,7 +182,11 @@ async def main(out: Path, dashboard: Path | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "room"
         server = await start_server(
-            ServerConfig(data=data, title="Mesh 101 workshop"), "127.0.0.1", 0
+            # The 20 simulated laptops all connect from this machine: exempt loopback from
+            # the per-address join and connection limits, as --web does.
+            ServerConfig(data=data, title="Mesh 101 workshop", trusted=LOOPBACK),
+            "127.0.0.1",
+            0,
         )
         try:
             meta = server.classroom.meta

@@ -18,6 +18,7 @@ _EXPORTS = {
     "ClassroomClient": "meshtutor.classroom.client",
     "ClassroomError": "meshtutor.classroom.client",
     "ClassroomOffline": "meshtutor.classroom.client",
+    "ClassroomRemoved": "meshtutor.classroom.client",
     "ServerConfig": "meshtutor.classroom.server",
     "create_app": "meshtutor.classroom.server",
     "start_server": "meshtutor.classroom.server",

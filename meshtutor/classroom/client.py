@@ -84,6 +84,16 @@ class ClassroomOffline(ClassroomError):
     """The server cannot be reached now; queued events wait for it."""
 
 
+class ClassroomRemoved(ClassroomError):
+    """The instructor removed this attendee from the room: the client stops (it does not
+    join again as someone new); queued events stay in the outbox."""
+
+
+def _check_removed(status: int, body: dict[str, Any], base: str) -> None:
+    if status == 403 and body.get("removed") is True:
+        raise ClassroomRemoved(f"{base}: {body.get('error')}")
+
+
 def parse_join_url(url: str, code: str | None = None) -> tuple[str, str | None]:
     """``http://host:port/j/CODE`` (as ``classroom serve`` prints it) → (base URL, code).
     A URL without the code needs ``code``."""
@@ -100,7 +110,7 @@ def parse_join_url(url: str, code: str | None = None) -> tuple[str, str | None]:
     if wanted is not None:
         wanted = normalize_join_code(wanted)
         if not wanted or any(c not in JOIN_ALPHABET for c in wanted):
-            raise ClassroomError(f"{wanted!r} is not a join code (6 letters and digits)")
+            raise ClassroomError(f"{wanted!r} is not a join code (letters and digits)")
     return base, wanted
 
 
@@ -209,6 +219,7 @@ class ClassroomClient:
                         self.online = True
                         assert self.attendee is not None
                         return self.attendee
+                    _check_removed(response.status, await _json_body(response), self.base)
                     if response.status != 401:
                         raise ClassroomOffline(f"{self.base} answered {response.status}")
                 # 401: the server forgot us (a new room in the same place): join afresh.
@@ -302,6 +313,7 @@ class ClassroomClient:
             self.online = False
             raise ClassroomOffline(f"cannot reach the classroom at {self.base}: {exc}") from None
         self.online = True
+        _check_removed(status, body, self.base)
         if status == 200:
             self._delete([seq for seq, _ in batch])
             return len(batch)
@@ -351,6 +363,7 @@ class ClassroomClient:
             self.online = False
             raise ClassroomOffline(f"cannot reach the classroom at {self.base}: {exc}") from None
         self.online = True
+        _check_removed(status, body, self.base)
         if status == 401:
             self.token = None
             await self.join()
@@ -401,6 +414,8 @@ class ClassroomClient:
                 await self.flush()
                 delay = RETRY_MIN
                 await self._wake.wait()
+            except ClassroomRemoved:
+                return
             except ClassroomOffline:
                 await asyncio.sleep(delay)  # new events do not end the back-off
                 delay = min(RETRY_MAX, delay * 2)
@@ -413,6 +428,8 @@ class ClassroomClient:
             try:
                 pushes = await self.poll_pushes(wait=POLL_WAIT)
                 delay = RETRY_MIN
+            except ClassroomRemoved:
+                return
             except ClassroomError:
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)

@@ -39,9 +39,15 @@ MAX_NAME = 40  # characters of an attendee name
 MAX_TEXT = 2000  # characters of a hint or a failure message
 MAX_ID = 64  # characters of a client event id, lesson id or step id
 
+MAX_INT_ID = 2**63 - 1  # ids and push cursors are SQLite INTEGERs: nothing larger exists
+
 # Join codes are read off a projector and typed on a phone-sized keyboard: no 0/O, 1/I/L.
+# Eight characters (shown as two groups of four) give 31**8 ≈ 8.5e11 codes: at the rate the
+# server lets one address guess (under 500 tries in an 8-hour day, see server.JoinGuard) the
+# chance of hitting the code is below 1e-9 per address, and even at the ~2,850 guesses a
+# second an unlimited server once answered it would stay below 1e-4 over a whole day.
 JOIN_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-JOIN_CODE_LENGTH = 6
+JOIN_CODE_LENGTH = 8
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -64,6 +70,59 @@ def new_join_code() -> str:
 def normalize_join_code(code: str) -> str:
     """Codes are compared upper-case without spaces or dashes (``abc-234`` is ``ABC234``)."""
     return re.sub(r"[\s-]", "", code).upper()
+
+
+def display_join_code(code: str) -> str:
+    """``ABCDEFGH`` → ``ABCD-EFGH``: groups of four are easier to read off a projector (the
+    dash is optional when typed). Six-character codes of older rooms stay whole."""
+    return f"{code[:4]}-{code[4:]}" if len(code) == 8 else code
+
+
+def _refuse_constant(name: str) -> object:
+    raise PayloadError(f"{name} is not a number JSON allows")
+
+
+def parse_json(raw: bytes | str, what: str = "the body") -> object:
+    """Parse untrusted JSON. Every way it can fail is a ``PayloadError``: bad syntax or
+    encoding, NaN/Infinity (Python accepts them, but they make the exports invalid JSON),
+    integers longer than Python converts (ValueError since 3.11) and nesting deeper than the
+    parser's recursion (RecursionError)."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+        # "\ud800" is valid JSON but no text: it could never be stored (SQLite takes UTF-8).
+        json.dumps(value, ensure_ascii=False).encode()
+    except PayloadError as exc:
+        raise PayloadError(f"{what}: {exc.message}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    except UnicodeEncodeError:
+        raise PayloadError(f"{what} has a string with a lone surrogate (\\ud800-\\udfff)") from None
+    except ValueError:  # UnicodeDecodeError, or an integer of thousands of digits
+        raise PayloadError(
+            f"{what} is not valid JSON (bad encoding or a number too long)"
+        ) from None
+    return value
+
+
+def parse_int(value: object, what: str, *, minimum: int = 1, text: bool = False) -> int:
+    """An integer from ``minimum`` to 2**63-1: a JSON number, or with ``text`` a decimal
+    string (a path segment, a query parameter)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (
+        text
+        and isinstance(value, str)
+        and 0 < len(value) <= 19
+        and value.isascii()
+        and value.isdigit()
+    ):
+        number = int(value)
+    if number is None or not minimum <= number <= MAX_INT_ID:
+        raise PayloadError(f"{what} must be an integer from {minimum} to {MAX_INT_ID}")
+    return number
 
 
 def new_token() -> str:

@@ -6,7 +6,13 @@
               GET  /ws/attendee (pushes, live)       POST /api/quiz/start, /api/quiz/close
               POST /api/quiz/{id}/answer             GET  /api/quiz/{id}/results, /answers
                                                      GET  /api/export.csv, /api/export.json
-    public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join)
+                                                     DELETE /api/attendees/{id} (remove one)
+    public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join),
+              /simple/ and /wheels/ (meshtutor's wheelhouse as a package index, read-only)
+
+Nothing a stranger on the venue's network sends gets far: limits per client address on join
+codes, joins and connections (``limits.py``), a total below the descriptor limit, tokens
+checked before a websocket is upgraded, every body parsed as strict JSON of bounded size.
 
 Durability lives in ``store.py`` (an answer is sent only after the commit). The server keeps
 in memory only what it can rebuild from the database at start: tokens, pushes, the open quiz.
@@ -23,6 +29,8 @@ import hashlib
 import hmac
 import io
 import json
+import logging
+import math
 import secrets
 import sqlite3
 import time
@@ -35,12 +43,24 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from meshtutor import __version__
+from meshtutor.classroom import wheelhouse
+from meshtutor.classroom.limits import (
+    REFUSED_WAITING,
+    ConnectionGuard,
+    JoinGuard,
+    JoinLimits,
+    Refused,
+    TokenBucket,
+    address_key,
+)
 from meshtutor.classroom.protocol import (
     MAX_BODY,
     PayloadError,
     new_token,
     normalize_join_code,
     parse_events,
+    parse_int,
+    parse_json,
     parse_object,
     parse_slug,
     parse_targets,
@@ -55,10 +75,18 @@ from meshtutor.classroom.store import (
 )
 from meshtutor.lessons.model import Lesson, Question
 
+_log = logging.getLogger("meshtutor.classroom")
+
 LIVE_QUIZ_TYPES = ("choice", "multiple", "predict")
 ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
 STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
 SEEN_FLUSH_SECONDS = 10.0
+BODY_SECONDS = 10.0  # a request body must arrive within this
+REFUSAL_PAUSE = 1.0  # seconds before a join refused by a per-address limit is answered
+KEEPALIVE_SECONDS = 30.0  # an idle connection (or one that never sends a request) closes
+FD_RESERVE = 64  # descriptors kept for SQLite, threads and the listener, beyond connections
+SOCKET_RETRY_SECONDS = 5  # Retry-After when a live connection is refused over a cap
+TOKEN_PROTOCOL = "meshtutor.token."
 
 
 @dataclass
@@ -71,29 +99,23 @@ class ServerConfig:
     burst: float = 40.0  # … with this many at once
     max_attendees: int = 500
     lessons: Sequence[Lesson] | None = None  # default: the curriculum
+    # The address attendees reach the server at, for the join page and the printed URLs
+    # (default: the listening address; 127.0.0.1 for a wildcard). Never the request's Host
+    # header, which whoever sends the request chooses.
+    public_host: str | None = None
+    sockets_per_attendee: int = 4  # live pushes (websocket or long poll) one attendee holds
+    max_sockets: int | None = None  # websockets in all; default twice max_attendees
+    join: JoinLimits = field(default_factory=JoinLimits)
+    connections_per_address: int = 32
+    max_connections: int | None = None  # default 3 per seat + 100, below the fd limit
+    trusted: frozenset[str] = frozenset()  # address keys exempt from per-address limits
+    wheelhouse: Path | None = (
+        None  # the package index served at /simple/ (default: data/wheelhouse)
+    )
 
-
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; a request costs one token per event."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self, cost: float) -> float:
-        """Take ``cost`` tokens; returns 0, or the seconds to wait before it would succeed."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        cost = min(cost, self.burst)  # a full-size batch must be able to pass eventually
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return 0.0
-        return (cost - self.tokens) / self.rate
+    @property
+    def total_sockets(self) -> int:
+        return self.max_sockets if self.max_sockets is not None else 2 * self.max_attendees
 
 
 def token_hash(token: str) -> str:
@@ -108,9 +130,12 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
         web.HTTPUnauthorized,
         web.HTTPForbidden,
         web.HTTPNotFound,
+        web.HTTPRequestTimeout,
         web.HTTPConflict,
+        web.HTTPUnsupportedMediaType,
         web.HTTPTooManyRequests,
         web.HTTPInternalServerError,
+        web.HTTPServiceUnavailable,
     )
 }
 
@@ -146,9 +171,18 @@ async def _json_errors(
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
+    # allow_nan=False: NaN and Infinity are not JSON; an answer must never contain them.
     return web.Response(
-        text=json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
+        text=json.dumps(data, ensure_ascii=False, allow_nan=False),
+        status=status,
+        content_type="application/json",
     )
+
+
+def _stored(text: str) -> Any:
+    """JSON the server wrote itself. Rooms recorded before NaN was refused on input may hold
+    it: it reads back as null, so the exports stay valid JSON."""
+    return json.loads(text, parse_constant=lambda _name: None)
 
 
 @dataclass
@@ -185,7 +219,26 @@ class Classroom:
         self.last_seen: dict[int, float] = {}
         self._unsaved_seen: dict[int, float] = {}
         self._buckets: dict[int, TokenBucket] = {}
+        self.removed: dict[str, AttendeeRecord] = {}  # token hash → a removed attendee
+        self._seating = 0  # joins accepted, their attendee row not yet committed
+        self.joins = JoinGuard(config.join, config.trusted)
+        # Descriptors: the connections, the refused ones waiting for their answer, a reserve.
+        total = config.max_connections or 3 * config.max_attendees + 100
+        budget = raise_fd_limit(total + REFUSED_WAITING + FD_RESERVE) - FD_RESERVE
+        waiting = min(REFUSED_WAITING, budget // 3)
+        self.connections = ConnectionGuard(
+            max(16, min(total, budget - waiting)),
+            config.connections_per_address,
+            config.trusted,
+            waiting,
+        )
+        self.accept_errors = AcceptErrorLog()
+        self.wheelhouse = config.wheelhouse or config.data / wheelhouse.FOLDER
+        self.index = wheelhouse.Index({})
+        self._index_stamp: tuple[int, int] | None = None
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
+        self._open_sockets = 0
+        self._polls: dict[int, int] = {}  # long polls waiting, per attendee
         self._streams: set[web.StreamResponse] = set()
         self._push_waiters: set[asyncio.Future[None]] = set()
         self._room_signal = asyncio.Event()
@@ -195,6 +248,7 @@ class Classroom:
         self._correct_cache: dict[tuple[str, str], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.base_url = "http://127.0.0.1"  # start_server sets the real one once it listens
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -202,12 +256,16 @@ class Classroom:
         self.store.start()
         attendees = await self.store.read(ClassroomStore.attendees)
         for record in attendees:
+            if record.removed_at is not None:
+                self.removed[record.token_hash] = record
+                continue
             self.by_token[record.token_hash] = record
             self.by_id[record.id] = record
         self.pushes = await self.store.read(ClassroomStore.pushes)
         quizzes = await self.store.read(ClassroomStore.quizzes)
         self.quiz = next((q for q in reversed(quizzes) if q.state == "open"), None)
         self.latest_quiz = quizzes[-1].id if quizzes else None
+        await self._fresh_index()
         self._tasks.append(asyncio.create_task(self._flush_seen_forever()))
 
     async def shutdown(self, app: web.Application) -> None:
@@ -273,10 +331,15 @@ class Classroom:
         token = token if token is not None else self._bearer(request)
         if token is None:
             raise _error(401, "this needs an attendee token (Authorization: Bearer …)")
-        record = self.by_token.get(token_hash(token))
+        digest = token_hash(token)
+        record = self.by_token.get(digest)
         if record is None:
             if self._is_instructor(token):
                 raise _error(403, "the instructor is not an attendee")
+            if digest in self.removed:
+                # Not 401: a client told "join again" would come straight back as a new
+                # attendee; this tells it to stop.
+                raise _error(403, "the instructor removed you from this room", removed=True)
             raise _error(401, "unknown attendee token: join again")
         now = time.time()
         self.last_seen[record.id] = now
@@ -295,18 +358,44 @@ class Classroom:
                 retry_after=max(1, int(wait + 0.999)),
             )
 
-    async def _body(self, request: web.Request) -> Mapping[str, Any]:
+    async def _body(self, request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
+        """The request's JSON object. ``optional``: an empty body (with any type) is ``{}``."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise _error(413, f"request body larger than {MAX_BODY} bytes")
-        raw = await request.read()  # aiohttp enforces client_max_size while reading
+        if optional and request.content_length == 0:
+            return {}
+        # A browser sends text/plain across origins without asking first (no CORS
+        # preflight); application/json it must ask for, and this server never allows it.
+        if request.content_type != "application/json":
+            raise _error(415, "the body must be JSON sent as Content-Type: application/json")
         try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _error(400, f"the body is not valid JSON: {exc}") from None
+            # aiohttp enforces client_max_size while reading; the deadline stops a client
+            # that holds a request open by sending its body a byte at a time.
+            async with asyncio.timeout(BODY_SECONDS):
+                raw = await request.read()
+        except TimeoutError:
+            raise _error(408, f"the body did not arrive within {BODY_SECONDS:g} s") from None
+        if optional and not raw.strip():
+            return {}
         try:
-            return parse_object(value)
+            return parse_object(parse_json(raw))
         except PayloadError as exc:
             raise _error(400, exc.message) from None
+
+    @web.middleware
+    async def track_connections(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Tell the connection guard which connections are busy: only idle ones are closed
+        to make room when the server is at its connection limit."""
+        protocol = request.protocol
+        self.connections.busy(protocol)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.idle(protocol)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -319,15 +408,100 @@ class Classroom:
     async def page(self, request: web.Request) -> web.Response:
         return _html(_asset("instructor.html"), title=self.meta.title)
 
+    @property
+    def join_url(self) -> str:
+        return f"{self.base_url}/j/{self.meta.join_code}"
+
+    async def _code_matches(self, request: web.Request, code: str) -> bool:
+        """Compare a join code, under the address's guess limit (``/api/join`` and the join
+        page answer the same question, so they share the limit)."""
+        key = address_key(request.remote)
+        try:
+            self.joins.check(key)
+            if len(code) <= 64 and hmac.compare_digest(
+                normalize_join_code(code).encode(), self.meta.join_code.encode()
+            ):
+                return True
+            self.joins.wrong_code(key)
+        except Refused as exc:
+            await self._refuse_join(exc)
+        return False
+
+    async def _refuse_join(self, refused: Refused) -> None:
+        """429, after a pause: a flooding client waits for each refusal instead of making the
+        server answer thousands a second (a person who meets a limit barely notices)."""
+        await asyncio.sleep(REFUSAL_PAUSE)
+        raise _error(429, refused.message, retry_after=refused.retry_after)
+
     async def join_page(self, request: web.Request) -> web.Response:
-        base = f"{request.scheme}://{request.host}"
-        good = normalize_join_code(request.match_info["code"]) == self.meta.join_code
+        good = await self._code_matches(request, request.match_info["code"])
+        index = await self._fresh_index()
+        commands = self.install_commands(index)
+        if index.has_meshtutor and not index.missing:
+            covered = index.covered() or "this server's own platform"
+            note = (
+                f"Install meshtutor from this classroom (no internet needed; wheels for {covered}):"
+            )
+        elif index.has_meshtutor:
+            note = (
+                "This classroom serves meshtutor but not its dependencies: with internet, "
+                "install them from the public index first, then meshtutor from here:"
+            )
+        else:
+            note = (
+                "This classroom serves no wheelhouse, and meshtutor is not on the public "
+                "package index: ask the instructor how to install it (the instructor prepares "
+                "one with `meshtutor classroom wheelhouse`)."
+            )
         return _html(
             _asset("join.html"),
             title=self.meta.title,
-            url=f"{base}/j/{self.meta.join_code}" if good else "",
+            url=self.join_url if good else "",
             problem="" if good else "This join code is not the room's: check the projector.",
+            install_note=note,
+            install="\n".join(commands),
         )
+
+    def install_commands(self, index: wheelhouse.Index | None = None) -> list[str]:
+        """How attendees install meshtutor from this server ([] without a wheelhouse)."""
+        host = self.base_url.split("://", 1)[1].rsplit(":", 1)[0]
+        return wheelhouse.install_commands(index or self.index, self.base_url, host)
+
+    # --- the package index (read-only) -------------------------------------------------------
+
+    async def _fresh_index(self) -> wheelhouse.Index:
+        """The wheelhouse as it is now: read again when its folder changed (the instructor
+        may build it while the server runs)."""
+        try:
+            info = self.wheelhouse.stat()
+            stamp = (info.st_mtime_ns, info.st_ino)
+        except OSError:
+            stamp = (0, 0)
+        if stamp != self._index_stamp:
+            self.index = await asyncio.to_thread(wheelhouse.scan, self.wheelhouse)
+            self._index_stamp = stamp
+        return self.index
+
+    async def simple_root(self, request: web.Request) -> web.Response:
+        index = await self._fresh_index()
+        return web.Response(text=wheelhouse.root_page(index), content_type="text/html")
+
+    async def simple_project(self, request: web.Request) -> web.Response:
+        name = request.match_info["project"]
+        project = wheelhouse.normalize(name)
+        if name != project or not request.path.endswith("/"):
+            raise web.HTTPMovedPermanently(f"/simple/{project}/")
+        index = await self._fresh_index()
+        if project not in index.projects:
+            raise _error(404, f"this classroom's wheelhouse has no {project!r}")
+        return web.Response(text=wheelhouse.project_page(index, project), content_type="text/html")
+
+    async def wheel_file(self, request: web.Request) -> web.FileResponse:
+        # Only names the index lists: never a path built from the request.
+        found = (await self._fresh_index()).files.get(request.match_info["filename"])
+        if found is None:
+            raise _error(404, "no such file in this classroom's wheelhouse")
+        return web.FileResponse(found.path, headers={"Content-Type": "application/octet-stream"})
 
     # --- attendees ------------------------------------------------------------------------
 
@@ -340,14 +514,21 @@ class Classroom:
                 raise PayloadError("code must be the room's join code (a string)")
         except PayloadError as exc:
             raise _error(400, exc.message) from None
-        if not hmac.compare_digest(
-            normalize_join_code(code).encode(), self.meta.join_code.encode()
-        ):
+        if not await self._code_matches(request, code):
             raise _error(403, "wrong join code")
-        if len(self.by_id) >= self.config.max_attendees:
+        # Seats being written count as taken: joins arriving together must not overfill.
+        if len(self.by_id) + self._seating >= self.config.max_attendees:
             raise _error(409, f"the room is full ({self.config.max_attendees} attendees)")
+        try:
+            self.joins.seat(address_key(request.remote))
+        except Refused as exc:
+            await self._refuse_join(exc)
         token = new_token()
-        record = await self.store.add_attendee(name, token_hash(token))
+        self._seating += 1
+        try:
+            record = await self.store.add_attendee(name, token_hash(token))
+        finally:
+            self._seating -= 1
         self.by_token[record.token_hash] = record
         self.by_id[record.id] = record
         self.last_seen[record.id] = record.joined_at
@@ -405,16 +586,39 @@ class Classroom:
     async def poll_pushes(self, request: web.Request) -> web.Response:
         record = self.attendee(request)
         self._limit(record.id, 1)
+        if self._polls.get(record.id, 0) >= self.config.sockets_per_attendee:
+            raise _error(
+                429,
+                f"at most {self.config.sockets_per_attendee} waiting polls per attendee",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        self._polls[record.id] = self._polls.get(record.id, 0) + 1
         try:
-            since = int(request.query.get("since", "0"))
-            wait = min(30.0, max(0.0, float(request.query.get("wait", "0"))))
+            return await self._poll(request, record)
+        finally:
+            self._polls[record.id] -= 1
+            if not self._polls[record.id]:
+                del self._polls[record.id]
+
+    async def _poll(self, request: web.Request, record: AttendeeRecord) -> web.Response:
+        since = _since(request.query.get("since", "0"))
+        try:
+            wait = float(request.query.get("wait", "0"))
         except ValueError:
-            raise _error(400, "since must be a push id and wait a number of seconds") from None
+            wait = math.nan
+        if math.isnan(wait):
+            raise _error(400, "wait must be a number of seconds")
+        wait = min(30.0, max(0.0, wait))
         found = self._pushes_for(record.id, since)
         deadline = time.monotonic() + wait
         # Long poll: hold the request until something is pushed, so a client learns of a
         # push at once without polling often.
-        while not found and not self._closing and (left := deadline - time.monotonic()) > 0:
+        while (
+            not found
+            and not self._closing
+            and record.id in self.by_id
+            and (left := deadline - time.monotonic()) > 0
+        ):
             waiter = asyncio.get_running_loop().create_future()
             self._push_waiters.add(waiter)
             try:
@@ -431,28 +635,32 @@ class Classroom:
         )
 
     async def attendee_socket(self, request: web.Request) -> web.WebSocketResponse:
-        """Pushes over a websocket. Authenticate with the Authorization header, or (browsers
-        cannot set it) with a first message ``{"token": …, "since": N}``."""
-        token = self._bearer(request)
-        record = self.attendee(request, token) if token is not None else None
-        if record is not None:
-            self._limit(record.id, 1)
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
-        await ws.prepare(request)
-        query_since = request.query.get("since", "0")
-        since = int(query_since) if query_since.isdigit() else 0
-        if record is None:
-            try:
-                msg = await ws.receive(timeout=10.0)
-                hello = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
-                record = self.attendee(request, str(hello.get("token", "")) or None)
-                self._limit(record.id, 1)
-                since = int(hello.get("since", since))
-            except (TimeoutError, ValueError, TypeError, AttributeError, web.HTTPException):
-                await ws.close(code=4401, message=b"unauthorized")
-                return ws
-        self._sockets.setdefault(record.id, set()).add(ws)
+        """Pushes over a websocket. The token is checked before the upgrade, so an anonymous
+        socket costs nothing: in the Authorization header, or (browsers cannot set headers on
+        a websocket) as the subprotocol ``meshtutor.token.<token>`` offered with
+        ``meshtutor``, which the server selects."""
+        since = _since(request.query.get("since", "0"))
+        record = self.attendee(request, self._bearer(request) or _protocol_token(request))
+        self._limit(record.id, 1)
+        mine = self._sockets.setdefault(record.id, set())
+        if len(mine) >= self.config.sockets_per_attendee:
+            raise _error(
+                429,
+                f"at most {self.config.sockets_per_attendee} live connections per attendee: "
+                "close one first",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        if self._open_sockets >= self.config.total_sockets:
+            raise _error(
+                503,
+                "the classroom has all the live connections it takes; use /api/pushes",
+                retry_after=SOCKET_RETRY_SECONDS,
+            )
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY, protocols=("meshtutor",))
+        mine.add(ws)  # counted before the upgrade, so concurrent upgrades cannot pass the cap
+        self._open_sockets += 1
         try:
+            await ws.prepare(request)
             await ws.send_json({"type": "hello", "attendee": record.id})
             for push in self._pushes_for(record.id, since):
                 await ws.send_str(f'{{"type": "push", "push": {self._push_json(push)}}}')
@@ -461,13 +669,16 @@ class Classroom:
                     await ws.send_str("pong")
                 self.last_seen[record.id] = time.time()
         finally:
-            self._sockets.get(record.id, set()).discard(ws)
+            self._open_sockets -= 1
+            mine.discard(ws)
+            if not mine and self._sockets.get(record.id) is mine:
+                del self._sockets[record.id]
         return ws
 
     async def answer(self, request: web.Request) -> web.Response:
         record = self.attendee(request)
         self._limit(record.id, 1)
-        quiz_id = _int(request.match_info["quiz"])
+        quiz_id = _id(request.match_info["quiz"], "quiz")
         body = await self._body(request)
         quiz = self.quiz
         if quiz is None or quiz.id != quiz_id:
@@ -587,6 +798,7 @@ class Classroom:
         return {
             "title": self.meta.title,
             "join_code": self.meta.join_code,
+            "join_url": self.join_url,
             "version": self.room_version,
             "generated_at": now,
             "current_lesson": self.current_lesson,
@@ -744,10 +956,11 @@ class Classroom:
 
     async def quiz_close(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        raw = await request.read()
-        body = await self._body_from(raw) if raw.strip() else {}
+        body = await self._body(request, optional=True)
         quiz = self.quiz
         wanted = body.get("quiz")
+        if wanted is not None:
+            wanted = _id(wanted, "quiz", text=False)
         if quiz is None or (wanted is not None and wanted != quiz.id):
             raise _error(409, "no such quiz is open")
         await self.store.close_quiz(quiz.id)
@@ -755,12 +968,6 @@ class Classroom:
         await self._publish(None, "quiz_closed", {"quiz": quiz.id, "correct": quiz.correct})
         self._changed()
         return _json(await self._results(quiz.id))
-
-    async def _body_from(self, raw: bytes) -> Mapping[str, Any]:
-        try:
-            return parse_object(json.loads(raw))
-        except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
-            raise _error(400, f"the body is not a JSON object: {exc}") from None
 
     async def quiz_list(self, request: web.Request) -> web.Response:
         self.instructor(request)
@@ -771,11 +978,11 @@ class Classroom:
 
     async def quiz_results(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        return _json(await self._results(_int(request.match_info["quiz"])))
+        return _json(await self._results(_id(request.match_info["quiz"], "quiz")))
 
     async def quiz_answers(self, request: web.Request) -> web.Response:
         self.instructor(request)
-        quiz_id = _int(request.match_info["quiz"])
+        quiz_id = _id(request.match_info["quiz"], "quiz")
         rows = await self.store.read(lambda db: _answer_rows(db, quiz_id))
         return _json(
             {
@@ -784,7 +991,7 @@ class Classroom:
                     {
                         "attendee": aid,
                         "name": name,
-                        "answer": json.loads(answer),
+                        "answer": _stored(answer),
                         "correct": bool(correct),
                         "score": score,
                         "seconds": round(seconds, 3),
@@ -845,7 +1052,7 @@ class Classroom:
 
     async def attendee_events(self, request: web.Request) -> web.Response:
         """An attendee may read its own events; the instructor anyone's."""
-        target = _int(request.match_info["attendee"])
+        target = _id(request.match_info["attendee"], "attendee")
         token = self._bearer(request)
         if token is not None and self._is_instructor(token):
             pass
@@ -855,6 +1062,25 @@ class Classroom:
                 raise _error(403, "attendees can read only their own events")
         rows = await self.store.read(lambda db: _event_rows(db, target))
         return _json({"attendee": target, "events": [_event_json(r) for r in rows]})
+
+    async def remove_attendee(self, request: web.Request) -> web.Response:
+        """``DELETE /api/attendees/{id}``: the attendee's token stops working, their live
+        connections close and their seat frees; what they recorded stays in the exports."""
+        self.instructor(request)
+        target = _id(request.match_info["attendee"], "attendee")
+        record = self.by_id.get(target)
+        if record is None or not await self.store.remove_attendee(target):
+            raise _error(404, f"no attendee {target} in the room")
+        del self.by_id[target]
+        del self.by_token[record.token_hash]
+        self.removed[record.token_hash] = record
+        self._buckets.pop(target, None)
+        self.last_seen.pop(target, None)
+        for ws in list(self._sockets.get(target, ())):
+            await ws.close(code=4403, message=b"removed by the instructor")
+        self._wake_pollers()
+        self._changed()
+        return _json({"removed": target, "name": record.name})
 
     async def export_json(self, request: web.Request) -> web.Response:
         self.instructor(request)
@@ -935,11 +1161,30 @@ class Classroom:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _int(value: str) -> int:
+def _id(value: object, what: str, *, text: bool = True) -> int:
+    """An id from the path (``text``) or a JSON body: 400 unless an integer SQLite can hold."""
     try:
-        return int(value)
-    except ValueError:
-        raise _error(404, f"no such id {value!r}") from None
+        return parse_int(value, what, text=text)
+    except PayloadError as exc:
+        raise _error(400, exc.message) from None
+
+
+def _protocol_token(request: web.Request) -> str | None:
+    """The token a browser offers as a websocket subprotocol (``meshtutor.token.<token>``)."""
+    for header in request.headers.getall("Sec-WebSocket-Protocol", ()):
+        for offered in header.split(","):
+            offered = offered.strip()
+            if offered.startswith(TOKEN_PROTOCOL) and len(offered) > len(TOKEN_PROTOCOL):
+                return offered[len(TOKEN_PROTOCOL) :]
+    return None
+
+
+def _since(value: object) -> int:
+    """The last push a client has (0: none yet)."""
+    try:
+        return parse_int(value, "since", minimum=0, text=True)
+    except PayloadError as exc:
+        raise _error(400, exc.message) from None
 
 
 def _float_query(request: web.Request, name: str) -> float | None:
@@ -950,6 +1195,8 @@ def _float_query(request: web.Request, name: str) -> float | None:
         number = float(value)
     except ValueError:
         raise _error(400, f"{name} must be a number") from None
+    if not math.isfinite(number):
+        raise _error(400, f"{name} must be a number")
     if number < 0:
         raise _error(400, f"{name} must not be negative")
     return number
@@ -1088,7 +1335,8 @@ class _RoomRows:
 
 def _room_rows(db: sqlite3.Connection, lesson: str | None) -> _RoomRows:
     attendees = db.execute(
-        "SELECT id, name, joined_at, lesson, step, last_progress_at FROM attendees ORDER BY name, id"
+        "SELECT id, name, joined_at, lesson, step, last_progress_at FROM attendees "
+        "WHERE removed_at IS NULL ORDER BY name, id"
     ).fetchall()
     steps = {
         (aid, step): (state, attempts, hints, failure)
@@ -1127,7 +1375,8 @@ def _leaderboard_rows(db: sqlite3.Connection) -> list[Any]:
         "SELECT a.attendee, t.name, sum(a.score) AS score, sum(a.correct), count(*), "
         "sum(CASE WHEN a.correct THEN a.at - q.started_at ELSE 0 END) AS secs "
         "FROM quiz_answers a JOIN attendees t ON t.id = a.attendee "
-        "JOIN quizzes q ON q.id = a.quiz GROUP BY a.attendee ORDER BY score DESC, secs ASC"
+        "JOIN quizzes q ON q.id = a.quiz WHERE t.removed_at IS NULL "
+        "GROUP BY a.attendee ORDER BY score DESC, secs ASC"
     ).fetchall()
 
 
@@ -1150,7 +1399,7 @@ def _event_json(row: Sequence[Any]) -> dict[str, Any]:
         "kind": kind,
         "lesson": lesson,
         "step": step,
-        "detail": json.loads(detail),
+        "detail": _stored(detail),
         "client_at": client_at,
         "at": at,
     }
@@ -1170,10 +1419,11 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
                 "lesson": lesson,
                 "step": step,
                 "last_progress_at": progress,
+                "removed_at": removed,
             }
-            for aid, name, joined, seen, lesson, step, progress in db.execute(
-                "SELECT id, name, joined_at, last_seen, lesson, step, last_progress_at "
-                "FROM attendees ORDER BY id"
+            for aid, name, joined, seen, lesson, step, progress, removed in db.execute(
+                "SELECT id, name, joined_at, last_seen, lesson, step, last_progress_at, "
+                "removed_at FROM attendees ORDER BY id"
             )
         ]
         progress = [
@@ -1228,7 +1478,7 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
                 {
                     "attendee": aid,
                     "name": name,
-                    "answer": json.loads(answer),
+                    "answer": _stored(answer),
                     "correct": bool(correct),
                     "score": score,
                     "seconds": round(seconds, 3),
@@ -1262,13 +1512,92 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+# --- descriptors --------------------------------------------------------------------------------
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft limit on open files toward ``wanted`` (never above the hard
+    limit; 1024 is a common soft default, too few for 500 attendees). Returns the soft limit
+    in force afterwards."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # macOS refuses more than its kern.maxfilesperproc
+            pass
+    return soft
+
+
+class AcceptErrorLog:
+    """Out of descriptors, asyncio reports every failed ``accept()`` through the loop's
+    exception handler: up to the listen backlog each loop turn, each with a traceback (42 MB
+    of log in 15 s). This handler turns them into one line, then one summary a minute while
+    it lasts; every other error goes to the handler that was there before."""
+
+    MESSAGE = "socket.accept() out of system resource"
+    EVERY = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0  # accept errors since the start
+        self._unreported = 0
+        self._reported_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def uninstall(self) -> None:
+        if self._loop is not None and self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+        self._loop = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != self.MESSAGE:
+            if self._previous is not None:
+                self._previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        self.count += 1
+        self._unreported += 1
+        now = time.monotonic()
+        if self._reported_at is None or now - self._reported_at >= self.EVERY:
+            exc = context.get("exception")
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if self._reported_at is None:
+                summary = "further failures are summed up once a minute"
+            else:
+                summary = f"{self._unreported} accepts failed in the last minute"
+            _log.error(
+                "cannot accept connections (%s); they wait in the listen backlog (%s). "
+                "Raise the open-files limit (ulimit -n) or lower the number of attendees",
+                reason,
+                summary,
+            )
+            self._reported_at = now
+            self._unreported = 0
+
+
 # --- the application --------------------------------------------------------------------------
 
 
 def create_app(config: ServerConfig) -> web.Application:
     """The aiohttp application of one classroom; its database opens on startup."""
     classroom = Classroom(config)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[classroom.track_connections, _json_errors]
+    )
     app[CLASSROOM] = classroom
     app.on_startup.append(classroom.startup)
     app.on_shutdown.append(classroom.shutdown)
@@ -1284,6 +1613,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/api/pushes", c.poll_pushes)
     app.router.add_get("/ws/attendee", c.attendee_socket)
     app.router.add_get("/api/attendees/{attendee}/events", c.attendee_events)
+    app.router.add_delete("/api/attendees/{attendee}", c.remove_attendee)
     app.router.add_get("/api/lessons", c.lessons_list)
     app.router.add_get("/api/room", c.room)
     app.router.add_get("/api/room/stream", c.room_stream)
@@ -1297,6 +1627,10 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_post("/api/quiz/{quiz}/answer", c.answer)
     app.router.add_get("/api/export.json", c.export_json)
     app.router.add_get("/api/export.csv", c.export_csv)
+    app.router.add_get("/simple/", c.simple_root)
+    app.router.add_get("/simple/{project}", c.simple_project)
+    app.router.add_get("/simple/{project}/", c.simple_project)
+    app.router.add_get("/wheels/{filename}", c.wheel_file)
     return app
 
 
@@ -1317,12 +1651,20 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        """Where this machine reaches the server (loopback for a wildcard address)."""
+        return _http_url(
+            "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host, self.port
+        )
+
+    @property
+    def join_url(self) -> str:
+        return self.classroom.join_url
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        try:
+            await self.runner.cleanup()
+        finally:
+            self.classroom.accept_errors.uninstall()
 
 
 async def start_server(
@@ -1330,15 +1672,34 @@ async def start_server(
 ) -> RunningServer:
     """Start a classroom on ``host:port`` (port 0: any free port) and return once it listens."""
     runner = web.AppRunner(
-        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        create_app(config),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        # aiohttp's default (an hour) would let idle connections pile up; attendees' clients
+        # reconnect at once when a kept-alive connection has been closed.
+        keepalive_timeout=KEEPALIVE_SECONDS,
     )
     await runner.setup()
+    classroom = runner.app[CLASSROOM]
+    assert runner.server is not None
+    classroom.connections.attach(runner.server)
+    classroom.accept_errors.install(asyncio.get_running_loop())
     site = web.TCPSite(runner, host, port, backlog=1024)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
+        classroom.accept_errors.uninstall()
         raise
     sockets = getattr(site._server, "sockets", None) or []  # the real port when port is 0
     bound = sockets[0].getsockname()[1] if sockets else port
-    return RunningServer(runner, host, int(bound))
+    running = RunningServer(runner, host, int(bound))
+    running.classroom.base_url = (
+        _http_url(config.public_host, running.port) if config.public_host else running.url
+    )
+    return running
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -30,7 +30,7 @@ from meshtutor.classroom.protocol import EventIn, new_join_code, new_token
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: attendees.removed_at
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attendees (
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS attendees (
     lesson TEXT,                        -- where the attendee is, as of its latest event
     step TEXT,
     position_at REAL,
-    last_progress_at REAL NOT NULL      -- latest lesson start, step passed or lesson done
+    last_progress_at REAL NOT NULL,     -- latest lesson start, step passed or lesson done
+    removed_at REAL                     -- the instructor removed them (their events stay)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -146,6 +147,7 @@ class AttendeeRecord:
     name: str
     token_hash: str
     joined_at: float
+    removed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -279,16 +281,22 @@ class ClassroomStore:
         # The file holds the instructor token: readable by its owner only.
         if not path.exists():
             path.touch(mode=0o600)
+        elif hasattr(os, "geteuid") and path.stat().st_uid != os.geteuid():
+            # In a shared directory (1777) another user could have put it there first,
+            # with an instructor token of their choosing.
+            raise StoreError(f"{path} belongs to another user; use a --data directory of yours")
         try:
             db = _connect(path)
             db.execute("PRAGMA journal_mode=WAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise StoreError(
                     f"{path} has classroom schema version {version}, this meshtutor knows "
                     f"{SCHEMA_VERSION}; use another --data directory"
                 )
             db.executescript(_SCHEMA)
+            if version == 1:  # a room from before removals: its table lacks the column
+                db.execute("ALTER TABLE attendees ADD COLUMN removed_at REAL")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             for table in _TABLES:
                 db.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -394,6 +402,20 @@ class ClassroomStore:
             )
             assert cur.lastrowid is not None
             return AttendeeRecord(cur.lastrowid, name, token_hash, now)
+
+        return await self.write(job)
+
+    async def remove_attendee(self, attendee: int) -> bool:
+        """Mark an attendee removed (their token stops working; their events, progress and
+        answers stay for the exports). False when there is no such attendee in the room."""
+        now = time.time()
+
+        def job(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE attendees SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+                (now, attendee),
+            )
+            return cur.rowcount == 1
 
         return await self.write(job)
 
@@ -534,7 +556,7 @@ class ClassroomStore:
         return [
             AttendeeRecord(*row)
             for row in db.execute(
-                "SELECT id, name, token_hash, joined_at FROM attendees ORDER BY id"
+                "SELECT id, name, token_hash, joined_at, removed_at FROM attendees ORDER BY id"
             )
         ]
 
@@ -638,7 +660,9 @@ def _fold(db: sqlite3.Connection, attendee: int, event: EventIn, now: float) -> 
 
 
 def secure_dir(path: Path) -> None:
-    """Create ``path`` readable by its owner only: it holds the instructor token."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.name == "posix":
-        os.chmod(path, 0o700)
+    """Create ``path`` readable by its owner only (it holds the instructor token). A directory
+    that exists is the user's: its mode is left alone (a shared 1777 directory keeps its
+    sticky bit); the database file in it is created 0600 whatever the directory allows."""
+    if not path.is_dir():
+        # mkdir's mode is filtered by the umask, which can only remove bits: never wider.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -14,6 +14,10 @@ import click
 
 from meshtutor.errors import MeshtutorError
 
+# Kept here (not imported) so `classroom --help` loads nothing heavy; a test checks they match.
+PLATFORM_CHOICES = ("linux-aarch64", "linux-x86_64", "macos-arm64", "macos-x86_64", "windows-amd64")
+PYTHON_CHOICES = ("3.11", "3.12", "3.13")
+
 
 @click.group("classroom")
 def classroom() -> None:
@@ -60,7 +64,16 @@ def _is_loopback(host: str) -> bool:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Directory of the classroom database (default: the meshtutor data directory). "
-    "The same directory resumes the same room: join code, token and results.",
+    "The same directory resumes the same room: join code, token and results. An existing "
+    "directory keeps its mode; a new one is created owner-only.",
+)
+@click.option(
+    "--wheelhouse",
+    "wheels",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of wheels to serve as a package index at /simple/ (default: DATA/wheelhouse, "
+    "as `classroom wheelhouse` builds it).",
 )
 @click.option(
     "--web", is_flag=True, help="Also serve the app to browser attendees (textual-serve)."
@@ -74,11 +87,19 @@ def _is_loopback(host: str) -> bool:
     help="With --web: browser attendees at once (each runs the app here, ~70 MiB).",
 )
 def serve(
-    host: str, port: int, title: str | None, data: Path | None, web: bool, web_sessions: int
+    host: str,
+    port: int,
+    title: str | None,
+    data: Path | None,
+    wheels: Path | None,
+    web: bool,
+    web_sessions: int,
 ) -> None:
     """Start a classroom server and print how to join it."""
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
+    from meshtutor.classroom.limits import LOOPBACK
+    from meshtutor.classroom.protocol import display_join_code
     from meshtutor.classroom.server import ServerConfig, start_server
     from meshtutor.classroom.store import StoreError, secure_dir
     from meshtutor.paths import data_dir
@@ -88,7 +109,17 @@ def serve(
         secure_dir(folder)
     except OSError as exc:
         raise MeshtutorError(f"cannot use --data {folder}: {exc.strerror or exc}") from None
-    config = ServerConfig(data=folder, title=title.strip() if title else None)
+    public = host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
+    config = ServerConfig(
+        data=folder,
+        title=title.strip() if title else None,
+        public_host=public,
+        wheelhouse=wheels,
+        # --web runs each browser attendee's app on this machine: they all join over loopback,
+        # so loopback is exempt from the per-address limits (the session cap bounds them).
+        trusted=LOOPBACK if web else frozenset(),
+    )
+    public = f"[{public}]" if ":" in public else public
 
     async def main() -> None:
         try:
@@ -107,11 +138,7 @@ def serve(
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
         meta = server.classroom.meta
-        public = (
-            host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
-        )
-        public = f"[{public}]" if ":" in public else public
-        join_url = f"http://{public}:{server.port}/j/{meta.join_code}"
+        join_url = server.join_url
         web_runner = None
         web_port = server.port + 1
         if web:
@@ -140,7 +167,16 @@ def serve(
         echo(f"meshtutor classroom {meta.title!r} is running.")
         echo(f"  Attendees join:    meshtutor --join {join_url} --name 'Your Name'")
         echo(f"                     (a browser at {join_url} shows how)")
-        echo(f"  Join code:         {meta.join_code}")
+        echo(f"  Join code:         {display_join_code(meta.join_code)}")
+        install = server.classroom.install_commands()
+        if install:
+            for i, command in enumerate(install):
+                echo(f"  {'Install:' if i == 0 else '':<19}{command}")
+        else:
+            echo(
+                f"  Install:           no wheelhouse in {server.classroom.wheelhouse}: attendees "
+                "cannot install meshtutor from here (build one: meshtutor classroom wheelhouse)"
+            )
         if web_runner is not None:
             echo(
                 f"  Browser attendees: http://{public}:{web_port}/?code={meta.join_code} "
@@ -169,6 +205,72 @@ def serve(
         echo(f"Classroom stopped; everything is kept in {config.data}.")
 
     asyncio.run(main())
+
+
+@classroom.command("wheelhouse")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The classroom's --data directory (its wheelhouse/ folder is FOLDER's default).",
+)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    type=click.Choice(["all", "none", *sorted(PLATFORM_CHOICES)]),
+    default=("all",),
+    show_default=True,
+    help="Attendees' platforms to fetch wheels for, besides this machine's (repeatable).",
+)
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    default=PYTHON_CHOICES,
+    show_default=True,
+    help="Attendees' Python versions (X.Y, repeatable).",
+)
+@click.option(
+    "--no-deps",
+    is_flag=True,
+    help="Only meshtutor's own wheel (attendees then fetch the dependencies from the internet).",
+)
+def wheelhouse(
+    folder: Path | None,
+    data: Path | None,
+    platforms: tuple[str, ...],
+    pythons: tuple[str, ...],
+    no_deps: bool,
+) -> None:
+    """Prepare, with internet, the packages `classroom serve` offers attendees: meshtutor's
+    wheel and its dependencies as wheels, so the room installs meshtutor without internet."""
+    import re
+
+    from meshtutor.classroom import wheelhouse as wh
+    from meshtutor.classroom.store import secure_dir
+    from meshtutor.paths import data_dir
+
+    for version in pythons:
+        if not re.fullmatch(r"3\.\d{1,2}", version):
+            raise click.BadParameter(
+                f"{version!r} is not a Python version like 3.12", param_hint="--python"
+            )
+    chosen = sorted(wh.PLATFORMS) if "all" in platforms else [p for p in platforms if p != "none"]
+    if folder is None:
+        base = data if data is not None else data_dir() / "classroom"
+        try:
+            secure_dir(base)  # the classroom's own directory: created owner-only
+        except OSError as exc:
+            raise MeshtutorError(f"cannot use --data {base}: {exc.strerror or exc}") from None
+        folder = base / wh.FOLDER
+    click.echo(f"Building the wheelhouse in {folder} (this needs internet) …")
+    index = wh.build(
+        folder, wh.targets(chosen, pythons), dependencies=not no_deps, report=click.echo
+    )
+    if index.missing:
+        click.echo(f"Dependencies not in it: {', '.join(index.missing)}", err=True)
+    click.echo("`meshtutor classroom serve` serves it at /simple/ and shows attendees the command.")
 
 
 @classroom.command("dashboard")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +101,61 @@ def event(
         "step": step if step is not None else STEPS[0],
         "detail": detail,
     }
+
+
+@dataclass
+class Served:
+    """``meshtutor classroom serve`` running in a subprocess, and what its banner said."""
+
+    process: subprocess.Popen[str]
+    banner: dict[str, str]  # "Join code" → "ABCD-EFGH", "Instructor token" → …, …
+
+    @property
+    def url(self) -> str:
+        return self.banner["Instructor page"].split("/#token=")[0]
+
+    @property
+    def token(self) -> str:
+        return self.banner["Instructor token"]
+
+    def stop(self, timeout: float = 15) -> str:
+        """SIGINT, as Ctrl+C would; returns what it wrote to stderr (once)."""
+        if self.process.returncode is not None:
+            return ""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            _, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return err or ""
+
+
+@contextlib.contextmanager
+def serve(
+    *args: str, home: Path, preexec: Callable[[], None] | None = None, stderr: Any = None
+) -> Iterator[Served]:
+    """Run ``meshtutor classroom serve --port 0 ARGS`` until its banner is printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshtutor", "classroom", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr if stderr is not None else subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MESHTUTOR_HOME": str(home)},
+        preexec_fn=preexec,
+    )
+    assert process.stdout is not None
+    banner: dict[str, str] = {}
+    for line in process.stdout:
+        key, sep, value = line.strip().partition(":")
+        if sep and value.strip():
+            banner[key.strip()] = value.strip()
+        if line.startswith("Press Ctrl+C"):
+            break
+    served = Served(process, banner)
+    try:
+        assert "Instructor token" in banner, served.stop()
+        yield served
+    finally:
+        served.stop()

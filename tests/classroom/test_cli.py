@@ -82,8 +82,10 @@ def test_lan_binding_prints_the_join_url_and_a_warning(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=10)
     text = "".join(lines)
     assert "'Mesh 101'" in text
-    code = next(line.split()[-1] for line in lines if "Join code:" in line)
-    assert len(code) == 6 and not set(code) & set("01OIL")
+    shown = next(line.split()[-1] for line in lines if "Join code:" in line)
+    code = shown.replace("-", "")
+    assert shown == f"{code[:4]}-{code[4:]}"  # two groups of four, easy to read off a projector
+    assert len(code) == 8 and not set(code) & set("01OIL")
     assert f"/j/{code}" in text and "Instructor token:" in text
     assert "warning: listening on 0.0.0.0: everyone on this network can reach" in err
     assert process.returncode == 0

@@ -41,7 +41,7 @@ async def test_health_info_and_pages_need_no_token(data: Path) -> None:
 async def test_join_names_and_codes(data: Path) -> None:
     async with room(data) as r:
         code = r.server.classroom.meta.join_code
-        assert len(code) == 6 and not set(code) & set("01OIL")
+        assert len(code) == 8 and not set(code) & set("01OIL")
         status, body = await r.call("POST", "/api/join", json={"code": code, "name": "  Ada  "})
         assert status == 200 and body["name"] == "Ada" and body["token"]
         status, body = await r.call(
@@ -199,7 +199,8 @@ async def test_oversized_bodies_get_413_and_store_nothing(data: Path) -> None:
             for _ in range(20):
                 yield b" " * 1024
 
-        status, answer = await r.call("POST", "/api/events", auth, data=chunks())
+        json_type = {**auth, "Content-Type": "application/json"}
+        status, answer = await r.call("POST", "/api/events", json_type, data=chunks())
         assert status == 413
         code = r.server.classroom.meta.join_code
         status, _ = await r.call(
@@ -302,12 +303,15 @@ async def test_websocket_pushes(data: Path) -> None:
     async with room(data) as r:
         ada, ada_auth = await r.join("Ada")
         bob, bob_auth = await r.join("Bob")
+        bob_token = bob_auth["Authorization"][7:]
         async with (
             r.http.ws_connect("/ws/attendee", headers=ada_auth) as ada_ws,
-            r.http.ws_connect("/ws/attendee") as bob_ws,
+            # A browser cannot set headers: the token comes as a subprotocol it offers.
+            r.http.ws_connect(
+                "/ws/attendee?since=0", protocols=("meshtutor", f"meshtutor.token.{bob_token}")
+            ) as bob_ws,
         ):
-            # A browser cannot set headers: the token comes in the first message.
-            await bob_ws.send_json({"token": bob_auth["Authorization"][7:], "since": 0})
+            assert bob_ws.protocol == "meshtutor"  # the token is never echoed back
             assert (await ada_ws.receive_json(timeout=5))["attendee"] == ada
             assert (await bob_ws.receive_json(timeout=5))["attendee"] == bob
             await r.call(
@@ -318,12 +322,19 @@ async def test_websocket_pushes(data: Path) -> None:
             got_ada = await ada_ws.receive_json(timeout=5)
             assert [m["push"]["kind"] for m in got_bob] == ["hint", "lesson"]
             assert got_ada["push"]["kind"] == "lesson"
-        async with r.http.ws_connect("/ws/attendee") as intruder:
-            await intruder.send_json({"token": "guess", "since": 0})
-            message = await intruder.receive(timeout=5)
-            assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4401
+        # Without a valid token there is no upgrade at all: a JSON 401.
+        for headers, protocols in (
+            ({}, ()),
+            ({"Authorization": "Bearer guess"}, ()),
+            ({}, ("meshtutor", "meshtutor.token.guess")),
+        ):
+            try:
+                async with r.http.ws_connect("/ws/attendee", headers=headers, protocols=protocols):
+                    raise AssertionError("upgraded without a token")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 401
         async with r.http.get("/ws/attendee", headers={"Authorization": "Bearer guess"}) as resp:
-            assert resp.status == 401
+            assert resp.status == 401 and (await resp.json())["error"]
 
 
 @run_async
@@ -462,7 +473,9 @@ async def test_attendees_read_only_their_own_events(data: Path) -> None:
 
 @run_async
 async def test_rate_limit_hits_the_flooder_only(data: Path) -> None:
-    async with room(data, rate=20.0, burst=40.0) as r:
+    # Everyone here connects from 127.0.0.1: the per-address connection cap must not be
+    # what refuses the flooder's 100 parallel connections (the event rate limit must).
+    async with room(data, rate=20.0, burst=40.0, connections_per_address=500) as r:
         _, flooder = await r.join("Flood")
         _, calm = await r.join("Calm")
 
