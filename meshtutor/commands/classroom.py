@@ -179,7 +179,7 @@ def serve(
             )
         if web_runner is not None:
             echo(
-                f"  Browser attendees: http://{public}:{web_port}/?code={meta.join_code} "
+                f"  Browser attendees: http://{public}:{web_port}/?code={display_join_code(meta.join_code)} "
                 f"(nothing to install; {web_sessions} at once)"
             )
         echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
