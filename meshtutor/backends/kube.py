@@ -12,7 +12,8 @@ import and reads the kubeconfig).
   (its load balancer address, else a node's address and the node port).
 - Cluster components (an ingress gateway, ingress-nginx) are never installed: ``install`` only
   checks that they are there, and says how to install them.
-- Contexts that do not look local are refused unless ``allow_remote``.
+- Contexts whose server is not on this machine are refused unless ``allow_remote``
+  (``locality``: decided on the server's address, not the context's name).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus
 from meshtutor.backends.curl import MARK, curl_args, parse_output
+from meshtutor.backends.locality import locality_problem
 from meshtutor.errors import ClusterStateError, MeshtutorError, ProbeSpecError
 from meshtutor.model.base import Resource, ResourceRef
 from meshtutor.model.loader import UnmodelledResource, load_yaml
@@ -44,8 +45,6 @@ from meshtutor.policy.probe import Probe
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LESSON_LABEL = "meshtutor.dev/lesson"
 FIELD_MANAGER = "meshtutor"
-LOCAL_PREFIXES = ("kind-", "k3d-", "minikube", "docker-desktop", "rancher-desktop", "orbstack")
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "host.docker.internal")
 
 # The kinds meshtutor reads back to predict probes, in the order they are applied.
 READ_BACK = [
@@ -103,18 +102,19 @@ class KubeError(MeshtutorError):
     """Talking to the cluster failed; the message says what to do."""
 
 
-def is_local(context: str, server: str) -> bool:
-    """A context that looks like a cluster on this machine (kind, k3d, minikube, Docker
-    Desktop, Rancher Desktop, OrbStack, or an API server on localhost)."""
-    host = urlsplit(server).hostname or ""
-    return context.startswith(LOCAL_PREFIXES) or host in LOCAL_HOSTS
-
-
 @dataclass(frozen=True)
 class Target:
     context: str
     server: str
     kubeconfig: str
+    cluster: str = ""  # the kubeconfig's cluster entry
+    provider: str = ""  # the provider its extensions name (minikube writes one)
+
+    def locality_problem(self) -> str | None:
+        """Why this is not a cluster on this machine, or None (see ``locality``)."""
+        return locality_problem(
+            self.context, self.server, cluster=self.cluster, provider=self.provider
+        )
 
 
 def kubeconfig_path(kubeconfig: str | None = None) -> str:
@@ -148,26 +148,38 @@ def resolve_target(kubeconfig: str | None = None, context: str | None = None) ->
     import yaml
 
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    cluster_name = chosen["context"].get("cluster")
-    server = next(
+    cluster_name = str(chosen["context"].get("cluster") or "")
+    entry = next(
         (
-            c.get("cluster", {}).get("server", "")
+            c.get("cluster") or {}
             for c in data.get("clusters") or []
-            if c.get("name") == cluster_name
+            if isinstance(c, dict) and c.get("name") == cluster_name
+        ),
+        {},
+    )
+    extensions = entry.get("extensions") if isinstance(entry, dict) else None
+    provider = next(
+        (
+            str((e.get("extension") or {}).get("provider") or "")
+            for e in extensions or []
+            if isinstance(e, dict) and isinstance(e.get("extension"), dict)
         ),
         "",
     )
-    return Target(chosen["name"], server, path)
+    server = str(entry.get("server") or "") if isinstance(entry, dict) else ""
+    return Target(chosen["name"], server, path, cluster_name, provider)
 
 
 def check_local(target: Target, allow_remote: bool) -> None:
-    if allow_remote or is_local(target.context, target.server):
+    """Refuse a cluster that is not on this machine, saying which context, which server and
+    why, unless ``allow_remote``."""
+    problem = target.locality_problem()
+    if allow_remote or problem is None:
         return
     raise KubeError(
-        f"context {target.context!r} ({target.server}) does not look like a local cluster "
-        "(kind-, k3d-, minikube, docker-desktop, rancher-desktop, orbstack, or a server on "
-        "localhost). meshtutor creates and deletes objects; pass --allow-remote if you really "
-        "mean this cluster"
+        f"context {target.context!r} (server {target.server or 'none'}) is not a cluster on "
+        f"this machine: {problem}. meshtutor creates and deletes objects, so it only uses "
+        "local clusters; pass --allow-remote if you really mean this one"
     )
 
 

@@ -35,13 +35,7 @@ def run_checks(
     timeout: float = 3.0,
 ) -> list[Check]:
     """Every check, in order; stops early when later checks cannot run."""
-    from meshtutor.backends.kube import (
-        KubeError,
-        api_client,
-        check_local,
-        is_local,
-        resolve_target,
-    )
+    from meshtutor.backends.kube import KubeError, api_client, check_local, resolve_target
 
     checks: list[Check] = []
     try:
@@ -60,9 +54,9 @@ def run_checks(
     try:
         check_local(target, allow_remote)
         local = (
-            "looks local"
-            if is_local(target.context, target.server)
-            else "remote, allowed by --allow-remote"
+            "on this machine"
+            if target.locality_problem() is None
+            else "not on this machine, allowed by --allow-remote"
         )
         checks.append(Check("context is local", "ok", f"{target.server} ({local})"))
     except KubeError as exc:

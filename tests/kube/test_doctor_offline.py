@@ -71,7 +71,7 @@ def test_remote_context_is_refused(tmp_path: Path) -> None:
     out, _ = doctor("--kubeconfig", str(config), home=tmp_path)
     assert out.returncode == 1
     assert (
-        "✘ context is local: context 'prod-eu' (https://k8s.example.com:6443) does not look "
-        "like a local cluster" in out.stdout
+        "✘ context is local: context 'prod-eu' (server https://k8s.example.com:6443) is not a "
+        "cluster on this machine: k8s.example.com is a host name" in out.stdout
     )
     assert "pass --allow-remote" in out.stdout
