@@ -134,6 +134,8 @@ def run_command(
     context: str | None,
     kubeconfig: str | None,
     allow_remote: bool,
+    adopt: bool,
+    request_timeout: float,
 ) -> None:
     """Walk through a lesson in the terminal (the sandbox, or a real cluster)."""
     from meshtutor.lessons.loader import find_lesson, load_lessons
@@ -154,6 +156,8 @@ def run_command(
             context,
             kubeconfig,
             allow_remote,
+            adopt=adopt,
+            request_timeout=request_timeout,
             lesson=lesson.id,
             dry_run=dry_run,
             progress=lambda line: click.echo(f"  {line}", err=True),

@@ -61,7 +61,10 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert checks["kubeconfig"]["status"] == "ok"
     assert checks["context is local"]["status"] == "ok"
     assert checks["API reachable"]["status"] == "fail"
-    assert checks["API reachable"]["detail"].endswith("connection refused")
+    assert checks["API reachable"]["detail"] == (
+        f"https://127.0.0.1:{port} refuses connections; is the cluster running? "
+        "(`kind get clusters`, `docker ps`)"
+    )
     assert seconds < 5
 
 

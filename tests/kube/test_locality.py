@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from meshtutor.backends.kube import KubeError, Target, check_local, resolve_target
+from meshtutor.backends.kubeclient import KubeError, Target, check_local, resolve_target
 from meshtutor.backends.locality import locality_problem
 
 ROOT = Path(__file__).resolve().parents[2]
