@@ -100,6 +100,8 @@ def cli(
         from meshtutor.tui.app import run_app
 
         kube = backend == "kube" or bool(context or kubeconfig)
+        if adopt and not kube:
+            raise click.UsageError("--adopt is for a real cluster: add --context")
         if kube:
             from meshtutor.backends.kubeclient import check_local, resolve_target
 

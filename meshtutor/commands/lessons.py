@@ -143,6 +143,8 @@ def run_command(
     kube = backend == "kube" or bool(context or kubeconfig)
     if dry_run and not kube:
         raise click.UsageError("--dry-run is for a real cluster: add --backend kube or --context")
+    if adopt and not kube:
+        raise click.UsageError("--adopt is for a real cluster: add --backend kube or --context")
 
     if run_all and not auto:
         raise click.UsageError("--all runs lessons unattended: add --auto")

@@ -5,14 +5,14 @@ traceback; with ``--adopt`` the lesson starts."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
+from kube_helpers import write_kubeconfig
 
 from meshtutor.commands.common import backend_factory
 from meshtutor.lessons.loader import find_lesson
@@ -29,15 +29,6 @@ SIZE = (120, 40)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MESHTUTOR_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """Accepts TCP connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def screen_text(app: Any) -> str:
@@ -92,14 +83,7 @@ def test_a_cluster_that_never_answers_is_a_message_not_a_hang(
     tmp_path: Path, silent_server: str
 ) -> None:
     """Before: the lesson screen said "starting the sandbox…" for ever."""
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters: [{{name: kind-x, cluster: {{server: '{silent_server}', "
-        "insecure-skip-tls-verify: true}}]\n"
-        "contexts: [{name: kind-x, context: {cluster: kind-x, user: u}}]\n"
-        "current-context: kind-x\nusers: [{name: u, user: {token: abc}}]\n"
-    )
+    config = write_kubeconfig(tmp_path / "kubeconfig", silent_server, insecure=True)
     factory = backend_factory("kube", None, str(config), False, request_timeout=1)
     shown, title, message, screen = open_lesson_4(tmp_path, factory)
     assert shown == "error" and title == "meshtutor stopped"

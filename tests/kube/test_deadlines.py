@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,37 +19,13 @@ from typing import Any
 
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
+from kube_helpers import ROOT, run_meshtutor, write_kubeconfig
 
 from meshtutor.backends.kube import KubeBackend, KubeError
 from meshtutor.model import load_file
 from meshtutor.policy import Probe
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "manifests/online-boutique/demo.yaml"
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: kind-x
-  cluster: {{server: "{server}", insecure-skip-tls-verify: true}}
-contexts:
-- name: kind-x
-  context: {{cluster: kind-x, user: u}}
-current-context: kind-x
-users:
-- name: u
-  user: {{token: abc}}
-"""
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """An address that accepts TCP connections and never says a word."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _answering(answer: bytes) -> Iterator[int]:
@@ -106,20 +80,11 @@ def garbage_http_server() -> Iterator[str]:
 
 
 def kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG.format(server=server))
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", server, insecure=True)
 
 
 def meshtutor(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshtutor", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-        env={**os.environ, "MESHTUTOR_HOME": str(tmp_path / "home")},
-    )
+    return run_meshtutor(*args, home=tmp_path / "home", timeout=90)
 
 
 SERVERS = {

@@ -10,17 +10,13 @@ Desktop ``https://kubernetes.docker.internal:6443``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from kube_helpers import run_meshtutor, write_kubeconfig
 
 from meshtutor.backends.kubeclient import KubeError, Target, check_local, resolve_target
 from meshtutor.backends.locality import locality_problem
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # context, cluster entry, server, local?, what the refusal says
 CASES = [
@@ -142,38 +138,14 @@ def test_resolve_target_reads_the_cluster_entry_and_its_provider(tmp_path: Path)
     assert target.locality_problem() is None
 
 
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: {name}
-  cluster: {{server: "{server}"}}
-contexts:
-- name: {name}
-  context: {{cluster: {name}, user: u}}
-current-context: {name}
-users:
-- name: u
-  user: {{token: abc}}
-"""
-
-
 @pytest.mark.parametrize("command", [["run", "4", "--dry-run"], ["doctor"]])
 def test_a_remote_kind_named_context_is_refused_by_the_commands(
     tmp_path: Path, command: list[str]
 ) -> None:
     """Before: ``kind-prod`` was accepted because of its name, and meshtutor went on to talk to
     the server (here a documentation address nobody answers on)."""
-    config = tmp_path / "config"
-    config.write_text(KUBECONFIG.format(name="kind-prod", server="https://203.0.113.5:6443"))
-    out = subprocess.run(
-        [sys.executable, "-m", "meshtutor", *command, "--kubeconfig", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, "MESHTUTOR_HOME": str(tmp_path / "home")},
-    )
+    config = write_kubeconfig(tmp_path / "config", "https://203.0.113.5:6443", name="kind-prod")
+    out = run_meshtutor(*command, "--kubeconfig", str(config), home=tmp_path / "home", timeout=60)
     assert "Traceback" not in out.stderr
     said = out.stderr if command[0] == "run" else out.stdout
     assert "context 'kind-prod' (server https://203.0.113.5:6443) is not a cluster on" in said

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
+from kube_helpers import ROOT, run_meshtutor
 
 from meshtutor.backends.kube import (
     MANAGED_BY,
@@ -33,7 +34,6 @@ from meshtutor.lessons.model import Action
 from meshtutor.lessons.state import changed_resource
 from meshtutor.model import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 DEMO = MANIFESTS / "online-boutique/demo.yaml"
 MESH_STRICT = MANIFESTS / "lessons/mesh-wide-strict/mesh-strict.yaml"
@@ -412,14 +412,7 @@ def test_journal_entries_are_plain_json(
 
 
 def meshtutor(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshtutor", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "MESHTUTOR_HOME": str(home)},
-    )
+    return run_meshtutor(*args, home=home)
 
 
 class TestCommands:
@@ -470,3 +463,8 @@ class TestCommands:
         assert fake_apiserver.get_object("v1", "Namespace", "demo") is None
         after = fake_apiserver.get_object("v1", "Namespace", "foo")
         assert after is not None and before is not None and backup_of(after) == backup_of(before)
+
+    def test_adopt_is_for_a_real_cluster(self, home: Path) -> None:
+        out = meshtutor(home, "run", "4", "--adopt")
+        assert out.returncode == 2
+        assert "--adopt is for a real cluster: add --backend kube or --context" in out.stderr
