@@ -139,27 +139,38 @@ class Journal:
             os.fsync(handle.fileno())
         tmp.replace(self.path)
 
+    @staticmethod
+    def _key(api_version: str | None, ref: ResourceRef) -> tuple[str | None, ...]:
+        # The API group, not its version: security.istio.io/v1 and /v1beta1 serve one object,
+        # while Istio's and Linkerd's AuthorizationPolicy are two kinds of the same name.
+        group = api_version.rpartition("/")[0] if api_version is not None else None
+        return (group, ref.kind, ref.namespace, ref.name)
+
+    @classmethod
+    def _entry_key(cls, entry: dict[str, Any]) -> tuple[str | None, ...]:
+        ref = ResourceRef(entry["kind"], entry.get("namespace"), entry["name"])
+        return cls._key(entry.get("apiVersion"), ref)
+
     def add(self, entry: dict[str, Any]) -> None:
         entries = self.entries()
-        key = (entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
-        if not any(
-            (e["apiVersion"], e["kind"], e.get("namespace"), e["name"]) == key for e in entries
-        ):
+        key = self._entry_key(entry)
+        if not any(self._entry_key(e) == key for e in entries):
             entries.append(entry)
             self._write(entries)
 
-    def find(self, ref: ResourceRef) -> dict[str, Any] | None:
-        key = (ref.kind, ref.namespace, ref.name)
-        return next(
-            (e for e in self.entries() if (e["kind"], e.get("namespace"), e["name"]) == key),
-            None,
-        )
+    def find(self, ref: ResourceRef, api_version: str | None = None) -> dict[str, Any] | None:
+        """The entry for ``ref`` (of ``api_version``'s group; without one, of any group)."""
+        group, *rest = self._key(api_version, ref)
+
+        def matches(entry: dict[str, Any]) -> bool:
+            entry_group, *entry_rest = self._entry_key(entry)
+            return entry_rest == rest and (api_version is None or entry_group == group)
+
+        return next((e for e in self.entries() if matches(e)), None)
 
     def remove(self, entry: dict[str, Any]) -> None:
-        key = (entry["kind"], entry.get("namespace"), entry["name"])
-        self._write(
-            [e for e in self.entries() if (e["kind"], e.get("namespace"), e["name"]) != key]
-        )
+        key = self._entry_key(entry)
+        self._write([e for e in self.entries() if self._entry_key(e) != key])
 
 
 class UnknownKind(KubeError):
@@ -438,7 +449,7 @@ class KubeBackend:
         namespace = doc.namespace if resource.namespaced else None
         ref = ResourceRef(doc.kind, namespace, doc.name)
         current = self._get(resource, ref)
-        entry = self._journalled(ref)
+        entry = self._journalled(ref, doc.api_version)
         labels = ((current or {}).get("metadata") or {}).get("labels") or {}
         owned = current is None or labels.get(MANAGED_BY) == "meshtutor" or entry is not None
         live = (doc.raw.get("metadata") or {}).get("uid") if isinstance(doc.raw, dict) else None
@@ -510,9 +521,9 @@ class KubeBackend:
         found: dict[str, Any] = obj.to_dict()
         return found
 
-    def _journalled(self, ref: ResourceRef) -> dict[str, Any] | None:
+    def _journalled(self, ref: ResourceRef, api_version: str) -> dict[str, Any] | None:
         assert self.journal is not None
-        return self.journal.find(ref)
+        return self.journal.find(ref, api_version)
 
     @property
     def _context_name(self) -> str:
@@ -622,7 +633,7 @@ class KubeBackend:
             current = self._get(resource, ref)
             if current is None:
                 continue  # already gone, as `kubectl delete --ignore-not-found`
-            entry = self.journal.find(ref)
+            entry = self.journal.find(ref, api_version)
             labels = (current.get("metadata") or {}).get("labels") or {}
             if entry is None and labels.get(MANAGED_BY) != "meshtutor":
                 lines.append(

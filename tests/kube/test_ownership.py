@@ -32,7 +32,7 @@ from meshtutor.backends.kube import (
 )
 from meshtutor.lessons.model import Action
 from meshtutor.lessons.state import changed_resource
-from meshtutor.model import load_file
+from meshtutor.model import ResourceRef, load_file
 
 MANIFESTS = ROOT / "manifests"
 DEMO = MANIFESTS / "online-boutique/demo.yaml"
@@ -468,3 +468,21 @@ class TestCommands:
         out = meshtutor(home, "run", "4", "--adopt")
         assert out.returncode == 2
         assert "--adopt is for a real cluster: add --backend kube or --context" in out.stderr
+
+
+def test_the_journal_tells_kinds_of_the_same_name_apart(home: Path) -> None:
+    """Istio's and Linkerd's AuthorizationPolicy share a name; two versions of one group serve
+    the same object."""
+    journal = Journal(CONTEXT)
+    ref = ResourceRef("AuthorizationPolicy", "foo", "allow")
+    journal.add({"apiVersion": "security.istio.io/v1", **_fields(ref)})
+    assert journal.find(ref, "security.istio.io/v1beta1") is not None
+    assert journal.find(ref, "policy.linkerd.io/v1alpha1") is None
+    journal.add({"apiVersion": "policy.linkerd.io/v1alpha1", **_fields(ref)})
+    assert len(journal.entries()) == 2
+    journal.remove({"apiVersion": "security.istio.io/v1", **_fields(ref)})
+    assert [e["apiVersion"] for e in journal.entries()] == ["policy.linkerd.io/v1alpha1"]
+
+
+def _fields(ref: ResourceRef) -> dict[str, Any]:
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
