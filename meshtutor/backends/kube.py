@@ -4,8 +4,13 @@ import and reads the kubeconfig).
 
 - Server-side apply under field manager ``meshtutor``; every object labelled
   ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``).
-- A journal (user data dir) of everything meshtutor created, written *before* each apply, so
-  ``reset`` deletes exactly that and nothing else, even after a crash.
+- meshtutor changes only what is its own: an object labelled as meshtutor's or in its journal.
+  Any other existing object an apply would change (a manifest, a label, an annotation) stops
+  the whole apply before anything changes, unless ``adopt``; a delete leaves it alone.
+- A journal (user data dir) of everything meshtutor created or adopted (with the adopted
+  object's backup), each entry written *before* the change, so that ``reset`` deletes exactly
+  what it created and puts back what it adopted, even after a crash.
+- Every call has a deadline (``kubeclient``).
 - Probes are ``curl`` run with ``exec`` in the source pod; the exit code comes from the exec
   status channel. The prediction is computed from the objects read back from the API.
 - Outside probes run the local ``curl`` on this machine against the external Service's address
@@ -452,6 +457,9 @@ class KubeBackend:
         entry = self._journalled(ref, doc.api_version)
         labels = ((current or {}).get("metadata") or {}).get("labels") or {}
         owned = current is None or labels.get(MANAGED_BY) == "meshtutor" or entry is not None
+        # A label or annotate action hands over the live object, read back from this cluster
+        # (so its raw document carries the server's uid; a manifest never does), with its new
+        # labels or annotations in the typed fields.
         live = (doc.raw.get("metadata") or {}).get("uid") if isinstance(doc.raw, dict) else None
         patch = metadata_patch(doc) if live and current is not None else None
         return _Change(doc, resource, ref, current, entry, patch, foreign=not owned)
