@@ -28,6 +28,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "quiz": "meshtutor.commands.lessons:quiz_command",
     "progress": "meshtutor.commands.lessons:progress_group",
     "doctor": "meshtutor.commands.doctor:doctor",
+    "reset": "meshtutor.commands.cluster:reset",
     "classroom": "meshtutor.commands.classroom:classroom",
 }
 
@@ -58,7 +59,15 @@ class _LazyGroup(click.Group):
 )
 @click.option("--kubeconfig", default=None, help="kubeconfig file.")
 @click.option(
-    "--allow-remote", is_flag=True, help="Accept a context that does not look like a local cluster."
+    "--allow-remote",
+    is_flag=True,
+    help="Accept a context whose API server is not on this machine.",
+)
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over objects that exist and are not meshtutor's (backed up; `meshtutor reset` "
+    "puts them back).",
 )
 @click.option(
     "--join",
@@ -75,6 +84,7 @@ def cli(
     context: str | None,
     kubeconfig: str | None,
     allow_remote: bool,
+    adopt: bool,
     join: str | None,
     name: str | None,
 ) -> None:
@@ -90,8 +100,10 @@ def cli(
         from meshtutor.tui.app import run_app
 
         kube = backend == "kube" or bool(context or kubeconfig)
+        if adopt and not kube:
+            raise click.UsageError("--adopt is for a real cluster: add --context")
         if kube:
-            from meshtutor.backends.kube import check_local, resolve_target
+            from meshtutor.backends.kubeclient import check_local, resolve_target
 
             target = resolve_target(kubeconfig, context)
             check_local(target, allow_remote)
@@ -103,6 +115,7 @@ def cli(
             context=context,
             kubeconfig=kubeconfig,
             allow_remote=allow_remote,
+            adopt=adopt,
             label=label,
             join=join,
             name=name,

@@ -4,15 +4,21 @@ import and reads the kubeconfig).
 
 - Server-side apply under field manager ``meshtutor``; every object labelled
   ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``).
-- A journal (user data dir) of everything meshtutor created, written *before* each apply, so
-  ``reset`` deletes exactly that and nothing else, even after a crash.
+- meshtutor changes only what is its own: an object labelled as meshtutor's or in its journal.
+  Any other existing object an apply would change (a manifest, a label, an annotation) stops
+  the whole apply before anything changes, unless ``adopt``; a delete leaves it alone.
+- A journal (user data dir) of everything meshtutor created or adopted (with the adopted
+  object's backup), each entry written *before* the change, so that ``reset`` deletes exactly
+  what it created and puts back what it adopted, even after a crash.
+- Every call has a deadline (``kubeclient``).
 - Probes are ``curl`` run with ``exec`` in the source pod; the exit code comes from the exec
   status channel. The prediction is computed from the objects read back from the API.
 - Outside probes run the local ``curl`` on this machine against the external Service's address
   (its load balancer address, else a node's address and the node port).
 - Cluster components (an ingress gateway, ingress-nginx) are never installed: ``install`` only
   checks that they are there, and says how to install them.
-- Contexts that do not look local are refused unless ``allow_remote``.
+- Contexts whose server is not on this machine are refused unless ``allow_remote``
+  (``locality``: decided on the server's address, not the context's name).
 """
 
 from __future__ import annotations
@@ -28,24 +34,37 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus
 from meshtutor.backends.curl import MARK, curl_args, parse_output
+from meshtutor.backends.kubeclient import (
+    _WEBSOCKET_TIMEOUT,
+    REQUEST_TIMEOUT,
+    KubeError,
+    Target,
+    _bound_exec_websockets,
+    api_client,
+    check_local,
+    client_configuration,
+    client_error_reason,
+    client_errors,
+    resolve_target,
+    server_version,
+)
 from meshtutor.errors import ClusterStateError, MeshtutorError, ProbeSpecError
 from meshtutor.model.base import Resource, ResourceRef
+from meshtutor.model.k8s import Deployment
 from meshtutor.model.loader import UnmodelledResource, load_yaml
 from meshtutor.paths import data_dir
 from meshtutor.policy.cluster import ApplyReport, Cluster, Mesh
 from meshtutor.policy.probe import Probe
 
+T = TypeVar("T")
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LESSON_LABEL = "meshtutor.dev/lesson"
 FIELD_MANAGER = "meshtutor"
-LOCAL_PREFIXES = ("kind-", "k3d-", "minikube", "docker-desktop", "rancher-desktop", "orbstack")
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "host.docker.internal")
 
 # The kinds meshtutor reads back to predict probes, in the order they are applied.
 READ_BACK = [
@@ -99,97 +118,11 @@ SYSTEM_NAMESPACES = {
 }
 
 
-class KubeError(MeshtutorError):
-    """Talking to the cluster failed; the message says what to do."""
-
-
-def is_local(context: str, server: str) -> bool:
-    """A context that looks like a cluster on this machine (kind, k3d, minikube, Docker
-    Desktop, Rancher Desktop, OrbStack, or an API server on localhost)."""
-    host = urlsplit(server).hostname or ""
-    return context.startswith(LOCAL_PREFIXES) or host in LOCAL_HOSTS
-
-
-@dataclass(frozen=True)
-class Target:
-    context: str
-    server: str
-    kubeconfig: str
-
-
-def kubeconfig_path(kubeconfig: str | None = None) -> str:
-    """``--kubeconfig``, else the first file of ``$KUBECONFIG``, else ``~/.kube/config``."""
-    if kubeconfig:
-        return kubeconfig
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return env.split(os.pathsep)[0]
-    return str(Path.home() / ".kube" / "config")
-
-
-def resolve_target(kubeconfig: str | None = None, context: str | None = None) -> Target:
-    """Find the context to use, without connecting. Raises ``KubeError`` with a fix."""
-    path = kubeconfig_path(kubeconfig)
-    if not Path(path).is_file():
-        raise KubeError(
-            f"no kubeconfig at {path}: create a local cluster first (for example "
-            "`kind create cluster`), or pass --kubeconfig"
-        )
-    from kubernetes import config as kconfig
-
-    try:
-        contexts, active = kconfig.list_kube_config_contexts(config_file=path)
-    except Exception as exc:  # the client raises ConfigException and others for bad files
-        raise KubeError(f"{path}: cannot read the kubeconfig: {exc}") from None
-    chosen = next((c for c in contexts if c["name"] == context), None) if context else active
-    if chosen is None:
-        names = ", ".join(c["name"] for c in contexts) or "none"
-        raise KubeError(f"{path}: no context {context!r}; contexts: {names}")
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    cluster_name = chosen["context"].get("cluster")
-    server = next(
-        (
-            c.get("cluster", {}).get("server", "")
-            for c in data.get("clusters") or []
-            if c.get("name") == cluster_name
-        ),
-        "",
-    )
-    return Target(chosen["name"], server, path)
-
-
-def check_local(target: Target, allow_remote: bool) -> None:
-    if allow_remote or is_local(target.context, target.server):
-        return
-    raise KubeError(
-        f"context {target.context!r} ({target.server}) does not look like a local cluster "
-        "(kind-, k3d-, minikube, docker-desktop, rancher-desktop, orbstack, or a server on "
-        "localhost). meshtutor creates and deletes objects; pass --allow-remote if you really "
-        "mean this cluster"
-    )
-
-
-def api_client(target: Target, *, retries: int = 1) -> Any:
-    """An ApiClient for ``target``. ``retries`` must be set before the client exists: urllib3
-    would otherwise retry three times, turning a 3 s timeout into 12 s."""
-    from kubernetes import client as kclient
-    from kubernetes import config as kconfig
-
-    configuration = kclient.Configuration()
-    kconfig.load_kube_config(
-        config_file=target.kubeconfig,
-        context=target.context,
-        client_configuration=configuration,
-        persist_config=False,
-    )
-    configuration.retries = retries
-    return kclient.ApiClient(configuration)
-
-
 class Journal:
-    """What meshtutor created on one context, so ``reset`` removes exactly that."""
+    """What meshtutor created or adopted on one context, so that ``reset`` removes exactly what
+    it created and puts back what it adopted. An adopted entry carries ``"adopted": true`` and
+    ``backup``, the object as it was before meshtutor changed it. The first entry for an object
+    wins: adopting it again keeps the original backup."""
 
     def __init__(self, context: str) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", context)
@@ -211,20 +144,126 @@ class Journal:
             os.fsync(handle.fileno())
         tmp.replace(self.path)
 
+    @staticmethod
+    def _key(api_version: str | None, ref: ResourceRef) -> tuple[str | None, ...]:
+        # The API group, not its version: security.istio.io/v1 and /v1beta1 serve one object,
+        # while Istio's and Linkerd's AuthorizationPolicy are two kinds of the same name.
+        group = api_version.rpartition("/")[0] if api_version is not None else None
+        return (group, ref.kind, ref.namespace, ref.name)
+
+    @classmethod
+    def _entry_key(cls, entry: dict[str, Any]) -> tuple[str | None, ...]:
+        ref = ResourceRef(entry["kind"], entry.get("namespace"), entry["name"])
+        return cls._key(entry.get("apiVersion"), ref)
+
     def add(self, entry: dict[str, Any]) -> None:
         entries = self.entries()
-        key = (entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
-        if not any(
-            (e["apiVersion"], e["kind"], e.get("namespace"), e["name"]) == key for e in entries
-        ):
+        key = self._entry_key(entry)
+        if not any(self._entry_key(e) == key for e in entries):
             entries.append(entry)
             self._write(entries)
 
+    def find(self, ref: ResourceRef, api_version: str | None = None) -> dict[str, Any] | None:
+        """The entry for ``ref`` (of ``api_version``'s group; without one, of any group)."""
+        group, *rest = self._key(api_version, ref)
+
+        def matches(entry: dict[str, Any]) -> bool:
+            entry_group, *entry_rest = self._entry_key(entry)
+            return entry_rest == rest and (api_version is None or entry_group == group)
+
+        return next((e for e in self.entries() if matches(e)), None)
+
     def remove(self, entry: dict[str, Any]) -> None:
-        key = (entry["kind"], entry.get("namespace"), entry["name"])
-        self._write(
-            [e for e in self.entries() if (e["kind"], e.get("namespace"), e["name"]) != key]
+        key = self._entry_key(entry)
+        self._write([e for e in self.entries() if self._entry_key(e) != key])
+
+
+class UnknownKind(KubeError):
+    """The cluster does not serve this kind (its CRDs are not installed)."""
+
+
+class OwnershipConflict(KubeError):
+    """Objects exist that meshtutor did not create; it changes none of them unless told to
+    adopt them."""
+
+    def __init__(self, refs: Sequence[ResourceRef], context: str) -> None:
+        self.refs = list(refs)
+        names = ", ".join(str(r) for r in self.refs)
+        if len(self.refs) == 1:
+            what, it, was = f"{names} exists and is not meshtutor's", "it", "it was"
+        else:
+            what = f"{len(self.refs)} objects exist and are not meshtutor's: {names}"
+            it, was = "them", "they were"
+        super().__init__(
+            f"{what} (no {MANAGED_BY}: meshtutor label, not in meshtutor's journal for context "
+            f"{context}): meshtutor stopped before changing any object of this apply. Pass "
+            f"--adopt to take {it} over: meshtutor backs {it} up first, and `meshtutor reset "
+            f"--context {context}` puts {it} back as {was}"
         )
+
+
+#: Metadata the API server sets; a backup leaves it out, and a restore lets the server set it.
+SERVER_SET_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+def backup_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as it was, minus what the server sets (metadata above, ``status``)."""
+    backup: dict[str, Any] = json.loads(json.dumps(obj))
+    backup.pop("status", None)
+    meta = backup.get("metadata") or {}
+    for name in SERVER_SET_METADATA:
+        meta.pop(name, None)
+    return backup
+
+
+def metadata_patch(doc: Resource) -> dict[str, Any]:
+    """The merge patch that turns the live object ``doc.raw`` (as read back) into ``doc``'s
+    labels and annotations: what a label or annotate action changed, a removed key as null."""
+
+    def diff(old: Any, new: Any) -> dict[str, str | None]:
+        old, new = dict(old or {}), dict(new or {})
+        changed: dict[str, str | None] = {k: v for k, v in new.items() if old.get(k) != v}
+        changed.update({k: None for k in old if k not in new})
+        return changed
+
+    raw = doc.raw
+    if isinstance(doc, Deployment):
+        template = ((raw.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        changed = {
+            "labels": diff(template.get("labels"), doc.template.labels),
+            "annotations": diff(template.get("annotations"), doc.template.annotations),
+        }
+        inner = {k: v for k, v in changed.items() if v}
+        return {"spec": {"template": {"metadata": inner}}} if inner else {}
+    meta = raw.get("metadata") or {}
+    changed = {
+        "labels": diff(meta.get("labels"), doc.metadata.labels),
+        "annotations": diff(meta.get("annotations"), doc.metadata.annotations),
+    }
+    inner = {k: v for k, v in changed.items() if v}
+    return {"metadata": inner} if inner else {}
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One document of an apply, planned against the object the cluster holds now."""
+
+    doc: Resource
+    resource: Any  # the client's resource type
+    ref: ResourceRef
+    current: dict[str, Any] | None  # None: the object does not exist yet
+    entry: dict[str, Any] | None  # meshtutor's journal entry for it, if any
+    patch: dict[str, Any] | None  # a label/annotate action's merge patch; None: apply doc
+    foreign: bool  # it exists and is not meshtutor's
 
 
 class KubeBackend:
@@ -237,9 +276,10 @@ class KubeBackend:
         context: str | None = None,
         kubeconfig: str | None = None,
         allow_remote: bool = False,
+        adopt: bool = False,
         lesson: str | None = None,
         dry_run: bool = False,
-        request_timeout: float = 10.0,
+        request_timeout: float = REQUEST_TIMEOUT,
         rollout_timeout: float = 180.0,
         progress: Callable[[str], None] | None = None,
     ) -> None:
@@ -247,6 +287,7 @@ class KubeBackend:
         self._context = context
         self._kubeconfig = kubeconfig
         self._allow_remote = allow_remote
+        self.adopt = adopt
         self.lesson = lesson
         self.dry_run = dry_run
         self.request_timeout = request_timeout
@@ -254,6 +295,10 @@ class KubeBackend:
         self._progress = progress or (lambda message: None)
         self.target: Target | None = None
         self.journal: Journal | None = None
+        self._configuration: Any = None
+        # Namespaces a dry run would have created, over the whole run (a lesson applies its
+        # namespaces in one file and their workloads in the next).
+        self._dry_run_namespaces: set[str] = set()
         self._api: Any = None
         self._dynamic: Any = None
         self._cluster: Cluster | None = None
@@ -270,7 +315,9 @@ class KubeBackend:
         from kubernetes.dynamic import DynamicClient
 
         try:
-            self._api = api_client(self.target)
+            self._configuration = client_configuration(self.target)
+            self._api = api_client(configuration=self._configuration, timeout=self.request_timeout)
+            server_version(self._api, self.request_timeout)
             # Discovery is cached per context in our data dir (the client's default is a temp
             # file named after the server URL, stale after a mesh is installed).
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.context)
@@ -302,28 +349,37 @@ class KubeBackend:
         status_message = re.search(r'"message":"((?:[^"\\]|\\.)*)"', text)
         if status == 0 and status_message:  # a refused websocket upgrade carries a Status
             return f"cannot {doing}: {status_message.group(1)}"
-        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
-            return f"cannot {doing}: {server} did not answer in {self.request_timeout:g} s"
-        if "Connection refused" in text or "Max retries" in text or "NewConnectionError" in text:
-            return (
-                f"cannot {doing}: {server} refuses connections; is the cluster running? "
-                "(`kind get clusters`, `docker ps`)"
-            )
-        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
-            return f"cannot {doing}: {server} did not answer in {self.request_timeout:g} s"
-        return f"cannot {doing}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        if isinstance(status, int) and status >= 400:
+            reason = getattr(exc, "reason", "") or ""
+            return f"cannot {doing}: {server} answered {status} {reason}".rstrip()
+        return f"cannot {doing}: {server} {client_error_reason(exc, self.request_timeout)}"
+
+    async def _in_thread(self, doing: str, call: Callable[[], T]) -> T:
+        return await asyncio.to_thread(self._guard, doing, call)
+
+    def _guard(self, doing: str, call: Callable[[], T]) -> T:
+        """``call()``, with the client library's errors turned into one-line ``KubeError``s."""
+        try:
+            return call()
+        except MeshtutorError:
+            raise
+        except client_errors() as exc:
+            raise KubeError(self._explain(exc, doing)) from None
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
-            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+            return self._guard(
+                f"look {kind} ({api_version}) up in the API's discovery",
+                lambda: self._dynamic.resources.get(api_version=api_version, kind=kind),
+            )
         except ResourceNotFoundError:
             group = api_version.rsplit("/", 1)[0]
             owner = (
                 "Istio" if "istio" in group else "Linkerd" if "linkerd" in group else "the cluster"
             )
-            raise KubeError(
+            raise UnknownKind(
                 f"the cluster does not know {kind} ({api_version}): is {owner} "
                 "installed? (`meshtutor doctor` checks)"
             ) from None
@@ -344,67 +400,142 @@ class KubeBackend:
         return body
 
     async def apply(self, docs: Sequence[Resource]) -> ApplyReport:
-        return await asyncio.to_thread(self._apply, list(docs))
+        return await self._in_thread("apply", lambda: self._apply(list(docs)))
 
     def _apply(self, docs: list[Resource]) -> ApplyReport:
+        """Read every object first, and refuse the whole batch, before changing anything, when
+        one of them exists and is not meshtutor's (unless ``adopt``). Then change them in order,
+        each journalled before it changes."""
         report = ApplyReport()
-        new_namespaces: set[str] = set()
+        changes: list[_Change | str] = []  # a str: what a dry run says instead
+        new_namespaces = self._dry_run_namespaces
         for doc in docs:
             if self.dry_run and doc.namespace in new_namespaces and doc.kind != "Namespace":
                 # The server cannot dry-run an object whose namespace does not exist yet.
-                report.lines.append(
+                changes.append(
                     f"{doc.kind.lower()}/{doc.name} would be created (in "
                     f"namespace {doc.namespace}, new in this dry run)"
                 )
                 continue
             if isinstance(doc, UnmodelledResource):
                 report.unmodelled.append(doc.ref)
-            resource = self._resource(doc.api_version, doc.kind)
-            entry = {
-                "apiVersion": doc.api_version,
-                "kind": doc.kind,
-                "namespace": doc.namespace if resource.namespaced else None,
-                "name": doc.name,
-                "lesson": self.lesson,
-                "at": time.time(),
-            }
-            existed = self._exists(resource, doc)
-            if doc.kind == "Namespace" and not existed:
+            planned = self._plan(doc)
+            if doc.kind == "Namespace" and planned.current is None:
                 new_namespaces.add(doc.name)
-            if not self.dry_run and not existed:
-                assert self.journal is not None
-                self.journal.add(entry)  # before the object exists: a crash cannot orphan it
-            try:
-                resource.server_side_apply(
-                    body=self._body(doc),
-                    name=doc.name,
-                    namespace=doc.namespace if resource.namespaced else None,
-                    field_manager=FIELD_MANAGER,
-                    force_conflicts=True,
-                    dry_run="All" if self.dry_run else None,
-                    _request_timeout=self.request_timeout,
+            changes.append(planned)
+        foreign = [c.ref for c in changes if isinstance(c, _Change) and c.foreign]
+        if foreign and not self.adopt and not self.dry_run:
+            raise OwnershipConflict(foreign, self._context_name)
+        for change in changes:
+            if isinstance(change, str):
+                report.lines.append(change)
+                continue
+            if change.foreign and not self.adopt:  # a dry run says what a real run would do
+                report.lines.append(
+                    f"{change.ref} exists and is not meshtutor's: a real run would stop here "
+                    "and change nothing (--adopt takes it over)"
                 )
-            except Exception as exc:
-                raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
-            suffix = " (server dry run)" if self.dry_run else ""
-            report.lines.append(f"{doc.kind.lower()}/{doc.name} serverside-applied{suffix}")
+                continue
+            if change.foreign:
+                report.lines.append(
+                    f"{change.ref} is not meshtutor's: adopted, its original is backed up "
+                    "for `meshtutor reset`"
+                    + (" (dry run: nothing backed up)" if self.dry_run else "")
+                )
+            if not self.dry_run:
+                self._journal_before(change)
+            report.lines.append(self._change(change))
         self._cluster = None
         return report
 
-    def _exists(self, resource: Any, doc: Resource) -> bool:
+    def _plan(self, doc: Resource) -> _Change:
+        """What applying ``doc`` would change, read from the cluster as it is now."""
+        resource = self._resource(doc.api_version, doc.kind)
+        namespace = doc.namespace if resource.namespaced else None
+        ref = ResourceRef(doc.kind, namespace, doc.name)
+        current = self._get(resource, ref)
+        entry = self._journalled(ref, doc.api_version)
+        labels = ((current or {}).get("metadata") or {}).get("labels") or {}
+        owned = current is None or labels.get(MANAGED_BY) == "meshtutor" or entry is not None
+        # A label or annotate action hands over the live object, read back from this cluster
+        # (so its raw document carries the server's uid; a manifest never does), with its new
+        # labels or annotations in the typed fields.
+        live = (doc.raw.get("metadata") or {}).get("uid") if isinstance(doc.raw, dict) else None
+        patch = metadata_patch(doc) if live and current is not None else None
+        return _Change(doc, resource, ref, current, entry, patch, foreign=not owned)
+
+    def _journal_before(self, change: _Change) -> None:
+        """The journal entry, written before the change so that a crash cannot orphan it: a new
+        object is deleted by ``reset``; an adopted one is put back from its backup."""
+        assert self.journal is not None
+        if change.entry is not None:
+            return
+        entry: dict[str, Any] = {
+            "apiVersion": change.doc.api_version,
+            "kind": change.ref.kind,
+            "namespace": change.ref.namespace,
+            "name": change.ref.name,
+            "lesson": self.lesson,
+            "at": time.time(),
+        }
+        if change.foreign:
+            assert change.current is not None
+            entry["adopted"] = True
+            entry["backup"] = backup_of(change.current)
+        self.journal.add(entry)
+
+    def _change(self, change: _Change) -> str:
+        doc, resource = change.doc, change.resource
+        suffix = " (server dry run)" if self.dry_run else ""
+        try:
+            if change.patch is not None:
+                # A label or annotate action (the live object with new metadata): send only
+                # the difference, as `kubectl label` does, so that no other field changes hands.
+                resource.patch(
+                    body=change.patch,
+                    name=doc.name,
+                    namespace=change.ref.namespace,
+                    content_type="application/merge-patch+json",
+                    field_manager=FIELD_MANAGER,
+                    dry_run="All" if self.dry_run else None,
+                    _request_timeout=self.request_timeout,
+                )
+                return f"{doc.kind.lower()}/{doc.name} patched{suffix}"
+            resource.server_side_apply(
+                body=self._body(doc),
+                name=doc.name,
+                namespace=change.ref.namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                dry_run="All" if self.dry_run else None,
+                _request_timeout=self.request_timeout,
+            )
+        except client_errors() as exc:
+            raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
+        return f"{doc.kind.lower()}/{doc.name} serverside-applied{suffix}"
+
+    def _get(self, resource: Any, ref: ResourceRef) -> dict[str, Any] | None:
+        """The object as the API server has it, or None when it does not exist."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         try:
-            resource.get(
-                name=doc.name,
-                namespace=doc.namespace if resource.namespaced else None,
-                _request_timeout=self.request_timeout,
+            obj = resource.get(
+                name=ref.name, namespace=ref.namespace, _request_timeout=self.request_timeout
             )
         except NotFoundError:
-            return False
-        except Exception as exc:
-            raise KubeError(self._explain(exc, f"read {doc.kind} {doc.name}")) from None
-        return True
+            return None
+        except client_errors() as exc:
+            raise KubeError(self._explain(exc, f"read {ref}")) from None
+        found: dict[str, Any] = obj.to_dict()
+        return found
+
+    def _journalled(self, ref: ResourceRef, api_version: str) -> dict[str, Any] | None:
+        assert self.journal is not None
+        return self.journal.find(ref, api_version)
+
+    @property
+    def _context_name(self) -> str:
+        return self.target.context if self.target else (self._context or "")
 
     # --- cluster components -------------------------------------------------------------
 
@@ -412,7 +543,7 @@ class KubeBackend:
         """Check that a cluster component a lesson needs is there and ready. meshtutor never
         installs or changes what it did not create: ``docs`` (the sandbox's copy) go unused,
         and nothing is written."""
-        return await asyncio.to_thread(self._install, name)
+        return await self._in_thread(f"check {name}", lambda: self._install(name))
 
     def _install(self, name: str) -> list[str]:
         from meshtutor.lessons.model import COMPONENTS
@@ -487,56 +618,66 @@ class KubeBackend:
             raise KubeError(self._explain(exc, f"read {kind} {where}")) from None
 
     async def delete(self, refs: Sequence[Resource | ResourceRef]) -> list[str]:
-        return await asyncio.to_thread(self._delete, list(refs))
+        return await self._in_thread("delete", lambda: self._delete(list(refs)))
 
     def _delete(self, refs: list[Resource | ResourceRef]) -> list[str]:
+        """Delete what meshtutor created or adopted (labelled as meshtutor's, or in its
+        journal); anything else is left alone, with a line saying so."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
+        assert self.journal is not None
         lines = []
-        for ref in refs:
-            if isinstance(ref, Resource):
-                api_version, kind, ns, name = ref.api_version, ref.kind, ref.namespace, ref.name
+        for item in refs:
+            if isinstance(item, Resource):
+                api_version = item.api_version
             else:
-                entry = next(
-                    (
-                        e
-                        for e in (self.journal.entries() if self.journal else [])
-                        if e["kind"] == ref.kind
-                        and e["name"] == ref.name
-                        and e.get("namespace") == ref.namespace
-                    ),
-                    None,
-                )
-                if entry is None:
+                found = self.journal.find(item)
+                if found is None:
                     continue
-                api_version, kind, ns, name = (
-                    entry["apiVersion"],
-                    entry["kind"],
-                    entry.get("namespace"),
-                    entry["name"],
+                api_version = found["apiVersion"]
+            resource = self._resource(api_version, item.kind)
+            ref = ResourceRef(item.kind, item.namespace if resource.namespaced else None, item.name)
+            what = f'{ref.kind.lower()} "{ref.name}"'
+            current = self._get(resource, ref)
+            if current is None:
+                continue  # already gone, as `kubectl delete --ignore-not-found`
+            entry = self.journal.find(ref, api_version)
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            if entry is None and labels.get(MANAGED_BY) != "meshtutor":
+                lines.append(
+                    f"{what} left alone: {ref} is not meshtutor's (it deletes only what it "
+                    "created or adopted)"
                 )
-            resource = self._resource(api_version, kind)
-            try:
-                if not self.dry_run:
+                continue
+            adopted = bool(entry and entry.get("adopted"))
+            if adopted and ref.kind == "Namespace":
+                lines.append(
+                    f"{what} left alone: meshtutor adopted {ref}, and deleting it would delete "
+                    "what is in it; `meshtutor reset` puts its labels and annotations back"
+                )
+                continue
+            if not self.dry_run:
+                try:
                     resource.delete(
-                        name=name,
-                        namespace=ns if resource.namespaced else None,
+                        name=ref.name,
+                        namespace=ref.namespace,
                         _request_timeout=self.request_timeout,
                     )
-                lines.append(f'{kind.lower()} "{name}" deleted')
-            except NotFoundError:
-                pass
-            except Exception as exc:
-                raise KubeError(self._explain(exc, f"delete {kind} {name}")) from None
-            if self.journal is not None and not self.dry_run:
-                self.journal.remove(
-                    {"kind": kind, "namespace": ns if resource.namespaced else None, "name": name}
-                )
+                except NotFoundError:
+                    pass
+                except client_errors() as exc:
+                    raise KubeError(self._explain(exc, f"delete {ref}")) from None
+                if entry is not None and not adopted:  # an adopted one: reset recreates it
+                    self.journal.remove(entry)
+            lines.append(f"{what} deleted" + (" (dry run)" if self.dry_run else ""))
         self._cluster = None
         return lines
 
     async def restart(self, namespace: str, deployment: str) -> None:
-        await asyncio.to_thread(self._restart, namespace, deployment)
+        await self._in_thread(
+            f"restart deployment {namespace}/{deployment}",
+            lambda: self._restart(namespace, deployment),
+        )
 
     def _restart(self, namespace: str, name: str) -> None:
         """``kubectl rollout restart``, then wait for the rollout, reporting progress."""
@@ -592,33 +733,78 @@ class KubeBackend:
                 )
             time.sleep(0.5)
 
-    async def reset(self) -> None:
-        """Delete everything the journal lists (newest first), and nothing else."""
-        await asyncio.to_thread(self._reset)
+    async def reset(self) -> list[str]:
+        """Undo what meshtutor did on this context (see ``_reset``), in kubectl's words."""
+        return await self._in_thread("reset", self._reset)
 
     def _reset(self) -> list[str]:
+        """Undo what the journal lists, newest first: delete what meshtutor created, put back
+        what it adopted; nothing else. An entry leaves the journal only once it is undone."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         assert self.journal is not None
         lines = []
         for entry in reversed(self.journal.entries()):
+            ref = ResourceRef(entry["kind"], entry.get("namespace"), entry["name"])
             try:
                 resource = self._resource(entry["apiVersion"], entry["kind"])
-                resource.delete(
-                    name=entry["name"],
-                    namespace=entry.get("namespace") if resource.namespaced else None,
-                    _request_timeout=self.request_timeout,
-                )
-                lines.append(f'{entry["kind"].lower()} "{entry["name"]}" deleted')
-            except (NotFoundError, KubeError):
-                pass
-            except Exception as exc:
-                raise KubeError(
-                    self._explain(exc, f"delete {entry['kind']} {entry['name']}")
-                ) from None
+            except UnknownKind:
+                self.journal.remove(entry)  # its API is gone, and every object of it with it
+                continue
+            if entry.get("adopted"):
+                lines.append(self._restore(resource, ref, entry["backup"]))
+            else:
+                try:
+                    resource.delete(
+                        name=ref.name,
+                        namespace=ref.namespace,
+                        _request_timeout=self.request_timeout,
+                    )
+                    lines.append(f'{ref.kind.lower()} "{ref.name}" deleted')
+                except NotFoundError:
+                    pass
+                except client_errors() as exc:
+                    raise KubeError(self._explain(exc, f"delete {ref}")) from None
             self.journal.remove(entry)
         self._cluster = None
         return lines
+
+    def _restore(self, resource: Any, ref: ResourceRef, backup: dict[str, Any]) -> str:
+        """Put an adopted object back as it was: replace it with its backup (the server wants
+        the current resourceVersion for that: custom resources allow no unconditional update,
+        ``AllowUnconditionalUpdate`` in apiextensions-apiserver's customresource strategy), or
+        create it again when a lesson deleted it."""
+        from kubernetes.dynamic.exceptions import ConflictError
+
+        what = f'{ref.kind.lower()} "{ref.name}"'
+        for _ in range(3):
+            body: dict[str, Any] = json.loads(json.dumps(backup))
+            current = self._get(resource, ref)
+            try:
+                if current is None:
+                    resource.create(
+                        body=body,
+                        namespace=ref.namespace,
+                        field_manager=FIELD_MANAGER,
+                        _request_timeout=self.request_timeout,
+                    )
+                    return f"{what} restored (created again from its backup)"
+                body.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                    "resourceVersion"
+                ]
+                resource.replace(
+                    body=body,
+                    name=ref.name,
+                    namespace=ref.namespace,
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=self.request_timeout,
+                )
+                return f"{what} restored"
+            except ConflictError:
+                continue  # it changed between the read and the write: read it again
+            except client_errors() as exc:
+                raise KubeError(self._explain(exc, f"restore {ref}")) from None
+        raise KubeError(f"cannot restore {ref}: it keeps changing; run `meshtutor reset` again")
 
     # --- reading --------------------------------------------------------------------------
 
@@ -626,7 +812,7 @@ class KubeBackend:
     def cluster(self) -> Cluster:
         """The policy engine's view, built from the objects actually in the cluster."""
         if self._cluster is None:
-            self._cluster = self._read_back()
+            self._cluster = self._guard("read the cluster's objects back", self._read_back)
         return self._cluster
 
     def _read_back(self) -> Cluster:
@@ -694,7 +880,7 @@ class KubeBackend:
         return cluster
 
     async def workloads(self) -> list[WorkloadStatus]:
-        return await asyncio.to_thread(self._workloads)
+        return await self._in_thread("list pods", self._workloads)
 
     def _workloads(self) -> list[WorkloadStatus]:
         pods = self._resource("v1", "Pod").get(_request_timeout=self.request_timeout).to_dict()
@@ -781,7 +967,12 @@ class KubeBackend:
         from kubernetes import client as kclient
         from kubernetes.stream import stream
 
-        core = kclient.CoreV1Api(self._api)
+        _bound_exec_websockets()
+        # A client of its own: ``stream`` swaps the ``call_api`` of the client it is given while
+        # it runs, which would send the calls of probes running in parallel into a websocket.
+        api = api_client(configuration=self._configuration, timeout=self.request_timeout)
+        core = kclient.CoreV1Api(api)
+        bounded = _WEBSOCKET_TIMEOUT.set(self.request_timeout)
         try:
             resp = stream(
                 core.connect_get_namespaced_pod_exec,
@@ -797,7 +988,10 @@ class KubeBackend:
                 _request_timeout=self.request_timeout,
             )
         except Exception as exc:
+            api.close()
             raise KubeError(self._explain(exc, f"exec in {namespace}/{pod}")) from None
+        finally:
+            _WEBSOCKET_TIMEOUT.reset(bounded)
         stdout, stderr = [], []
         deadline = time.monotonic() + timeout
         try:
@@ -815,6 +1009,7 @@ class KubeBackend:
             ) from None
         finally:
             resp.close()
+            api.close()
         if timed_out:
             raise KubeError(f"exec in {namespace}/{pod} did not finish in {timeout:g} s")
         if code is None:
@@ -822,7 +1017,7 @@ class KubeBackend:
         return "".join(stdout), "".join(stderr), int(code)
 
     async def probe(self, probe: Probe) -> ProbeResult:
-        return await asyncio.to_thread(self._probe, probe)
+        return await self._in_thread(f"probe {probe.describe()}", lambda: self._probe(probe))
 
     async def probes(self, probes: Sequence[Probe]) -> list[ProbeResult]:
         limit = asyncio.Semaphore(8)
@@ -1020,7 +1215,10 @@ class KubeBackend:
         return prediction.mtls, prediction.client_identity, prediction.server_identity
 
     async def certificate(self, namespace: str, name: str) -> Any:
-        return await asyncio.to_thread(self._certificate, namespace, name)
+        return await self._in_thread(
+            f"read the certificates of {namespace}/{name}",
+            lambda: self._certificate(namespace, name),
+        )
 
     def _certificate(self, namespace: str, name: str) -> Any:
         """The chain the workload's proxy holds, read from the proxy itself."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -15,6 +15,8 @@ from meshtutor.errors import ProbeSpecError
 from meshtutor.model import Resource, UnmodelledResource, load_file
 from meshtutor.model.yamlnodes import parse_documents
 from meshtutor.policy import Cluster, Outcome, Probe
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 MESH_OPTION = click.option(
     "--mesh",
@@ -158,35 +160,69 @@ def print_json(items: list[dict[str, Any]]) -> None:
     sys.stdout.write("\n")
 
 
-def kube_options(func: Any) -> Any:
-    """``--backend``, ``--context``, ``--kubeconfig`` and ``--allow-remote``."""
-    for option in reversed(
-        [
+ALLOW_REMOTE_HELP = (
+    "Accept a context whose API server is not on this machine (meshtutor decides on the "
+    "server's address: loopback, or the container address of a kind, k3d or minikube cluster)."
+)
+ADOPT_HELP = (
+    "Take over objects that exist and are not meshtutor's (meshtutor refuses to change them "
+    "otherwise): each is backed up first, and `meshtutor reset` puts it back as it was."
+)
+REQUEST_TIMEOUT_HELP = "Seconds to wait for the API server to connect and for each answer."
+
+
+def cluster_options(request_timeout: float, *, kube_backend: bool = False) -> Callable[[F], F]:
+    """``--context``, ``--kubeconfig``, ``--allow-remote`` and ``--request-timeout`` (default
+    ``request_timeout`` seconds): which real cluster, and how long to wait for it. With
+    ``kube_backend``, also ``--backend`` and ``--adopt``, for the commands that run lessons."""
+    options = [
+        click.option(
+            "--context",
+            default=None,
+            help="kubeconfig context of a real cluster"
+            + (" (implies --backend kube)." if kube_backend else " (default: the current one)."),
+        ),
+        click.option(
+            "--kubeconfig",
+            default=None,
+            help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).",
+        ),
+        click.option("--allow-remote", is_flag=True, help=ALLOW_REMOTE_HELP),
+        click.option(
+            "--request-timeout",
+            type=click.FloatRange(min=0.1, max=3600),
+            default=request_timeout,
+            show_default=True,
+            metavar="SECONDS",
+            help=REQUEST_TIMEOUT_HELP,
+        ),
+    ]
+    if kube_backend:
+        options.insert(
+            0,
             click.option(
                 "--backend",
                 type=click.Choice(["sandbox", "kube"]),
                 default=None,
                 help="sandbox (default) or kube: a real local cluster.",
             ),
-            click.option(
-                "--context",
-                default=None,
-                help="kubeconfig context of a real cluster (implies --backend kube).",
-            ),
-            click.option(
-                "--kubeconfig",
-                default=None,
-                help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).",
-            ),
-            click.option(
-                "--allow-remote",
-                is_flag=True,
-                help="Accept a context that does not look like a local cluster.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+        )
+        options.append(click.option("--adopt", is_flag=True, help=ADOPT_HELP))
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def kube_options(func: Any) -> Any:
+    """``--backend``, ``--context``, ``--kubeconfig``, ``--allow-remote``, ``--request-timeout``
+    and ``--adopt``."""
+    from meshtutor.backends.kubeclient import REQUEST_TIMEOUT
+
+    return cluster_options(REQUEST_TIMEOUT, kube_backend=True)(func)
 
 
 def backend_factory(
@@ -195,6 +231,8 @@ def backend_factory(
     kubeconfig: str | None,
     allow_remote: bool,
     *,
+    adopt: bool = False,
+    request_timeout: float | None = None,
     lesson: str | None = None,
     dry_run: bool = False,
     progress: Any = None,
@@ -202,6 +240,7 @@ def backend_factory(
     """A factory ``mesh -> Backend`` for the lesson runner and the app."""
     if backend == "kube" or context or kubeconfig:
         from meshtutor.backends.kube import KubeBackend
+        from meshtutor.backends.kubeclient import REQUEST_TIMEOUT
 
         def make_kube(mesh: str) -> Any:
             return KubeBackend(
@@ -209,8 +248,10 @@ def backend_factory(
                 context=context,
                 kubeconfig=kubeconfig,
                 allow_remote=allow_remote,
+                adopt=adopt,
                 lesson=lesson,
                 dry_run=dry_run,
+                request_timeout=request_timeout or REQUEST_TIMEOUT,
                 progress=progress,
             )
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from meshtutor.commands.common import cluster_options
+
 SAMPLE_IMAGES = ("curlimages/curl", "mccutchen/go-httpbin")
 
 
@@ -35,12 +37,14 @@ def run_checks(
     timeout: float = 3.0,
 ) -> list[Check]:
     """Every check, in order; stops early when later checks cannot run."""
-    from meshtutor.backends.kube import (
+    from meshtutor.backends.kubeclient import (
         KubeError,
         api_client,
         check_local,
-        is_local,
+        client_error_reason,
+        client_errors,
         resolve_target,
+        server_version,
     )
 
     checks: list[Check] = []
@@ -60,9 +64,9 @@ def run_checks(
     try:
         check_local(target, allow_remote)
         local = (
-            "looks local"
-            if is_local(target.context, target.server)
-            else "remote, allowed by --allow-remote"
+            "on this machine"
+            if target.locality_problem() is None
+            else "not on this machine, allowed by --allow-remote"
         )
         checks.append(Check("context is local", "ok", f"{target.server} ({local})"))
     except KubeError as exc:
@@ -76,25 +80,16 @@ def run_checks(
         )
         return checks
 
-    from kubernetes import client as kclient
-
     try:
-        api = api_client(target, retries=0)
-        version = kclient.VersionApi(api).get_code(_request_timeout=timeout)
-        checks.append(Check("API reachable", "ok", f"Kubernetes {version.git_version}"))
-    except Exception as exc:  # connection refused, timeouts, TLS errors: all mean "unreachable"
-        text = str(exc)
-        if "refused" in text:
-            text = "connection refused"
-        elif "timed out" in text.lower() or "timeout" in text.lower():
-            text = f"no answer within {timeout:g} s"
-        else:
-            text = (text.splitlines()[0] if text else type(exc).__name__)[:160]
+        api = api_client(target, timeout=timeout, retries=0)
+        version = server_version(api, timeout)
+        checks.append(Check("API reachable", "ok", f"Kubernetes {version}"))
+    except client_errors() as exc:  # refused, timeouts, TLS errors: all mean "unreachable"
         checks.append(
             Check(
                 "API reachable",
                 "fail",
-                f"{target.server}: {text}",
+                f"{target.server} {client_error_reason(exc, timeout)}",
                 "start the cluster (docker ps; kind get clusters) and retry",
             )
         )
@@ -112,9 +107,13 @@ def run_checks(
         ):
             try:
                 checks += step(api, mesh, timeout)
-            except Exception as exc:  # an API error in one group must not hide the others
+            except client_errors() as exc:  # an API error in one group must not hide the others
                 status = getattr(exc, "status", None)
-                detail = f"the API answered {status}" if status else str(exc).splitlines()[0]
+                detail = (
+                    f"the API answered {status}"
+                    if status
+                    else f"{target.server} {client_error_reason(exc, timeout)}"
+                )
                 checks.append(
                     Check(
                         name,
@@ -324,11 +323,7 @@ def _rbac_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
 
 
 @click.command("doctor")
-@click.option("--context", default=None, help="kubeconfig context (default: the current one).")
-@click.option(
-    "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
-)
-@click.option("--allow-remote", is_flag=True, help="Accept a context that does not look local.")
+@cluster_options(3.0)
 @click.option(
     "--mesh",
     type=click.Choice(["auto", "istio", "linkerd"]),
@@ -338,11 +333,20 @@ def _rbac_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def doctor(
-    context: str | None, kubeconfig: str | None, allow_remote: bool, mesh: str, as_json: bool
+    context: str | None,
+    kubeconfig: str | None,
+    allow_remote: bool,
+    request_timeout: float,
+    mesh: str,
+    as_json: bool,
 ) -> None:
     """Check that a cluster is ready for meshtutor's lessons, with a fix for each failure."""
     checks = run_checks(
-        kubeconfig=kubeconfig, context=context, allow_remote=allow_remote, mesh=mesh
+        kubeconfig=kubeconfig,
+        context=context,
+        allow_remote=allow_remote,
+        mesh=mesh,
+        timeout=request_timeout,
     )
     failed = [c for c in checks if c.status == "fail" and c.required]
     if as_json:

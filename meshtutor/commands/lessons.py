@@ -134,6 +134,8 @@ def run_command(
     context: str | None,
     kubeconfig: str | None,
     allow_remote: bool,
+    adopt: bool,
+    request_timeout: float,
 ) -> None:
     """Walk through a lesson in the terminal (the sandbox, or a real cluster)."""
     from meshtutor.lessons.loader import find_lesson, load_lessons
@@ -141,6 +143,8 @@ def run_command(
     kube = backend == "kube" or bool(context or kubeconfig)
     if dry_run and not kube:
         raise click.UsageError("--dry-run is for a real cluster: add --backend kube or --context")
+    if adopt and not kube:
+        raise click.UsageError("--adopt is for a real cluster: add --backend kube or --context")
 
     if run_all and not auto:
         raise click.UsageError("--all runs lessons unattended: add --auto")
@@ -154,6 +158,8 @@ def run_command(
             context,
             kubeconfig,
             allow_remote,
+            adopt=adopt,
+            request_timeout=request_timeout,
             lesson=lesson.id,
             dry_run=dry_run,
             progress=lambda line: click.echo(f"  {line}", err=True),

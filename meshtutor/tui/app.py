@@ -232,6 +232,7 @@ def run_app(
     context: str | None = None,
     kubeconfig: str | None = None,
     allow_remote: bool = False,
+    adopt: bool = False,
     label: str = "sandbox (embedded mesh)",
     join: str | None = None,
     name: str | None = None,
@@ -240,7 +241,7 @@ def run_app(
     from meshtutor.lessons.progress import Progress
 
     progress = Progress()
-    factory = backend_factory(backend, context, kubeconfig, allow_remote)
+    factory = backend_factory(backend, context, kubeconfig, allow_remote, adopt=adopt)
     session = Session(progress=progress, backend_factory=factory)
     client = None
     if join is not None:

@@ -1139,6 +1139,11 @@ class _Handler(BaseHTTPRequestHandler):
         except _Upgraded:
             self.close_connection = True
             return
+        except (OSError, ssl.SSLError):
+            # The client went away while a handler (an exec stream, a held request) was
+            # writing to it: what a real server sees too, not a failure of the double.
+            self.close_connection = True
+            return
         except Exception:
             fake._record_error(traceback.format_exc())
             response = _Response(
@@ -2805,6 +2810,26 @@ class FakeAPIServer:
         if current is None:
             raise _not_found(rt, name)
         rv = (body.get("metadata") or {}).get("resourceVersion")
+        if not rv and self._is_custom(rt.group):
+            # Custom resources allow no unconditional update: AllowUnconditionalUpdate() is
+            # false in apiextensions-apiserver's pkg/registry/customresource/strategy.go.
+            raise _StatusError(
+                422,
+                f'{rt.qualified} "{name}" is invalid: metadata.resourceVersion: Invalid value: '
+                "0x0: must be specified for an update",
+                "Invalid",
+                _details(
+                    rt,
+                    name,
+                    causes=[
+                        {
+                            "reason": "FieldValueInvalid",
+                            "message": "Invalid value: 0x0: must be specified for an update",
+                            "field": "metadata.resourceVersion",
+                        }
+                    ],
+                ),
+            )
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise _StatusError(
                 409,

@@ -4,6 +4,7 @@ teardown fails the test if the double hit an internal error or left a thread run
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,13 @@ def dynamic_client(api_client: ApiClient, tmp_path: Path) -> DynamicClient:
     file in the system temp dir named after the server URL, so a later server on a reused
     port would otherwise read an earlier server's discovery."""
     return DynamicClient(api_client, cache_file=str(tmp_path / "discovery-cache.json"))
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """An https address that accepts TCP connections and never says a word (the kernel
+    completes the handshake for a listening socket nobody accepts from)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"https://127.0.0.1:{sock.getsockname()[1]}"

@@ -22,6 +22,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import (
     ConflictError,
+    DynamicApiError,
     ForbiddenError,
     NotFoundError,
     ResourceNotFoundError,
@@ -984,3 +985,36 @@ def test_pages_replace_json_patch_logs_and_delete_collection(
         "cm-3",
         "cm-4",
     ]
+
+
+def test_a_custom_resource_is_replaced_only_at_a_known_resource_version(
+    fake_apiserver: FakeAPIServer, dynamic_client: DynamicClient
+) -> None:
+    """As apiextensions-apiserver: custom resources allow no unconditional update (PUT without
+    ``metadata.resourceVersion`` is 422), built-in ones do."""
+    fake_apiserver.add_namespace("demo")
+    policies = dynamic_client.resources.get(
+        api_version="security.istio.io/v1", kind="PeerAuthentication"
+    )
+    body: dict[str, Any] = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "demo"},
+        "spec": {"mtls": {"mode": "STRICT"}},
+    }
+    created = policies.create(body=body, namespace="demo")
+    with pytest.raises(DynamicApiError) as err:
+        policies.replace(body=body, name="default", namespace="demo")
+    assert err.value.status == 422
+    assert (
+        "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        in (json.loads(err.value.body)["message"])
+    )
+    body["metadata"]["resourceVersion"] = created.metadata.resourceVersion
+    body["spec"]["mtls"]["mode"] = "PERMISSIVE"
+    assert policies.replace(body=body, name="default", namespace="demo").spec.mtls.mode == (
+        "PERMISSIVE"
+    )
+    maps = dynamic_client.resources.get(api_version="v1", kind="ConfigMap")
+    maps.create(body={"metadata": {"name": "cm"}}, namespace="demo")
+    maps.replace(body={"metadata": {"name": "cm"}, "data": {"k": "v"}}, name="cm", namespace="demo")

@@ -45,10 +45,17 @@ class ShowsWorkerErrors:
         from textual.worker import WorkerState
 
         if event.state == WorkerState.ERROR:
+            from meshtutor.errors import MeshtutorError
+
             error = event.worker.error
-            self.app.push_screen(  # type: ignore[attr-defined]
-                ErrorScreen("Something went wrong", f"{type(error).__name__}: {error}")
+            # meshtutor's own errors say what to do (a cluster that does not answer, an object
+            # that is not meshtutor's to change): shown as they are, like the CLI prints them.
+            dialog = (
+                ErrorScreen("meshtutor stopped", str(error))
+                if isinstance(error, MeshtutorError)
+                else ErrorScreen("Something went wrong", f"{type(error).__name__}: {error}")
             )
+            self.app.push_screen(dialog)  # type: ignore[attr-defined]
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,0 +1,306 @@
+"""Reaching a real cluster: the kubeconfig context to use, whether it is on this machine, and
+a client of the official ``kubernetes`` library (imported lazily) whose every call has a
+deadline, with its failures told in one line that names the server."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshtutor.backends.locality import locality_problem
+from meshtutor.errors import MeshtutorError
+
+
+class KubeError(MeshtutorError):
+    """Talking to the cluster failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    context: str
+    server: str
+    kubeconfig: str
+    cluster: str = ""  # the kubeconfig's cluster entry
+    provider: str = ""  # the provider its extensions name (minikube writes one)
+
+    def locality_problem(self) -> str | None:
+        """Why this is not a cluster on this machine, or None (see ``locality``)."""
+        return locality_problem(
+            self.context, self.server, cluster=self.cluster, provider=self.provider
+        )
+
+
+def kubeconfig_path(kubeconfig: str | None = None) -> str:
+    """``--kubeconfig``, else the first file of ``$KUBECONFIG``, else ``~/.kube/config``."""
+    if kubeconfig:
+        return kubeconfig
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    return str(Path.home() / ".kube" / "config")
+
+
+def resolve_target(kubeconfig: str | None = None, context: str | None = None) -> Target:
+    """Find the context to use, without connecting. Raises ``KubeError`` with a fix."""
+    path = kubeconfig_path(kubeconfig)
+    if not Path(path).is_file():
+        raise KubeError(
+            f"no kubeconfig at {path}: create a local cluster first (for example "
+            "`kind create cluster`), or pass --kubeconfig"
+        )
+    from kubernetes import config as kconfig
+
+    try:
+        contexts, active = kconfig.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=path
+        )
+    except Exception as exc:  # the client raises ConfigException and others for bad files
+        raise KubeError(f"{path}: cannot read the kubeconfig: {exc}") from None
+    chosen = next((c for c in contexts if c["name"] == context), None) if context else active
+    if chosen is None:
+        names = ", ".join(c["name"] for c in contexts) or "none"
+        raise KubeError(f"{path}: no context {context!r}; contexts: {names}")
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    cluster_name = str(chosen["context"].get("cluster") or "")
+    entry = next(
+        (
+            c.get("cluster") or {}
+            for c in data.get("clusters") or []
+            if isinstance(c, dict) and c.get("name") == cluster_name
+        ),
+        {},
+    )
+    extensions = entry.get("extensions") if isinstance(entry, dict) else None
+    provider = next(
+        (
+            str((e.get("extension") or {}).get("provider") or "")
+            for e in extensions or []
+            if isinstance(e, dict) and isinstance(e.get("extension"), dict)
+        ),
+        "",
+    )
+    server = str(entry.get("server") or "") if isinstance(entry, dict) else ""
+    return Target(chosen["name"], server, path, cluster_name, provider)
+
+
+def check_local(target: Target, allow_remote: bool) -> None:
+    """Refuse a cluster that is not on this machine, saying which context, which server and
+    why, unless ``allow_remote``."""
+    problem = target.locality_problem()
+    if allow_remote or problem is None:
+        return
+    raise KubeError(
+        f"context {target.context!r} (server {target.server or 'none'}) is not a cluster on "
+        f"this machine: {problem}. meshtutor creates and deletes objects, so it only uses "
+        "local clusters; pass --allow-remote if you really mean this one"
+    )
+
+
+#: Seconds to wait for the API server to accept a connection, and then for each answer.
+REQUEST_TIMEOUT = 10.0
+
+# The exec websocket's deadline, set by ``KubeBackend._exec`` around its call (see
+# ``_bound_exec_websockets``); None elsewhere, which leaves other users of the library as they are.
+_WEBSOCKET_TIMEOUT: ContextVar[float | None] = ContextVar(
+    "meshtutor_websocket_timeout", default=None
+)
+
+
+@functools.cache
+def _deadline_api_client() -> type:
+    """An ``ApiClient`` that gives every call without ``_request_timeout`` a deadline.
+
+    The client library passes no timeout on the calls it makes itself (``DynamicClient``'s
+    discovery: ``/version``, ``/apis``, one ``/apis/GROUP/VERSION`` per group it searches), and
+    urllib3 then waits for ever: an API server that accepts the connection and never answers
+    hung ``meshtutor run --dry-run`` until it was killed. Every call of the generated API and of
+    the dynamic client goes through ``call_api``."""
+    from kubernetes.client import ApiClient
+
+    class DeadlineApiClient(ApiClient):  # type: ignore[misc]
+        deadline: tuple[float, float] = (REQUEST_TIMEOUT, REQUEST_TIMEOUT)
+
+        def call_api(
+            self,
+            method: str,
+            url: str,
+            header_params: Any = None,
+            body: Any = None,
+            post_params: Any = None,
+            _request_timeout: Any = None,
+        ) -> Any:
+            return super().call_api(
+                method, url, header_params, body, post_params, _request_timeout or self.deadline
+            )
+
+    return DeadlineApiClient
+
+
+@functools.cache
+def _bound_exec_websockets() -> None:
+    """Give the exec websocket a deadline. The client library opens it without one
+    (``create_websocket`` in ``kubernetes/stream/ws_client.py`` passes no ``timeout``, and
+    websocket-client's ``WebSocket`` ignores ``websocket.setdefaulttimeout``), so an API server
+    that accepted the upgrade request and never answered would hold a probe for ever. The
+    subclass only adds the timeout ``_exec`` sets in ``_WEBSOCKET_TIMEOUT``; connecting, the TLS
+    handshake, the upgrade and every later read are then bounded by it."""
+    from kubernetes.stream import ws_client
+
+    base = ws_client.WebSocket  # type: ignore[attr-defined]
+
+    class DeadlineWebSocket(base):  # type: ignore[misc, valid-type]
+        def connect(self, url: str, **options: Any) -> None:
+            timeout = _WEBSOCKET_TIMEOUT.get()
+            if timeout is not None:
+                options.setdefault("timeout", timeout)
+            super().connect(url, **options)
+
+    ws_client.WebSocket = DeadlineWebSocket  # type: ignore[attr-defined]
+
+
+def client_configuration(target: Target, *, retries: int = 1) -> Any:
+    """The client library's ``Configuration`` for ``target``. A connection that fails is retried
+    ``retries`` times, a request the server did not answer never: urllib3 would otherwise retry
+    three times, turning a 3 s timeout into 12 s."""
+    import urllib3
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    configuration = kclient.Configuration()
+    kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=target.kubeconfig,
+        context=target.context,
+        client_configuration=configuration,
+        persist_config=False,
+    )
+    # Set before the client exists: its connection pool takes it at construction.
+    configuration.retries = urllib3.Retry(total=retries, read=0, redirect=0)
+    return configuration
+
+
+def api_client(
+    target: Target | None = None,
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+    retries: int = 1,
+    configuration: Any = None,
+) -> Any:
+    """An ApiClient for ``target`` (or an existing ``configuration``) whose every call waits at
+    most ``timeout`` seconds to connect and ``timeout`` seconds for each answer."""
+    if configuration is None:
+        assert target is not None
+        configuration = client_configuration(target, retries=retries)
+    client = _deadline_api_client()(configuration)
+    client.deadline = (timeout, timeout)
+    return client
+
+
+class NotAnAPIServer(Exception):
+    """The server answered ``/version`` with something that is not the Kubernetes API's."""
+
+
+def server_version(api: Any, timeout: float) -> str:
+    """The API server's version (``v1.31.0``), read from ``/version`` as the first call: it
+    also proves the address is a Kubernetes API server before the client library's discovery
+    reads it (which fails with an AttributeError on a web page)."""
+    from kubernetes import client as kclient
+
+    response: Any = kclient.VersionApi(api).get_code(
+        _preload_content=False, _request_timeout=timeout
+    )
+    try:
+        info = json.loads(response.data)
+        return str(info["gitVersion"])
+    except (ValueError, KeyError, TypeError):
+        raise NotAnAPIServer(response.headers.get("Content-Type") or "no content type") from None
+
+
+def client_error_reason(exc: BaseException, timeout: float) -> str:
+    """What went wrong talking to an API server, to follow its address in one line: ``refuses
+    connections``, ``did not answer in 10 s``, ``did not complete a TLS handshake (...)``."""
+    import urllib3.exceptions as u3
+
+    reason: BaseException = exc
+    while isinstance(reason, u3.MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    if (
+        isinstance(reason, u3.ProtocolError)
+        and reason.args
+        and isinstance(reason.args[-1], BaseException)
+    ):
+        reason = reason.args[-1]
+    text = str(reason)
+    name = type(reason).__name__
+    if isinstance(reason, ConnectionRefusedError) or "Connection refused" in text:
+        return "refuses connections; is the cluster running? (`kind get clusters`, `docker ps`)"
+    if isinstance(reason, u3.NewConnectionError):
+        errno_text = re.search(r"\[Errno -?\d+\] (.+)$", text)
+        return f"cannot be reached ({errno_text.group(1) if errno_text else text})"
+    if isinstance(reason, u3.ConnectTimeoutError):
+        return f"did not accept a connection in {timeout:g} s"
+    if (
+        isinstance(reason, (u3.ReadTimeoutError, TimeoutError))
+        or "timed out" in text.lower()
+        or "timeout" in name.lower()
+    ):
+        return f"did not answer in {timeout:g} s"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = re.search(r"certificate verify failed: ([^(\"')]+)", text)
+        why = f" ({detail.group(1).strip()})" if detail else ""
+        return f"presented a certificate this kubeconfig does not trust{why}"
+    if isinstance(reason, u3.SSLError) or "SSL" in name or "[SSL" in text:
+        detail = re.search(r"\[SSL[^\]]*\] ([^(\"')]+)", text)
+        why = detail.group(1).strip() if detail else name
+        return f"did not complete a TLS handshake ({why}): is this an API server's address?"
+    if name in ("RemoteDisconnected", "ConnectionResetError", "IncompleteRead") or (
+        isinstance(reason, (ConnectionError, u3.ProtocolError))
+    ):
+        return "closed the connection without an answer: is this an API server's address?"
+    if isinstance(reason, NotAnAPIServer):
+        return (
+            f"answered /version with something that is not the Kubernetes API's ({reason}): "
+            "is this an API server's address?"
+        )
+    if name in ("BadStatusLine", "LineTooLong", "LocationParseError") or isinstance(
+        reason, (json.JSONDecodeError, UnicodeDecodeError)
+    ):
+        return (
+            "answered, but not as a Kubernetes API server does "
+            f"({name}): is this an API server's address?"
+        )
+    first = text.splitlines()[0] if text else ""
+    return f"failed: {name}: {first[:200]}".rstrip(": ")
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The errors the client library raises for a cluster that cannot be reached, answers badly
+    or refuses; anything else is a bug in meshtutor and keeps its traceback."""
+    import http.client
+
+    import urllib3.exceptions as u3
+    from kubernetes.client.exceptions import ApiException, OpenApiException
+    from kubernetes.config.config_exception import ConfigException
+    from kubernetes.dynamic.exceptions import DynamicApiError
+    from websocket import WebSocketException
+
+    return (
+        NotAnAPIServer,
+        ApiException,
+        OpenApiException,
+        ConfigException,
+        DynamicApiError,
+        u3.HTTPError,
+        http.client.HTTPException,
+        WebSocketException,
+        OSError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    )
