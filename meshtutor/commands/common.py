@@ -12,8 +12,9 @@ import click
 import yaml
 
 from meshtutor.errors import ProbeSpecError
+from meshtutor.inputfiles import read_text
 from meshtutor.model import Resource, UnmodelledResource, load_file
-from meshtutor.model.yamlnodes import parse_documents
+from meshtutor.model.yamlnodes import parse_documents, yaml_problem
 from meshtutor.policy import Cluster, Outcome, Probe
 
 MESH_OPTION = click.option(
@@ -70,18 +71,12 @@ def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
     probes = [Probe.parse(arg) for arg in args]
     if probes_file is not None:
         source = str(probes_file)
-        try:
-            text = probes_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProbeSpecError(f"{source}: cannot read the probe file: {exc.strerror}") from None
+        text = read_text(probes_file)  # InputFileError already names the file and line
         try:
             docs = [doc for _, doc in parse_documents(text) if doc is not None]
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark else source
-            raise ProbeSpecError(
-                f"{where}: this is not valid YAML: {getattr(exc, 'problem', exc)}"
-            ) from None
+            line, problem = yaml_problem(exc)
+            raise ProbeSpecError(f"{source}{f':{line}' if line else ''}: {problem}") from None
         if len(docs) != 1 or not isinstance(docs[0], list):
             raise ProbeSpecError(
                 f"{source}: expected a YAML list of probes, each with from and url"

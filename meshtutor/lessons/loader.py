@@ -16,7 +16,14 @@ from typing import Any
 
 import yaml
 
-from meshtutor.errors import ClusterStateError, ManifestError, MeshtutorError, ProbeSpecError
+from meshtutor.errors import (
+    ClusterStateError,
+    InputFileError,
+    ManifestError,
+    MeshtutorError,
+    ProbeSpecError,
+)
+from meshtutor.inputfiles import read_text
 from meshtutor.lessons.model import (
     COMPONENTS,
     Action,
@@ -39,7 +46,7 @@ from meshtutor.model.schema import (
     Spec,
     Str,
 )
-from meshtutor.model.yamlnodes import LineDict, line_of, parse_documents
+from meshtutor.model.yamlnodes import LineDict, line_of, parse_documents, yaml_problem
 from meshtutor.paths import lessons_dir, manifests_dir
 from meshtutor.policy.cluster import Cluster
 from meshtutor.policy.probe import Probe
@@ -452,12 +459,8 @@ def _parse(text: str, source: str) -> tuple[LineDict, dict[str, Any]]:
     try:
         docs = [d for _, d in parse_documents(text) if d is not None]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise LessonError(
-            f"this is not valid YAML: {getattr(exc, 'problem', exc)}",
-            source=source,
-            line=mark.line + 1 if mark else None,
-        ) from None
+        line, problem = yaml_problem(exc)
+        raise LessonError(problem, source=source, line=line) from None
     if len(docs) != 1 or not isinstance(docs[0], LineDict):
         raise LessonError(
             "a lesson file holds one YAML mapping (id, title, mesh, ...)", source=source, line=1
@@ -475,9 +478,9 @@ def load_lesson(path: str | Path, *, manifests: Path | None = None) -> Lesson:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LessonError(f"cannot read the lesson: {exc.strerror}", source=source) from None
+        text = read_text(path)
+    except InputFileError as exc:
+        raise LessonError(exc.reason, source=source, line=exc.line) from None
     node, c = _parse(text, source)
     reader = _Reader(source, manifests or manifests_dir())
     steps = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from meshtutor.errors import PKIError
+from meshtutor.errors import InputFileError, PKIError
+from meshtutor.inputfiles import parse_json
 from meshtutor.pki._names import (
     eku_names,
     identity_of,
@@ -464,19 +464,34 @@ def _inline(node: Any) -> str | None:
     return None
 
 
-def _walk(node: Any, found: dict[str, list[str]]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            inline = _inline(value)
-            if key in _CHAIN_KEYS and inline is not None:
-                found["chain"].append(inline)
-            elif key in _ROOT_KEYS and inline is not None:
-                found["roots"].append(inline)
-            else:
-                _walk(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, found)
+def _values(node: dict[Any, Any], found: dict[str, list[str]]) -> Iterator[Any]:
+    """The values of ``node`` to search further, recording inline certificates on the way
+    (lazily, so that they are found in document order)."""
+    for key, value in node.items():
+        inline = _inline(value)
+        if key in _CHAIN_KEYS and inline is not None:
+            found["chain"].append(inline)
+        elif key in _ROOT_KEYS and inline is not None:
+            found["roots"].append(inline)
+        else:
+            yield value
+
+
+def _walk(document: Any, found: dict[str, list[str]]) -> None:
+    # A stack of iterators, not recursion: a dump nested almost as deep as json.loads allows
+    # would otherwise end in RecursionError here.
+    stack: list[Iterator[Any]] = [iter((document,))]
+    while stack:
+        node = next(stack[-1], _END)
+        if node is _END:
+            stack.pop()
+        elif isinstance(node, dict):
+            stack.append(_values(node, found))
+        elif isinstance(node, list):
+            stack.append(iter(node))
+
+
+_END = object()
 
 
 def load_envoy_secrets(text: str | bytes, *, source: str = "<input>") -> EnvoySecrets:
@@ -486,11 +501,12 @@ def load_envoy_secrets(text: str | bytes, *, source: str = "<input>") -> EnvoySe
     ``/config_dump`` (snake_case). Only the first certificate chain found is used.
     """
     try:
-        document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = parse_json(text, source)
+    except InputFileError as exc:
         raise PKIError(
-            f"{source}: not JSON ({exc}); expected the output of "
-            "`istioctl proxy-config secret POD -o json` or Envoy's /config_dump"
+            f"{exc.source}{f':{exc.line}' if exc.line else ''}: not JSON ({exc.reason}); "
+            "expected the output of `istioctl proxy-config secret POD -o json` or Envoy's "
+            "/config_dump"
         ) from None
     found: dict[str, list[str]] = {"chain": [], "roots": []}
     _walk(document, found)
