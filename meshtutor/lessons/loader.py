@@ -241,7 +241,17 @@ class _Reader:
         return ns, name
 
     def manifest(self, name: str, line: int, field: str) -> Path:
-        path = (self.manifests / name).resolve()
+        # A lesson names files under manifests/ only: a shared lesson must not make a learner
+        # apply (or show) /etc/passwd, ../../secret.yaml or a symlink out of the folder.
+        root = self.manifests.resolve()
+        path = (root / name).resolve()
+        if Path(name).is_absolute() or not path.is_relative_to(root):
+            raise self.fail(
+                f"manifest {name!r} is outside {self.manifests}; a lesson applies files from "
+                "manifests/ only (a path such as samples/sleep.yaml)",
+                line,
+                field,
+            )
         if not path.is_file():
             raise self.fail(f"manifest {name!r} does not exist in {self.manifests}", line, field)
         return path
