@@ -24,6 +24,7 @@ from meshtutor.commands.common import (
     source_label,
 )
 from meshtutor.errors import MeshtutorError
+from meshtutor.inputfiles import check_output_file
 
 
 @click.group()
@@ -121,6 +122,9 @@ def probe_command(
     """
     if not files:
         raise click.UsageError("give at least one manifest with -f FILE")
+    if keylog is not None:
+        # Checked before the sandbox boots; enable_keylog opens with O_NOFOLLOW as well.
+        check_output_file(keylog, "TLS key log")
     batches = load_manifests(files, namespace)
     probes = read_probes(probe_args, probes_file)
     results = asyncio.run(_run(mesh, batches, probes, keylog))
@@ -192,7 +196,11 @@ async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
             except (EOFError, KeyboardInterrupt):
                 click.echo()
                 break
-            words = shlex.split(line) if line.strip() else []
+            try:
+                words = shlex.split(line)
+            except ValueError as exc:  # an unbalanced quote: the shell goes on, as bash does
+                click.echo(f"error: {exc}; type help")
+                continue
             if not words:
                 continue
             if words[0] in ("quit", "exit", "q"):
@@ -201,7 +209,9 @@ async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
                 await _shell_command(sb, words)
             except MeshtutorError as exc:
                 click.echo(f"error: {exc}")
-            except (ValueError, IndexError) as exc:
+            except IndexError:
+                click.echo(f"error: {words[0]} needs an argument; type help")
+            except ValueError as exc:
                 click.echo(f"error: {exc}; type help")
 
 
