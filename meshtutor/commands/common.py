@@ -77,7 +77,7 @@ def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
         except yaml.YAMLError as exc:
             line, problem = yaml_problem(exc)
             raise ProbeSpecError(f"{source}{f':{line}' if line else ''}: {problem}") from None
-        if len(docs) != 1 or not isinstance(docs[0], list):
+        if len(docs) != 1 or not isinstance(docs[0], list) or not docs[0]:
             raise ProbeSpecError(
                 f"{source}: expected a YAML list of probes, each with from and url"
             )

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
@@ -400,6 +401,20 @@ def _der_certificates(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
+def _readable(certs: list[x509.Certificate], source: str) -> list[x509.Certificate]:
+    """cryptography decodes a certificate's key and extensions only when they are read, so a
+    damaged one (an unknown curve, a bad extension) loads and then raises in the middle of
+    the display; read them all now so it is one PKIError naming the certificate instead."""
+    for index, cert in enumerate(certs, start=1):
+        try:
+            describe_certificate(cert, at=cert.not_valid_before_utc)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise PKIError(
+                f"{source}: certificate #{index} is damaged ({exc}); {_EXPECTED}"
+            ) from None
+    return certs
+
+
 def load_certificates(data: bytes | str, *, source: str = "<input>") -> list[x509.Certificate]:
     """Read certificates from PEM, base64 of PEM, DER, or base64 of DER, in the order given.
 
@@ -416,14 +431,14 @@ def load_certificates(data: bytes | str, *, source: str = "<input>") -> list[x50
             found = ", ".join(k.decode() for k in kinds)
             raise PKIError(f"{source}: PEM holds {found} but no CERTIFICATE; {_EXPECTED}")
         try:
-            return x509.load_pem_x509_certificates(stripped)
+            return _readable(x509.load_pem_x509_certificates(stripped), source)
         except ValueError:
             raise PKIError(
                 f"{source}: a PEM CERTIFICATE block is damaged (bad base64 or truncated); "
                 "copy the whole block, BEGIN and END lines included"
             ) from None
     if stripped[0] == 0x30:
-        return _der_certificates(stripped, source)
+        return _readable(_der_certificates(stripped, source), source)
     if _BASE64.fullmatch(stripped):
         # Whitespace from line wrapping, URL-safe letters and missing padding all occur in
         # what people paste.

@@ -241,6 +241,13 @@ class TestManifests:
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("sleep.foo to sleep.foo: ")
 
+    def test_an_empty_probe_list(self, tmp_path: Path) -> None:
+        """It fell through to the usage error for no probes at all: four lines, no file
+        named (found by the fuzz test)."""
+        probes = write(tmp_path / "p.yaml", "[]\n")
+        error = meshtutor("explain", *SLEEP_FOO, "--probes", probes).error
+        assert error == f"meshtutor: {probes}: expected a YAML list of probes, each with from and url"
+
     def test_non_utf8_probe_file(self, tmp_path: Path) -> None:
         probes = tmp_path / "p.yaml"
         probes.write_bytes(b"- from: foo/sleep\n  url: http://x/\xe9\n")
@@ -261,6 +268,21 @@ class TestCertificates:
         path = write(tmp_path / "big.json", '{"configs": [{"x": ' + BIG + "}]}")
         error = meshtutor("certs", "-f", path).error
         assert error.startswith(f"meshtutor: {path}:1: ") and "5,000 digits" in error
+
+    def test_a_certificate_with_an_unknown_curve(self, tmp_path: Path) -> None:
+        """cryptography reads the key only when asked: the tree view raised
+        UnsupportedAlgorithm (found by the fuzz test)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        pem = meshtutor("certs", "foo/sleep", "--pem").out.encode()
+        der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+        prime256v1 = bytes.fromhex("06082a8648ce3d030107")
+        assert prime256v1 in der
+        path = tmp_path / "cert.der"
+        path.write_bytes(der.replace(prime256v1, prime256v1[:-1] + b"\x63"))
+        error = meshtutor("certs", "-f", str(path)).error
+        assert error.startswith(f"meshtutor: {path}: certificate #1 is damaged")
 
     @pytest.mark.parametrize("at", ["+9000y", "+99999999999999999999999y", "-3000y", "9999-12-31"])
     def test_a_time_past_what_certificates_hold(self, at: str) -> None:
