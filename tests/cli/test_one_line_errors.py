@@ -246,7 +246,9 @@ class TestManifests:
         named (found by the fuzz test)."""
         probes = write(tmp_path / "p.yaml", "[]\n")
         error = meshtutor("explain", *SLEEP_FOO, "--probes", probes).error
-        assert error == f"meshtutor: {probes}: expected a YAML list of probes, each with from and url"
+        assert (
+            error == f"meshtutor: {probes}: expected a YAML list of probes, each with from and url"
+        )
 
     def test_non_utf8_probe_file(self, tmp_path: Path) -> None:
         probes = tmp_path / "p.yaml"
@@ -351,6 +353,25 @@ class TestKeylog:
     def test_dev_null(self) -> None:
         error = self._probe("/dev/null").error
         assert error.startswith("meshtutor: /dev/null: this is a character device")
+
+
+def test_write_key_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    """``certs --write-key`` narrowed any file it opened to 0600 and wrote the key into it:
+    as root, ``--write-key /dev/null`` would take /dev/null away from every other user. A
+    pseudo-terminal of this test stands in for /dev/null (it is ours to damage)."""
+    master, slave = os.openpty()
+    try:
+        device = os.ttyname(slave)
+        mode = os.stat(device).st_mode
+        error = meshtutor("certs", "foo/sleep", "--write-key", device).error
+        assert error == f"meshtutor: cannot write the private key to {device}: not a regular file"
+        assert os.stat(device).st_mode == mode
+        os.set_blocking(master, False)
+        with pytest.raises(BlockingIOError):
+            os.read(master, 100)  # nothing was written to the terminal
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 class TestShell:
