@@ -68,6 +68,14 @@ def test_lessons(workdir: Path, data: bytes) -> None:
     _assert_clean(check("lesson", data, workdir / "lesson"))
 
 
+@settings(FUZZ, max_examples=20)
+@given(STRATEGIES["lesson"]())
+def test_lessons_that_validate_also_run(workdir: Path, data: bytes) -> None:
+    """A mutated lesson that passes validation runs unattended on real sandboxes
+    (``run --auto``): its checks may fail, but never with a traceback."""
+    _assert_clean(check("lesson", data, workdir / "lesson-run", sandbox=True))
+
+
 @settings(FUZZ, max_examples=EXAMPLES["certs"])
 @given(STRATEGIES["certs"]())
 def test_certificate_inputs(workdir: Path, data: bytes) -> None:

@@ -20,6 +20,9 @@ from click.testing import CliRunner
 
 from meshtutor.cli import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzzkit import billion_laughs
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests/samples"
 SLEEP_FOO = ["-f", str(SAMPLES / "namespaces.yaml"), "-f", str(SAMPLES / "sleep.yaml"), "-n", "foo"]
@@ -77,21 +80,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-BOMB = textwrap.dedent("""\
-    apiVersion: v1
-    kind: ConfigMap
-    metadata: {name: bomb, namespace: foo}
-    status:
-      a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]
-      b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-      c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-      d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-      e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-      f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-      g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-      h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-      i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-    """)
+BOMB = billion_laughs()
 BOMB_LINE = 9  # e: the first level whose aliases pass 10,000 nodes
 
 LESSON = textwrap.dedent("""\

@@ -5,6 +5,7 @@ bomb. The smaller bomb here (4.8 million strings) keeps the failure before the f
 from __future__ import annotations
 
 import asyncio
+import sys
 import textwrap
 from pathlib import Path
 
@@ -16,19 +17,10 @@ from meshtutor.errors import ManifestError
 from meshtutor.lessons.loader import load_lesson
 from meshtutor.lessons.runner import LessonRunner
 
-BOMB = textwrap.dedent("""\
-    apiVersion: v1
-    kind: Namespace
-    metadata: {name: bombed}
-    status:
-      a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]
-      b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-      c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-      d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-      e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-      f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-      g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-    """)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzzkit import billion_laughs
+
+BOMB = billion_laughs(7, head="apiVersion: v1\nkind: Namespace\nmetadata: {name: bombed}\n")
 LESSON = textwrap.dedent("""\
     id: bombed
     title: A lesson that applies a bomb
