@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,10 @@ def build_cluster(mesh: str, batches: Sequence[Sequence[Resource]]) -> Cluster:
     return cluster
 
 
-def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
-    probes = [Probe.parse(arg) for arg in args]
+def read_probes(args: Sequence[str], probes_file: Path | None) -> list[tuple[Probe, str | None]]:
+    """The probes of the command line, then of the probe file, each with the ``file:line``
+    it came from (``None`` for an argument: its errors quote it already)."""
+    probes: list[tuple[Probe, str | None]] = [(Probe.parse(arg), None) for arg in args]
     if probes_file is not None:
         source = str(probes_file)
         text = read_text(probes_file)  # InputFileError already names the file and line
@@ -84,13 +87,25 @@ def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
         entries = docs[0]
         for index, entry in enumerate(entries):
             line = entries.item_lines[index] if hasattr(entries, "item_lines") else index + 1
-            probes.append(Probe.from_entry(entry, f"{source}:{line}"))
+            probes.append((Probe.from_entry(entry, f"{source}:{line}"), f"{source}:{line}"))
     if not probes:
         raise click.UsageError(
             "give at least one PROBE (NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or outside=URL) or "
             "--probes FILE"
         )
     return probes
+
+
+@contextmanager
+def probe_from(where: str | None) -> Iterator[None]:
+    """Prefix the errors of a probe from a probe file (no workload, a missing --cacert) with
+    the file and line it came from."""
+    try:
+        yield
+    except ProbeSpecError as exc:
+        if where is None:
+            raise
+        raise ProbeSpecError(f"{where}: {exc}") from None
 
 
 def destination_label(probe: Probe) -> str:

@@ -20,6 +20,7 @@ from meshtutor.commands.common import (
     destination_label,
     load_manifests,
     print_json,
+    probe_from,
     read_probes,
     source_label,
 )
@@ -141,18 +142,26 @@ def probe_command(
 
 
 async def _run(
-    mesh: str, batches: Sequence[Sequence[Any]], probes: Sequence[Any], keylog: Path | None
+    mesh: str,
+    batches: Sequence[Sequence[Any]],
+    probes: Sequence[tuple[Any, str | None]],
+    keylog: Path | None,
 ) -> list[Any]:
     from meshtutor.policy.predict import predict
     from meshtutor.sandbox.mesh import Sandbox
-    from meshtutor.sandbox.probe import run_probes
+    from meshtutor.sandbox.probe import resolve_cacert, run_probes
 
     async with Sandbox(mesh, keylog=str(keylog) if keylog else None) as sb:  # type: ignore[arg-type]
         for batch in batches:
             await sb.apply(batch)
-        for probe in probes:
-            predict(sb.cluster, probe)  # bad probes fail here, before any traffic
-        return await run_probes(sb, list(probes))
+        for probe, where in probes:
+            with probe_from(where):
+                predict(sb.cluster, probe)  # bad probes fail here, before any traffic
+                if probe.cacert:
+                    # So does a missing --cacert: found by curl's run, it cancelled the other
+                    # probes while they started curl, and asyncio.run never returned.
+                    resolve_cacert(probe.cacert)
+        return await run_probes(sb, [probe for probe, _ in probes])
 
 
 SHELL_HELP = """\

@@ -223,11 +223,19 @@ class _Reader:
     def probe(self, value: Any, line: int, field: str) -> Probe:
         try:
             if isinstance(value, str):
-                return Probe.parse(value)
-            if isinstance(value, dict):
-                return Probe.from_entry(dict(value), f"{self.source}:{line}")
+                probe = Probe.parse(value)
+            elif isinstance(value, dict):
+                probe = Probe.from_entry(dict(value), f"{self.source}:{line}")
+            else:
+                probe = None
         except ProbeSpecError as exc:
             raise self.fail(str(exc), line, field) from None
+        if probe is not None:
+            if probe.cacert:
+                # Found missing only when the probe ran, it stopped every other probe of the
+                # step; like an apply path, it must name a file under manifests/.
+                self.manifest(probe.cacert, line, field, what="--cacert file")
+            return probe
         raise self.fail(
             "a probe is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or a mapping with from and url",
             line,
@@ -240,20 +248,20 @@ class _Reader:
         ns, _, name = value.partition("/")
         return ns, name
 
-    def manifest(self, name: str, line: int, field: str) -> Path:
+    def manifest(self, name: str, line: int, field: str, what: str = "manifest") -> Path:
         # A lesson names files under manifests/ only: a shared lesson must not make a learner
         # apply (or show) /etc/passwd, ../../secret.yaml or a symlink out of the folder.
         root = self.manifests.resolve()
         path = (root / name).resolve()
         if Path(name).is_absolute() or not path.is_relative_to(root):
             raise self.fail(
-                f"manifest {name!r} is outside {self.manifests}; a lesson applies files from "
+                f"{what} {name!r} is outside {self.manifests}; a lesson uses files from "
                 "manifests/ only (a path such as samples/sleep.yaml)",
                 line,
                 field,
             )
         if not path.is_file():
-            raise self.fail(f"manifest {name!r} does not exist in {self.manifests}", line, field)
+            raise self.fail(f"{what} {name!r} does not exist in {self.manifests}", line, field)
         return path
 
     def action(self, node: Any, checked: Mapping[str, Any], field: str) -> Action:

@@ -239,6 +239,28 @@ class TestManifests:
             error == f"meshtutor: {probes}: expected a YAML list of probes, each with from and url"
         )
 
+    def test_a_probe_file_error_names_the_file_and_line(self, tmp_path: Path) -> None:
+        """Errors found when the probe meets the cluster named only the probe (fuzz test)."""
+        probes = write(
+            tmp_path / "p.yaml",
+            "- {from: foo/sleep, url: 'http://sleep.foo/'}\n- {from: nope/x, url: 'http://a/'}\n",
+        )
+        error = meshtutor("explain", *SLEEP_FOO, "--probes", probes).error
+        assert error == (
+            f"meshtutor: {probes}:2: probe nope/x=http://a/: namespace 'nope' does not exist"
+        )
+
+    def test_a_missing_cacert_among_probes_does_not_hang_the_sandbox(self, tmp_path: Path) -> None:
+        """Found when curl ran, it cancelled the other probes while they started curl, and
+        asyncio.run never returned (fuzz test; the process is killed after 60 s)."""
+        probes = write(
+            tmp_path / "p.yaml",
+            "- {from: foo/sleep, url: 'http://sleep.foo/', cacert: /dev/null}\n"
+            "- {from: foo/sleep, url: 'http://sleep.foo/'}\n",
+        )
+        error = process("sandbox", "probe", *SLEEP_FOO, "--probes", probes).error
+        assert error == f"meshtutor: {probes}:1: --cacert /dev/null: no such file (a PEM CA bundle)"
+
     def test_non_utf8_probe_file(self, tmp_path: Path) -> None:
         probes = tmp_path / "p.yaml"
         probes.write_bytes(b"- from: foo/sleep\n  url: http://x/\xe9\n")
@@ -309,6 +331,16 @@ class TestLessons:
             load_lesson(lesson, manifests=manifests)
         assert str(exc.value).startswith(f"{lesson}:7: topology[0].apply: ")
         assert "manifests" in str(exc.value)
+
+    @pytest.mark.parametrize("cacert", ["/etc/ssl/certs/ca-certificates.crt", "edge/nope.pem"])
+    def test_a_probe_cacert_outside_manifests_or_missing(self, tmp_path: Path, cacert: str) -> None:
+        lesson = write(
+            tmp_path / "l.yaml",
+            LESSON
+            + f"    actions:\n      - probe: outside=https://shop.example.com/ --cacert {cacert}\n",
+        )
+        error = meshtutor("lesson", "validate", lesson).error
+        assert error.startswith(f"meshtutor: {lesson}:13: steps[0].actions[0].probe: --cacert file")
 
     def test_an_apply_path_that_leaves_manifests_on_the_command_line(self, tmp_path: Path) -> None:
         lesson = write(
