@@ -74,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10_000, help="inputs in all (default 10,000)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sandbox-every", type=int, default=10, metavar="K")
+    parser.add_argument("--sandbox-every", type=int, default=5, metavar="K")
     parser.add_argument(
         "--kinds", nargs="*", default=sorted(STRATEGIES), choices=sorted(STRATEGIES)
     )

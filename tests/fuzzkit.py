@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import signal
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -453,9 +454,7 @@ def probe_inputs() -> st.SearchStrategy[bytes]:
         st.lists(probe_entries(), min_size=1, max_size=3).flatmap(
             lambda entries: tree_mutations([entries])
         ),
-        st.lists(probe_entries(), min_size=1, max_size=3).map(
-            lambda entries: yaml.safe_dump(entries)
-        ),
+        st.lists(probe_entries(), min_size=1, max_size=3).map(lambda entries: as_yaml([entries])),
         text_mutations(valid),
         _with_snippet(valid),
         TREES.map(lambda t: yaml.safe_dump(t)),
@@ -605,18 +604,36 @@ class Outcome:
     problem: str | None
 
 
+class Hang(BaseException):
+    """A command did not finish in time (BaseException: nothing in meshtutor may swallow it)."""
+
+
+HANG_SECONDS = 60
+
+
+def _hang(signum: int, frame: Any) -> None:
+    signal.alarm(HANG_SECONDS)  # again, in case the clean-up after this one hangs too
+    raise Hang(f"no answer in {HANG_SECONDS} s")
+
+
 def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """``meshtutor ARGS`` in this process: exit code, stdout, stderr (a traceback in stderr
-    when something escaped main())."""
-    with CliRunner().isolation(env=env) as (out, err, _):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # what the user would see: a traceback, exit 1
-            code = 1
-            err.write(traceback.format_exc().encode())
+    when something escaped main(), or a Hang after ``HANG_SECONDS``)."""
+    previous = signal.signal(signal.SIGALRM, _hang)
+    signal.alarm(HANG_SECONDS)
+    try:
+        with CliRunner().isolation(env=env) as (out, err, _):
+            try:
+                main(args)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # what the user would see: a traceback, exit 1
+                code = 1
+                err.write(traceback.format_exc().encode())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
 
 
