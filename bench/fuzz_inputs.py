@@ -1,6 +1,6 @@
 """Fuzz every entry point that reads a user's file, for many more inputs than CI runs.
 
-Run: ``python bench/fuzz_inputs.py [-n 10000] [--seed 1] [--sandbox-every 10] [--save DIR]``.
+Run: ``python bench/fuzz_inputs.py [-n 10000] [--seed 1] [--sandbox-every 5] [--save DIR]``.
 The strategies and the checks are those of ``tests/test_fuzz_inputs.py`` (``tests/fuzzkit.py``):
 manifests through ``explain -f`` (and every ``--sandbox-every``-th one through ``sandbox probe``
 on a real sandbox as well), probe files through ``explain --probes``, lessons through ``lesson
