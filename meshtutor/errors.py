@@ -14,7 +14,22 @@ from __future__ import annotations
 
 
 class MeshtutorError(Exception):
-    """Base class: the CLI prints the message and exits with code 2."""
+    """Base class: the CLI prints the message and exits with code 2.
+
+    The message is always one printable line: messages quote what the user wrote, and a
+    value with a newline (``apiVersion: "a\\nb"``) split the error in two, while one with an
+    escape sequence could drive the learner's terminal. Control characters show escaped.
+    """
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class ManifestError(MeshtutorError):

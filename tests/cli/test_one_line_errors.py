@@ -206,6 +206,19 @@ class TestManifests:
                 f"meshtutor: {path}:9, document 1, field spec.template.spec.containers: "
             )
 
+    def test_a_value_with_a_newline_or_an_escape_stays_on_one_line(self, tmp_path: Path) -> None:
+        """Errors quote what the user wrote: a newline split the error in two (fuzz test),
+        an escape sequence would have reached the terminal."""
+        path = write(
+            tmp_path / "pa.yaml",
+            'apiVersion: "a\\nb"\nkind: PeerAuthentication\nmetadata: {name: "x\\e[2J"}\n',
+        )
+        error = meshtutor("explain", "-f", path, "foo/sleep=http://x/").error
+        assert "there is no PeerAuthentication in a\\nb; " in error
+        lesson = write(tmp_path / "l.yaml", LESSON.replace("id: hostile", 'id: "\\e[31mred"'))
+        error = meshtutor("lesson", "validate", lesson).error
+        assert "\x1b" not in error and "\\x1b[31mred" in error
+
     @pytest.mark.parametrize("command", ["explain", "certs"])
     def test_dev_zero_is_refused_not_read_forever(self, command: str) -> None:
         error = process(
