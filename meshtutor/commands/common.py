@@ -12,7 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from meshtutor.errors import ProbeSpecError
+from meshtutor.errors import ProbeSpecError, printable
 from meshtutor.inputfiles import read_text
 from meshtutor.model import Resource, UnmodelledResource, load_file
 from meshtutor.model.yamlnodes import parse_documents, yaml_problem
@@ -60,9 +60,11 @@ def build_cluster(mesh: str, batches: Sequence[Sequence[Resource]]) -> Cluster:
     unmodelled = [r for batch in batches for r in batch if isinstance(r, UnmodelledResource)]
     for resource in unmodelled:
         click.echo(
-            f"note: {resource.origin.source}: {resource.kind} "
-            f"{resource.namespace + '/' if resource.namespace else ''}{resource.name} "
-            "is not simulated and has no effect here",
+            printable(  # kind and name are whatever the file says
+                f"note: {resource.origin.source}: {resource.kind} "
+                f"{resource.namespace + '/' if resource.namespace else ''}{resource.name} "
+                "is not simulated and has no effect here"
+            ),
             err=True,
         )
     return cluster

@@ -219,6 +219,15 @@ class TestManifests:
         error = meshtutor("lesson", "validate", lesson).error
         assert "\x1b" not in error and "\\x1b[31mred" in error
 
+    def test_a_note_about_an_unmodelled_kind_is_printable(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path / "w.yaml",
+            'apiVersion: example.com/v1\nkind: "W\\e[2Jidget"\nmetadata: {name: w, namespace: foo}\n',
+        )
+        result = meshtutor("explain", *SLEEP_FOO, "-f", path, "foo/sleep=http://sleep.foo/")
+        assert result.code == 0
+        assert f"note: {path}: W\\x1b[2Jidget foo/w is not simulated" in result.err
+
     @pytest.mark.parametrize("command", ["explain", "certs"])
     def test_dev_zero_is_refused_not_read_forever(self, command: str) -> None:
         error = process(
