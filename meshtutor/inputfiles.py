@@ -29,8 +29,8 @@ __all__ = [
     "read_text",
 ]
 
-#: The largest file meshtutor reads. The biggest it ships (a lesson) is 22 KB, Online
-#: Boutique's whole manifest 20 KB, and an Envoy config dump a few MB.
+#: The largest file meshtutor reads: 700 times the largest file it ships (a 22 KB lesson),
+#: room for a whole mesh's manifests or an Envoy config dump.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 _CHUNK = 1 << 20

@@ -122,15 +122,15 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 _LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-#: Nodes that aliases may add to one file. Real manifests use a handful of aliases, if any
-#: (Helm and kustomize output none); the 385-byte bomb of issue 13 expands to 435 million.
+#: Nodes that aliases may add to one file. A hand-written manifest uses a few aliases, if any
+#: (meshtutor's own manifests and lessons use none); the ~400-byte bomb of issue 13 expands
+#: to 435 million nodes.
 MAX_ALIAS_NODES = 10_000
-#: Nesting levels of one document. A Deployment's deepest field
-#: (spec.template.spec.containers[].env[].valueFrom.secretKeyRef.name) is 9 levels down, and
-#: the OpenAPI schemas inside Istio's CRDs stay under 40.
+#: Nesting levels of one document: ten times the depth of the deepest field a learner writes
+#: in a Deployment (spec.template.spec.containers[].env[].valueFrom.secretKeyRef.name).
 MAX_DEPTH = 100
-#: Digits of an integer. Kubernetes integers are int64 (19 digits); JSON Schema's int64 is
-#: what every API server field uses.
+#: Digits of an integer. Kubernetes integer fields are int32 or int64 (at most 19 digits);
+#: up to 40 load, so that the schema can say which field is out of range.
 MAX_INT_DIGITS = 40
 
 

@@ -442,3 +442,28 @@ def test_no_file_descriptor_is_left_open(tmp_path: Path) -> None:
     for _ in range(20):
         meshtutor("explain", "-f", "/dev/null", "foo/sleep=http://x/")
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+class TestReader:
+    """meshtutor/inputfiles.py, which every command above reads through."""
+
+    def test_the_size_bound_holds_for_files_and_stdin(self, tmp_path: Path) -> None:
+        from meshtutor.errors import InputFileError
+        from meshtutor.inputfiles import read_bytes
+
+        path = tmp_path / "eleven"
+        path.write_bytes(b"x" * 11)
+        assert read_bytes(path, limit=11) == b"x" * 11
+        with pytest.raises(InputFileError, match=r"eleven: this is larger than"):
+            read_bytes(path, limit=10)
+        with CliRunner().isolation(input=b"y" * 11), pytest.raises(InputFileError, match="<stdin>"):
+            read_bytes("-", limit=10, stdin=True)
+
+    def test_a_pipe_is_read_to_its_end(self, tmp_path: Path) -> None:
+        from meshtutor.inputfiles import read_text
+
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        writer = subprocess.Popen(["sh", "-c", f"printf 'kind: x\\n' > {fifo}"])
+        assert read_text(fifo) == "kind: x\n"
+        writer.wait(timeout=10)
