@@ -130,10 +130,32 @@ class Journal:
 
     def entries(self) -> list[dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return []
-        return data if isinstance(data, list) else []
+        except (OSError, ValueError) as exc:
+            raise self._damaged(str(getattr(exc, "strerror", None) or exc)) from None
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise self._damaged("it is not meshtutor's JSON") from None
+        if not isinstance(data, list) or not all(
+            isinstance(e, dict)
+            and isinstance(e.get("kind"), str)
+            and isinstance(e.get("name"), str)
+            for e in data
+        ):
+            raise self._damaged("it is not a list of objects")
+        return data
+
+    def _damaged(self, why: str) -> KubeError:
+        # Never read a damaged journal as empty: the next write would drop the backups of
+        # adopted objects, and reset could no longer put the user's objects back.
+        return KubeError(
+            f"meshtutor's journal {self.path} cannot be read ({why}); it lists what meshtutor "
+            "created on this cluster and the backups of what it adopted. Repair or move it "
+            "aside (meshtutor then starts a new one and forgets what the old one listed)"
+        )
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

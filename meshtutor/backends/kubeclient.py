@@ -54,6 +54,9 @@ def resolve_target(kubeconfig: str | None = None, context: str | None = None) ->
             f"no kubeconfig at {path}: create a local cluster first (for example "
             "`kind create cluster`), or pass --kubeconfig"
         )
+    # meshtutor's bounded YAML reader goes first: the client's yaml.safe_load would accept
+    # an alias bomb (issue 13, item 10) and hand it on.
+    data = _read_kubeconfig(path)
     from kubernetes import config as kconfig
 
     try:
@@ -66,9 +69,6 @@ def resolve_target(kubeconfig: str | None = None, context: str | None = None) ->
     if chosen is None:
         names = ", ".join(c["name"] for c in contexts) or "none"
         raise KubeError(f"{path}: no context {context!r}; contexts: {names}")
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     cluster_name = str(chosen["context"].get("cluster") or "")
     entry = next(
         (
@@ -89,6 +89,23 @@ def resolve_target(kubeconfig: str | None = None, context: str | None = None) ->
     )
     server = str(entry.get("server") or "") if isinstance(entry, dict) else ""
     return Target(chosen["name"], server, path, cluster_name, provider)
+
+
+def _read_kubeconfig(path: str) -> dict[str, Any]:
+    import yaml
+
+    from meshtutor.errors import InputFileError
+    from meshtutor.inputfiles import read_text
+    from meshtutor.model.yamlnodes import load_single, yaml_problem
+
+    try:
+        data = load_single(read_text(path))
+    except InputFileError as exc:
+        raise KubeError(f"{exc.source}: cannot read the kubeconfig: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        line, problem = yaml_problem(exc)
+        raise KubeError(f"{path}{f':{line}' if line else ''}: {problem}") from None
+    return data if isinstance(data, dict) else {}
 
 
 def check_local(target: Target, allow_remote: bool) -> None:

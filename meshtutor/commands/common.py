@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import yaml
 
-from meshtutor.errors import ProbeSpecError
+from meshtutor.errors import ProbeSpecError, printable
+from meshtutor.inputfiles import read_text
 from meshtutor.model import Resource, UnmodelledResource, load_file
-from meshtutor.model.yamlnodes import parse_documents
+from meshtutor.model.yamlnodes import parse_documents, yaml_problem
 from meshtutor.policy import Cluster, Outcome, Probe
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,44 +62,54 @@ def build_cluster(mesh: str, batches: Sequence[Sequence[Resource]]) -> Cluster:
     unmodelled = [r for batch in batches for r in batch if isinstance(r, UnmodelledResource)]
     for resource in unmodelled:
         click.echo(
-            f"note: {resource.origin.source}: {resource.kind} "
-            f"{resource.namespace + '/' if resource.namespace else ''}{resource.name} "
-            "is not simulated and has no effect here",
+            printable(  # kind and name are whatever the file says
+                f"note: {resource.origin.source}: {resource.kind} "
+                f"{resource.namespace + '/' if resource.namespace else ''}{resource.name} "
+                "is not simulated and has no effect here"
+            ),
             err=True,
         )
     return cluster
 
 
-def read_probes(args: Sequence[str], probes_file: Path | None) -> list[Probe]:
-    probes = [Probe.parse(arg) for arg in args]
+def read_probes(args: Sequence[str], probes_file: Path | None) -> list[tuple[Probe, str | None]]:
+    """The probes of the command line, then of the probe file, each with the ``file:line``
+    it came from (``None`` for an argument: its errors quote it already)."""
+    probes: list[tuple[Probe, str | None]] = [(Probe.parse(arg), None) for arg in args]
     if probes_file is not None:
         source = str(probes_file)
-        try:
-            text = probes_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProbeSpecError(f"{source}: cannot read the probe file: {exc.strerror}") from None
+        text = read_text(probes_file)  # InputFileError already names the file and line
         try:
             docs = [doc for _, doc in parse_documents(text) if doc is not None]
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark else source
-            raise ProbeSpecError(
-                f"{where}: this is not valid YAML: {getattr(exc, 'problem', exc)}"
-            ) from None
-        if len(docs) != 1 or not isinstance(docs[0], list):
+            line, problem = yaml_problem(exc)
+            raise ProbeSpecError(f"{source}{f':{line}' if line else ''}: {problem}") from None
+        if len(docs) != 1 or not isinstance(docs[0], list) or not docs[0]:
             raise ProbeSpecError(
                 f"{source}: expected a YAML list of probes, each with from and url"
             )
         entries = docs[0]
         for index, entry in enumerate(entries):
             line = entries.item_lines[index] if hasattr(entries, "item_lines") else index + 1
-            probes.append(Probe.from_entry(entry, f"{source}:{line}"))
+            probes.append((Probe.from_entry(entry, f"{source}:{line}"), f"{source}:{line}"))
     if not probes:
         raise click.UsageError(
             "give at least one PROBE (NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or outside=URL) or "
             "--probes FILE"
         )
     return probes
+
+
+@contextmanager
+def probe_from(where: str | None) -> Iterator[None]:
+    """Prefix the errors of a probe from a probe file (no workload, a missing --cacert) with
+    the file and line it came from."""
+    try:
+        yield
+    except ProbeSpecError as exc:
+        if where is None:
+            raise
+        raise ProbeSpecError(f"{where}: {exc}") from None
 
 
 def destination_label(probe: Probe) -> str:

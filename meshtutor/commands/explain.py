@@ -19,6 +19,7 @@ from meshtutor.commands.common import (
     load_manifests,
     outcome_dict,
     print_json,
+    probe_from,
     read_probes,
 )
 from meshtutor.policy import predict
@@ -54,7 +55,10 @@ def explain(
     batches = load_manifests(files, namespace)
     probes = read_probes(probe_args, probes_file)
     cluster = build_cluster(mesh, batches)
-    results = [(probe, predict(cluster, probe)) for probe in probes]
+    results = []
+    for probe, where in probes:
+        with probe_from(where):
+            results.append((probe, predict(cluster, probe)))
     if as_json:
         print_json([outcome_dict(cluster, probe, outcome) for probe, outcome in results])
         return

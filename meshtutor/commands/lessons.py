@@ -418,7 +418,14 @@ async def _quiz(runner: Any, con: Any) -> None:
                 if line.strip() == "." or line == "q":
                     break
                 if not lines and line.startswith("@"):
-                    lines = [Path(line[1:].strip()).read_text(encoding="utf-8")]
+                    from meshtutor.errors import InputFileError
+                    from meshtutor.inputfiles import read_text
+
+                    try:
+                        lines = [read_text(line[1:].strip())]
+                    except InputFileError as exc:
+                        con.print(f"  {exc}; try again", markup=False)
+                        continue
                     break
                 lines.append(line)
             grade, _ = await runner.answer_manifest(question, "\n".join(lines) + "\n")

@@ -20,10 +20,12 @@ from meshtutor.commands.common import (
     destination_label,
     load_manifests,
     print_json,
+    probe_from,
     read_probes,
     source_label,
 )
 from meshtutor.errors import MeshtutorError
+from meshtutor.inputfiles import check_output_file
 
 
 @click.group()
@@ -121,6 +123,9 @@ def probe_command(
     """
     if not files:
         raise click.UsageError("give at least one manifest with -f FILE")
+    if keylog is not None:
+        # Checked before the sandbox boots; enable_keylog opens with O_NOFOLLOW as well.
+        check_output_file(keylog, "TLS key log")
     batches = load_manifests(files, namespace)
     probes = read_probes(probe_args, probes_file)
     results = asyncio.run(_run(mesh, batches, probes, keylog))
@@ -137,18 +142,26 @@ def probe_command(
 
 
 async def _run(
-    mesh: str, batches: Sequence[Sequence[Any]], probes: Sequence[Any], keylog: Path | None
+    mesh: str,
+    batches: Sequence[Sequence[Any]],
+    probes: Sequence[tuple[Any, str | None]],
+    keylog: Path | None,
 ) -> list[Any]:
     from meshtutor.policy.predict import predict
     from meshtutor.sandbox.mesh import Sandbox
-    from meshtutor.sandbox.probe import run_probes
+    from meshtutor.sandbox.probe import resolve_cacert, run_probes
 
     async with Sandbox(mesh, keylog=str(keylog) if keylog else None) as sb:  # type: ignore[arg-type]
         for batch in batches:
             await sb.apply(batch)
-        for probe in probes:
-            predict(sb.cluster, probe)  # bad probes fail here, before any traffic
-        return await run_probes(sb, list(probes))
+        for probe, where in probes:
+            with probe_from(where):
+                predict(sb.cluster, probe)  # bad probes fail here, before any traffic
+                if probe.cacert:
+                    # So does a missing --cacert: found by curl's run, it cancelled the other
+                    # probes while they started curl, and asyncio.run never returned.
+                    resolve_cacert(probe.cacert)
+        return await run_probes(sb, [probe for probe, _ in probes])
 
 
 SHELL_HELP = """\
@@ -192,7 +205,11 @@ async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
             except (EOFError, KeyboardInterrupt):
                 click.echo()
                 break
-            words = shlex.split(line) if line.strip() else []
+            try:
+                words = shlex.split(line)
+            except ValueError as exc:  # an unbalanced quote: the shell goes on, as bash does
+                click.echo(f"error: {exc}; type help")
+                continue
             if not words:
                 continue
             if words[0] in ("quit", "exit", "q"):
@@ -201,7 +218,9 @@ async def _shell(mesh: str, batches: Sequence[Sequence[Any]]) -> None:
                 await _shell_command(sb, words)
             except MeshtutorError as exc:
                 click.echo(f"error: {exc}")
-            except (ValueError, IndexError) as exc:
+            except IndexError:
+                click.echo(f"error: {words[0]} needs an argument; type help")
+            except ValueError as exc:
                 click.echo(f"error: {exc}; type help")
 
 

@@ -16,7 +16,14 @@ from typing import Any
 
 import yaml
 
-from meshtutor.errors import ClusterStateError, ManifestError, MeshtutorError, ProbeSpecError
+from meshtutor.errors import (
+    ClusterStateError,
+    InputFileError,
+    ManifestError,
+    MeshtutorError,
+    ProbeSpecError,
+)
+from meshtutor.inputfiles import read_text
 from meshtutor.lessons.model import (
     COMPONENTS,
     Action,
@@ -39,7 +46,7 @@ from meshtutor.model.schema import (
     Spec,
     Str,
 )
-from meshtutor.model.yamlnodes import LineDict, line_of, parse_documents
+from meshtutor.model.yamlnodes import LineDict, line_of, parse_documents, yaml_problem
 from meshtutor.paths import lessons_dir, manifests_dir
 from meshtutor.policy.cluster import Cluster
 from meshtutor.policy.probe import Probe
@@ -216,11 +223,19 @@ class _Reader:
     def probe(self, value: Any, line: int, field: str) -> Probe:
         try:
             if isinstance(value, str):
-                return Probe.parse(value)
-            if isinstance(value, dict):
-                return Probe.from_entry(dict(value), f"{self.source}:{line}")
+                probe = Probe.parse(value)
+            elif isinstance(value, dict):
+                probe = Probe.from_entry(dict(value), f"{self.source}:{line}")
+            else:
+                probe = None
         except ProbeSpecError as exc:
             raise self.fail(str(exc), line, field) from None
+        if probe is not None:
+            if probe.cacert:
+                # Found missing only when the probe ran, it stopped every other probe of the
+                # step; like an apply path, it must name a file under manifests/.
+                self.manifest(probe.cacert, line, field, what="--cacert file")
+            return probe
         raise self.fail(
             "a probe is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or a mapping with from and url",
             line,
@@ -233,10 +248,20 @@ class _Reader:
         ns, _, name = value.partition("/")
         return ns, name
 
-    def manifest(self, name: str, line: int, field: str) -> Path:
-        path = (self.manifests / name).resolve()
+    def manifest(self, name: str, line: int, field: str, what: str = "manifest") -> Path:
+        # A lesson names files under manifests/ only: a shared lesson must not make a learner
+        # apply (or show) /etc/passwd, ../../secret.yaml or a symlink out of the folder.
+        root = self.manifests.resolve()
+        path = (root / name).resolve()
+        if Path(name).is_absolute() or not path.is_relative_to(root):
+            raise self.fail(
+                f"{what} {name!r} is outside {self.manifests}; a lesson uses files from "
+                "manifests/ only (a path such as samples/sleep.yaml)",
+                line,
+                field,
+            )
         if not path.is_file():
-            raise self.fail(f"manifest {name!r} does not exist in {self.manifests}", line, field)
+            raise self.fail(f"{what} {name!r} does not exist in {self.manifests}", line, field)
         return path
 
     def action(self, node: Any, checked: Mapping[str, Any], field: str) -> Action:
@@ -452,12 +477,8 @@ def _parse(text: str, source: str) -> tuple[LineDict, dict[str, Any]]:
     try:
         docs = [d for _, d in parse_documents(text) if d is not None]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise LessonError(
-            f"this is not valid YAML: {getattr(exc, 'problem', exc)}",
-            source=source,
-            line=mark.line + 1 if mark else None,
-        ) from None
+        line, problem = yaml_problem(exc)
+        raise LessonError(problem, source=source, line=line) from None
     if len(docs) != 1 or not isinstance(docs[0], LineDict):
         raise LessonError(
             "a lesson file holds one YAML mapping (id, title, mesh, ...)", source=source, line=1
@@ -475,9 +496,9 @@ def load_lesson(path: str | Path, *, manifests: Path | None = None) -> Lesson:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LessonError(f"cannot read the lesson: {exc.strerror}", source=source) from None
+        text = read_text(path)
+    except InputFileError as exc:
+        raise LessonError(exc.reason, source=source, line=exc.line) from None
     node, c = _parse(text, source)
     reader = _Reader(source, manifests or manifests_dir())
     steps = []

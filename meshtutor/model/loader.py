@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
-from meshtutor.errors import ManifestError
+from meshtutor.errors import InputFileError, ManifestError
+from meshtutor.inputfiles import read_text
 from meshtutor.model import edge, istio, k8s, linkerd
 from meshtutor.model.base import ObjectMeta, Origin, Resource
 from meshtutor.model.schema import METADATA, Anything, Obj, SchemaError, Spec, Str
-from meshtutor.model.yamlnodes import LineDict, line_of_key, parse_documents
+from meshtutor.model.yamlnodes import LineDict, line_of_key, parse_documents, yaml_problem
 
 Builder = Callable[[Mapping[str, Any], ObjectMeta, Mapping[str, Any]], dict[str, Any]]
 
@@ -452,13 +453,8 @@ def load_yaml(
     try:
         documents = parse_documents(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        line = mark.line + 1 if mark is not None else None
-        column = f", column {mark.column + 1}" if mark is not None else ""
-        raise ManifestError(
-            f"this is not valid YAML: {problem}{column}", source=source, line=line
-        ) from None
+        line, problem = yaml_problem(exc)
+        raise ManifestError(problem, source=source, line=line) from None
 
     resources: list[Resource] = []
     for number, (start, doc) in enumerate(documents, start=1):
@@ -516,15 +512,8 @@ def _item_err(err: Callable[..., ManifestError], index: int) -> Callable[..., Ma
 
 def load_file(path: str | Path, default_namespace: str | None = None) -> list[Resource]:
     """Load a manifest file; unreadable files raise ``ManifestError`` too."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError("no such file", source=str(path)) from None
-    except IsADirectoryError:
-        raise ManifestError("this is a directory; pass a YAML file", source=str(path)) from None
-    except UnicodeDecodeError:
-        raise ManifestError("this file is not UTF-8 text", source=str(path)) from None
-    except OSError as exc:
-        raise ManifestError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
+        text = read_text(path)
+    except InputFileError as exc:
+        raise ManifestError(exc.reason, source=str(path), line=exc.line) from None
     return load_yaml(text, source=str(path), default_namespace=default_namespace)

@@ -177,6 +177,9 @@ class ListOf(Spec):
     min_items: int = 0
 
     def check(self, value: Any, path: str, line: int | None) -> Any:
+        if value is None and self.min_items:
+            # ``containers: null`` passed as an empty list, then IndexError downstream.
+            raise SchemaError(f"needs at least {self.min_items} item(s), got null", path, line)
         if value is None:
             return []
         if not isinstance(value, list):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -141,6 +142,7 @@ def write_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
     is refused rather than followed.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO without a reader fails instead of hanging
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
@@ -148,6 +150,10 @@ def write_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
             f"cannot write the private key to {os.fspath(path)}: {exc.strerror}"
         ) from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            # --write-key /dev/null as root would otherwise make /dev/null 0600 for everyone,
+            # and a terminal would show the key.
+            raise PKIError(f"cannot write the private key to {os.fspath(path)}: not a regular file")
         os.fchmod(fd, 0o600)  # the mode argument only applies to a file os.open creates
         _write_all(fd, _pkcs8_pem(key))
     finally:

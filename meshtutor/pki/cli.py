@@ -86,7 +86,7 @@ inlineBytes), DER, or the JSON of `istioctl proxy-config secret POD -o json`.
     "-f",
     "from_file",
     metavar="FILE",
-    type=click.File("rb"),
+    type=click.Path(dir_okay=False, allow_dash=True),
     help="Inspect certificates from FILE ('-' for stdin) instead of minting.",
 )
 def certs(
@@ -99,7 +99,7 @@ def certs(
     as_pem: bool,
     at_text: str | None,
     write_key: str | None,
-    from_file: Any,
+    from_file: str | None,
 ) -> None:
     from meshtutor.errors import PKIError
     from meshtutor.pki.clock import ManualClock, parse_time
@@ -155,15 +155,15 @@ def certs(
 
 
 def _chain_from_file(
-    stream: Any, workload: str | None, at: datetime, mesh: str, trust_domain: str
+    path: str, workload: str | None, at: datetime, mesh: str, trust_domain: str
 ) -> CertChain:
+    from meshtutor.inputfiles import read_bytes
     from meshtutor.pki.identity import WorkloadIdentity
     from meshtutor.pki.inspection import describe_chain, load_certificates, load_envoy_secrets
     from meshtutor.pki.verify import verify_chain
 
-    data: bytes = stream.read()
-    name = getattr(stream, "name", "<stdin>")
-    source = "<stdin>" if name in ("-", "<stdin>") else str(name)
+    data = read_bytes(path, stdin=True)  # bounded: `certs -f /dev/zero` must not read forever
+    source = "<stdin>" if path == "-" else path
     if data.lstrip()[:1] == b"{":
         secrets = load_envoy_secrets(data, source=source)
         chain, roots = list(secrets.chain), list(secrets.roots)

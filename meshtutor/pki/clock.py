@@ -17,6 +17,8 @@ from typing import Protocol, runtime_checkable
 from meshtutor.errors import PKIError
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "Clock",
     "FastForwardClock",
     "ManualClock",
@@ -46,10 +48,36 @@ class SystemClock:
         return "SystemClock()"
 
 
+#: The times a clock may show. X.509 writes UTCTime from 1950 (RFC 5280 §4.1.2.5) and
+#: GeneralizedTime up to 9999, where Python's datetime stops too: beyond, `+99999y` was an
+#: OverflowError, and certificates issued near 9999 could not be written. 9000 leaves room
+#: for a 10-year root issued at the latest time.
+EARLIEST = datetime(1950, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_SPAN = (
+    f"meshtutor's clock stays between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} "
+    "(X.509 dates start in 1950 and end in 9999)"
+)
+
+
 def _aware(when: datetime, what: str) -> datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise PKIError(f"{what} {when.isoformat()} has no time zone: pass an aware datetime (UTC)")
-    return when.astimezone(UTC)
+    return _in_span(when.astimezone(UTC), when.isoformat())
+
+
+def _in_span(when: datetime, text: str) -> datetime:
+    if not EARLIEST <= when <= LATEST:
+        raise PKIError(f"cannot go to {text}: {_SPAN}")
+    return when
+
+
+def _moved(start: datetime, delta: timedelta) -> datetime:
+    """``start + delta``, refused with a PKIError outside the span (not an OverflowError)."""
+    try:
+        return _in_span(start + delta, f"{'+' if delta >= timedelta(0) else '-'}{abs(delta)}")
+    except OverflowError:
+        raise PKIError(f"cannot move the clock by {delta}: {_SPAN}") from None
 
 
 class ManualClock:
@@ -66,7 +94,7 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> datetime:
         """Move the clock by ``delta`` (may be negative) and return the new time."""
-        self._now += delta
+        self._now = _moved(self._now, delta)
         return self._now
 
     def set(self, when: datetime) -> datetime:
@@ -102,6 +130,7 @@ class FastForwardClock:
 
     def advance(self, delta: timedelta) -> datetime:
         """Jump ``delta`` ahead and return the new time."""
+        _moved(self.now(), delta)
         self._offset += delta
         return self.now()
 
@@ -135,9 +164,12 @@ def parse_offset(text: str) -> timedelta:
             "(s, m, h, d, w, y), e.g. +1h, +24h, +7d, +1y or +1h30m"
         )
     sign, body = match.groups()
-    total = sum(
-        (float(amount) * _UNITS[unit] for amount, unit in _PART.findall(body)), timedelta(0)
+    seconds = sum(
+        float(amount) * _UNITS[unit].total_seconds() for amount, unit in _PART.findall(body)
     )
+    if seconds > (LATEST - EARLIEST).total_seconds():  # inf too, for a 400-digit number
+        raise PKIError(f"cannot move the clock by {text.strip()}: {_SPAN}")
+    total = timedelta(seconds=seconds)
     return -total if sign == "-" else total
 
 
@@ -145,15 +177,20 @@ def parse_time(text: str, *, now: datetime) -> datetime:
     """Parse ``--at``: an offset from ``now`` (``+24h``) or an ISO 8601 time (UTC if no zone)."""
     stripped = text.strip()
     if stripped[:1] in "+-" or _OFFSET.fullmatch(stripped.lower()):
-        return now + parse_offset(stripped)
+        offset = parse_offset(stripped)
+        try:
+            return _in_span(now + offset, stripped)
+        except OverflowError:
+            raise PKIError(f"cannot go to {stripped}: {_SPAN}") from None
     try:
         when = datetime.fromisoformat(stripped)
-    except ValueError:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise PKIError(
             f"cannot read {text!r} as a time: expected an offset such as +24h, +7d, +1y "
             "or an ISO 8601 time such as 2030-01-01T00:00:00Z"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return _in_span(when, stripped)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshtutor.errors import MeshtutorError, PKIError, ProbeSpecError
+from meshtutor.errors import InputFileError, MeshtutorError, PKIError, ProbeSpecError
+from meshtutor.inputfiles import read_bytes
 from meshtutor.pki._names import eku_names, is_ca, san_values, self_signed, signed_by
 from meshtutor.pki.ca import (
     IssuedCertificate,
@@ -474,11 +475,9 @@ def _resolve_cacert(name: str) -> Path:
 def _load_bundle(name: str) -> tuple[x509.Certificate, ...]:
     path = _resolve_cacert(name)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ProbeSpecError(f"--cacert {name}: no such file (curl exits 77)") from None
-    except OSError as exc:
-        raise ProbeSpecError(f"--cacert {name}: {exc.strerror or exc} (curl exits 77)") from None
+        data = read_bytes(path)  # bounded: a probe's --cacert /dev/zero must not read forever
+    except InputFileError as exc:
+        raise ProbeSpecError(f"--cacert {name}: {exc.reason} (curl exits 77)") from None
     try:
         return tuple(x509.load_pem_x509_certificates(data))
     except ValueError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,11 +19,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from meshtutor.errors import PKIError
+from meshtutor.errors import InputFileError, PKIError
+from meshtutor.inputfiles import parse_json
 from meshtutor.pki._names import (
     eku_names,
     identity_of,
@@ -400,6 +401,20 @@ def _der_certificates(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
+def _readable(certs: list[x509.Certificate], source: str) -> list[x509.Certificate]:
+    """cryptography decodes a certificate's key and extensions only when they are read, so a
+    damaged one (an unknown curve, a bad extension) loads and then raises in the middle of
+    the display; read them all now so it is one PKIError naming the certificate instead."""
+    for index, cert in enumerate(certs, start=1):
+        try:
+            describe_certificate(cert, at=cert.not_valid_before_utc)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise PKIError(
+                f"{source}: certificate #{index} is damaged ({exc}); {_EXPECTED}"
+            ) from None
+    return certs
+
+
 def load_certificates(data: bytes | str, *, source: str = "<input>") -> list[x509.Certificate]:
     """Read certificates from PEM, base64 of PEM, DER, or base64 of DER, in the order given.
 
@@ -416,14 +431,14 @@ def load_certificates(data: bytes | str, *, source: str = "<input>") -> list[x50
             found = ", ".join(k.decode() for k in kinds)
             raise PKIError(f"{source}: PEM holds {found} but no CERTIFICATE; {_EXPECTED}")
         try:
-            return x509.load_pem_x509_certificates(stripped)
+            return _readable(x509.load_pem_x509_certificates(stripped), source)
         except ValueError:
             raise PKIError(
                 f"{source}: a PEM CERTIFICATE block is damaged (bad base64 or truncated); "
                 "copy the whole block, BEGIN and END lines included"
             ) from None
     if stripped[0] == 0x30:
-        return _der_certificates(stripped, source)
+        return _readable(_der_certificates(stripped, source), source)
     if _BASE64.fullmatch(stripped):
         # Whitespace from line wrapping, URL-safe letters and missing padding all occur in
         # what people paste.
@@ -464,19 +479,34 @@ def _inline(node: Any) -> str | None:
     return None
 
 
-def _walk(node: Any, found: dict[str, list[str]]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            inline = _inline(value)
-            if key in _CHAIN_KEYS and inline is not None:
-                found["chain"].append(inline)
-            elif key in _ROOT_KEYS and inline is not None:
-                found["roots"].append(inline)
-            else:
-                _walk(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, found)
+def _values(node: dict[Any, Any], found: dict[str, list[str]]) -> Iterator[Any]:
+    """The values of ``node`` to search further, recording inline certificates on the way
+    (lazily, so that they are found in document order)."""
+    for key, value in node.items():
+        inline = _inline(value)
+        if key in _CHAIN_KEYS and inline is not None:
+            found["chain"].append(inline)
+        elif key in _ROOT_KEYS and inline is not None:
+            found["roots"].append(inline)
+        else:
+            yield value
+
+
+def _walk(document: Any, found: dict[str, list[str]]) -> None:
+    # A stack of iterators, not recursion: a dump nested almost as deep as json.loads allows
+    # would otherwise end in RecursionError here.
+    stack: list[Iterator[Any]] = [iter((document,))]
+    while stack:
+        node = next(stack[-1], _END)
+        if node is _END:
+            stack.pop()
+        elif isinstance(node, dict):
+            stack.append(_values(node, found))
+        elif isinstance(node, list):
+            stack.append(iter(node))
+
+
+_END = object()
 
 
 def load_envoy_secrets(text: str | bytes, *, source: str = "<input>") -> EnvoySecrets:
@@ -486,11 +516,12 @@ def load_envoy_secrets(text: str | bytes, *, source: str = "<input>") -> EnvoySe
     ``/config_dump`` (snake_case). Only the first certificate chain found is used.
     """
     try:
-        document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = parse_json(text, source)
+    except InputFileError as exc:
         raise PKIError(
-            f"{source}: not JSON ({exc}); expected the output of "
-            "`istioctl proxy-config secret POD -o json` or Envoy's /config_dump"
+            f"{exc.source}{f':{exc.line}' if exc.line else ''}: not JSON ({exc.reason}); "
+            "expected the output of `istioctl proxy-config secret POD -o json` or Envoy's "
+            "/config_dump"
         ) from None
     found: dict[str, list[str]] = {"chain": [], "roots": []}
     _walk(document, found)

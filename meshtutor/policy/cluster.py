@@ -23,6 +23,7 @@ from meshtutor.model.istio import MeshConfig
 from meshtutor.model.k8s import ConfigMap, Deployment, Namespace, Pod, PodSpec, Service
 from meshtutor.model.loader import UnmodelledResource
 from meshtutor.model.schema import SchemaError
+from meshtutor.model.yamlnodes import load_single, yaml_problem
 from meshtutor.policy.injection import (
     InjectionDecision,
     decide_istio,
@@ -414,11 +415,11 @@ def _parse_mesh_config(cm: ConfigMap) -> MeshConfig:
         )
 
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_single(text) or {}
     except yaml.YAMLError as exc:
-        raise fail(
-            f"the mesh config is not valid YAML: {getattr(exc, 'problem', exc)}", "mesh"
-        ) from None
+        line, problem = yaml_problem(exc)
+        where = f"line {line} of the mesh config: " if line else "the mesh config: "
+        raise fail(where + problem, "mesh") from None
     if not isinstance(data, dict):
         raise fail("the mesh config must be a YAML mapping", "mesh")
     try:

@@ -486,3 +486,29 @@ def test_the_journal_tells_kinds_of_the_same_name_apart(home: Path) -> None:
 
 def _fields(ref: ResourceRef) -> dict[str, Any]:
     return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
+
+
+def test_a_damaged_journal_stops_meshtutor_and_is_kept(
+    fake_apiserver: FakeAPIServer, kubeconfig_path: Path, home: Path
+) -> None:
+    """Read as empty, a damaged journal would be overwritten at the next apply: the backups of
+    adopted objects would be gone and reset could not put the user's objects back."""
+    user_policy(fake_apiserver)
+    apply(kubeconfig_path, MESH_STRICT, adopt=True)
+    path = Journal(CONTEXT).path
+    damaged = path.read_bytes()[:-40]
+    path.write_bytes(damaged)
+    cluster = ["--kubeconfig", str(kubeconfig_path), "--context", CONTEXT]
+    out = meshtutor(home, "reset", *cluster)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"meshtutor: meshtutor's journal {path} cannot be read (it is not meshtutor's JSON); it "
+        "lists what meshtutor created on this cluster and the backups of what it adopted. "
+        "Repair or move it aside (meshtutor then starts a new one and forgets what the old one "
+        "listed)"
+    ]
+    # `run --auto` reports it as the lesson's failure, as it does every cluster error.
+    out = meshtutor(home, "run", "4", "--auto", "--adopt", *cluster)
+    assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
+    assert f"meshtutor's journal {path} cannot be read" in out.stdout
+    assert path.read_bytes() == damaged

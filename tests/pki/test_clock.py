@@ -116,6 +116,37 @@ class TestParseTime:
             parse_time("tomorrow", now=T0)
 
 
+class TestSpan:
+    """Issue 13 item 14: `certs --at +9000y` and the shell's `clock +99999y` raised
+    OverflowError; every clock now stays between 1950 and 9000 and says so."""
+
+    @pytest.mark.parametrize("text", ["+9000y", "+99999999999999999999999y", "-100000y"])
+    def test_offsets_past_the_span(self, text: str) -> None:
+        with pytest.raises(PKIError, match=r"stays between 1950-01-01 and 9000-01-01"):
+            parse_time(text, now=T0)
+
+    @pytest.mark.parametrize("text", ["9999-12-31", "1900-01-01", "-100y"])
+    def test_times_past_the_span(self, text: str) -> None:
+        with pytest.raises(PKIError, match=r"cannot go to .*stays between"):
+            parse_time(text, now=T0)
+
+    def test_a_manual_clock_refuses_and_stays(self) -> None:
+        clock = ManualClock(T0)
+        with pytest.raises(PKIError, match="stays between"):
+            clock.advance(parse_offset("+6000y") * 2)
+        assert clock.now() == T0
+        with pytest.raises(PKIError, match="stays between"):
+            clock.set(datetime(9500, 1, 1, tzinfo=UTC))
+
+    def test_a_fast_forward_clock_refuses_and_stays(self) -> None:
+        clock = FastForwardClock()
+        for _ in range(2):
+            clock.advance(parse_offset("+3000y"))
+        with pytest.raises(PKIError, match="stays between"):
+            clock.advance(parse_offset("+3000y"))
+        assert clock.offset == 2 * parse_offset("+3000y")
+
+
 class TestFormatting:
     @pytest.mark.parametrize(
         ("delta", "text"),
