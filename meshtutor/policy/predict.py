@@ -140,7 +140,10 @@ class _Trace:
             )
         else:
             self.add(f"curl prints {code}")
-        mtls = self.mtls and exit_code == 0 and code != "503"
+        # Whether the hop between the sidecars was mutual TLS: once the handshake is done it
+        # stays so, whoever answers afterwards (the server sidecar's own 503 or 403 travels
+        # back over that connection).
+        mtls = self.mtls
         return Outcome(
             http_code=code,
             exit_code=exit_code,
@@ -516,6 +519,16 @@ def _istio(
         target.injection.decided_by,
         target.injection.field,
     )
+    if captured and (target.namespace, target.name) == (source.namespace, source.name):
+        # istio/istio tools/istio-iptables/pkg/capture/run.go: "Redirect app calls back to
+        # itself via Envoy when using the service VIP e.g. appN => Envoy (client) => Envoy
+        # (server) => appN" (-o lo, uid 1337, not 127.0.0.1 -> ISTIO_IN_REDIRECT).
+        trace.add(
+            f"the endpoint is {source.display} itself: Istio's iptables rules send its "
+            "sidecar's connection to its own pod address back into its own inbound listener "
+            "(app => Envoy as client => Envoy as server => app), so the request passes the "
+            "same sidecar twice, like a call to another pod"
+        )
     trace.extend(pa.steps)
     if sends == "plaintext" and pa.mode == "STRICT":
         if captured:
@@ -713,10 +726,18 @@ def _app(
                 "to the application and answers 502"
             )
             return trace.result("502", 0, "")
-        if via_server_proxy or captured:
+        if via_server_proxy:
+            over = " over the mutual TLS connection" if trace.mtls else ""
+            relay = "; the client sidecar passes it on" if captured else ""
             trace.add(
-                f"{what} {port} in {target.display}, so the proxy cannot connect to the "
-                "application and answers 503"
+                f"{what} {port} in {target.display}, so the sidecar of {target.display} (the "
+                f"server side) cannot connect to the application and answers 503{over}{relay}"
+            )
+            return trace.result("503", 0, ENVOY_503 + "connection failure")
+        if captured:
+            trace.add(
+                f"{what} {port} in {target.display}, so the client sidecar cannot connect to "
+                "it and answers 503"
             )
             return trace.result("503", 0, ENVOY_503 + "connection failure")
         trace.add(f"{what} {port} in {target.display}, so the connection is refused")

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 M = ROOT / "manifests"
 SAMPLES = M / "samples"
-GATEWAY = M / "components/istio-ingressgateway.yaml"
 DEMO = M / "online-boutique/demo.yaml"
 
 pytestmark = pytest.mark.skipif(
@@ -39,6 +38,45 @@ def sandbox_probe(args: list[str], *probes: str) -> tuple[int, list[dict[str, An
     )
     assert "Traceback" not in out.stderr, out.stderr
     return out.returncode, json.loads(out.stdout), out.stderr
+
+
+def outcome(item: dict[str, Any]) -> tuple[str, int, bool]:
+    return item["http_code"], item["exit_code"], item["mtls"]
+
+
+def predicted(item: dict[str, Any]) -> tuple[str, int, bool]:
+    return item["predicted_http_code"], item["predicted_exit_code"], item["predicted_mtls"]
+
+
+def explanation(item: dict[str, Any]) -> list[str]:
+    return [step["text"] if isinstance(step, dict) else step for step in item["explanation"]]
+
+
+def test_pod_calling_its_own_service_goes_through_both_of_its_sidecars() -> None:
+    """foo/sleep calls Service foo/sleep, whose only endpoint is itself, on port 80 where
+    nothing listens. Istio sends a sidecar's connection to its own pod address back into the
+    pod's inbound listener ("Redirect app calls back to itself via Envoy when using the service
+    VIP e.g. appN => Envoy (client) => Envoy (server) => appN": istio/istio
+    tools/istio-iptables/pkg/capture/run.go, the ``-o lo ! -d 127.0.0.1 --uid-owner 1337 -j
+    ISTIO_IN_REDIRECT`` rule). The client side picks auto mTLS as for any endpoint whose pod has
+    ``security.istio.io/tlsMode: istio`` (the injection template sets it;
+    pilot/pkg/xds/endpoints/mtls_checker.go), so the hop is mutual TLS; the server side then
+    cannot connect to the application and answers 503 itself, over that mutual TLS
+    connection, and the client sidecar passes it on."""
+    code, (item,), stderr = sandbox_probe(
+        ["-f", str(SAMPLES / "namespaces.yaml"), "-n", "foo", "-f", str(SAMPLES / "sleep.yaml")],
+        "foo/sleep=http://sleep.foo:80/",
+    )
+    assert code == 0, stderr
+    assert outcome(item) == ("503", 0, True)
+    assert predicted(item) == outcome(item)
+    assert item["matches_prediction"] is True
+    lines = explanation(item)
+    assert any("back into its own inbound" in line for line in lines), lines
+    assert any(
+        "sidecar of sleep.foo" in line and "answers 503 over the mutual TLS" in line
+        for line in lines
+    ), lines
 
 
 # --- the exit status of `meshtutor sandbox probe` ------------------------------------------------
