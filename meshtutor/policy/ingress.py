@@ -24,6 +24,7 @@ from meshtutor.policy import linkerd as linkerd_policy
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.outcome import Outcome
 from meshtutor.policy.predict import (
+    ENVOY_503,
     CertificateCheck,
     EdgeTrust,
     _from_pod,
@@ -254,11 +255,16 @@ def through_edge_proxy(
     proxy: PodState,
     port: int,
     role: str,
+    *,
+    captured: bool = False,
+    http: bool = True,
 ) -> Outcome:
+    """The request reaches an ingress proxy's pod on container ``port``; ``captured``: from
+    a pod, through its own sidecar (``http``: on a port the mesh treats as HTTP)."""
     trace.via = proxy.display
     if role == "istio-gateway":
-        return _istio_gateway(cluster, trace, probe, source, proxy, port)
-    return _ingress_nginx(cluster, trace, probe, source, proxy, port)
+        return _istio_gateway(cluster, trace, probe, source, proxy, port, captured, http)
+    return _ingress_nginx(cluster, trace, probe, source, proxy, port, captured)
 
 
 def _edge_certificate(
@@ -319,18 +325,46 @@ def _upstream(
 
 
 def _istio_gateway(
-    cluster: Cluster, trace: _Trace, probe: Probe, source: PodState, gw: PodState, port: int
+    cluster: Cluster,
+    trace: _Trace,
+    probe: Probe,
+    source: PodState,
+    gw: PodState,
+    port: int,
+    captured: bool,
+    http: bool,
 ) -> Outcome:
     url = trace.url
     host = _host_header(probe)
+    if captured and cluster.mesh == "istio":
+        # Auto mTLS looks at the endpoint's security.istio.io/tlsMode label
+        # (pilot/pkg/xds/endpoints/mtls_checker.go); only the sidecar injection template sets
+        # it, not the gateway charts (manifests/charts/gateways/istio-ingress/templates/
+        # deployment.yaml) nor the gateway injection template.
+        trace.add(
+            f"{gw.display} has no security.istio.io/tlsMode label (Istio's sidecar injection "
+            "adds it; the gateway's templates do not), so auto mTLS in the client sidecar "
+            "sends plaintext to it, as to a pod without a sidecar"
+        )
+    if port == edge.STATUS_PORT:
+        return _status_port(trace, gw)
     servers = edge.servers_on(cluster, gw, port)
     if not servers:
-        trace.add(
+        text = (
             f"{gw.display} is Istio's ingress gateway, a standalone Envoy. No Gateway gives it a "
             f"server for container port {port} (a Gateway server's port number is the Service "
             "port; Envoy listens on its targetPort, e.g. 80 becomes 8080), so nothing listens "
-            "and the connection is refused"
         )
+        if captured and http:
+            trace.add(text + "and the client sidecar, refused, answers 503 itself")
+            return trace.result("503", 0, ENVOY_503 + "connection failure")
+        if captured:
+            trace.add(
+                text + "and the client sidecar, refused, closes curl's connection (a TCP port: "
+                "no HTTP answer)"
+            )
+            return trace.result("000", 52)
+        trace.add(text + "and the connection is refused")
         return trace.result("000", 7)
     tls_servers = [b for b in servers if b.server.terminates_tls]
     plain = [b for b in servers if not b.server.terminates_tls]
@@ -498,6 +532,29 @@ def _istio_gateway(
     return _relay(trace, outcome, proxy_name="the gateway")
 
 
+def _status_port(trace: _Trace, gw: PodState) -> Outcome:
+    """Envoy's status listener (``edge.STATUS_PORT``): plain HTTP, one route."""
+    url = trace.url
+    what = (
+        f"port {edge.STATUS_PORT} of {gw.display} is Envoy's status port, a listener every "
+        "Istio proxy has from its bootstrap whatever Gateways exist; its one route, "
+        f"{edge.READY_PATH}, goes to istio-agent's readiness check"
+    )
+    if url.scheme == "https":
+        trace.add(
+            f"{what}. It speaks plain HTTP: Envoy answers curl's TLS ClientHello with an HTTP "
+            "400 that curl cannot read as TLS"
+        )
+        return trace.result("000", 35)
+    status = edge.status_port_answer(url.path)
+    trace.add(
+        f"{what}, which answers 200 while the proxy is ready"
+        if status == 200
+        else f"{what}; {url.path} has no route, so Envoy answers 404 itself"
+    )
+    return trace.result(str(status), 0, "")
+
+
 def _relay(trace: _Trace, inner: Outcome, *, proxy_name: str, nginx: bool = False) -> Outcome:
     """What the outside client gets from the ingress proxy's upstream attempt."""
     if inner.exit_code == 28:
@@ -521,7 +578,13 @@ def _relay(trace: _Trace, inner: Outcome, *, proxy_name: str, nginx: bool = Fals
 
 
 def _ingress_nginx(
-    cluster: Cluster, trace: _Trace, probe: Probe, source: PodState, ctrl: PodState, port: int
+    cluster: Cluster,
+    trace: _Trace,
+    probe: Probe,
+    source: PodState,
+    ctrl: PodState,
+    port: int,
+    captured: bool = False,
 ) -> Outcome:
     url = trace.url
     host = _host_header(probe)

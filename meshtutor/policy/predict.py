@@ -211,10 +211,13 @@ def resolve_service(cluster: Cluster, host: str, source_ns: str) -> tuple[Servic
 
 def is_http_port(port: ServicePort) -> bool:
     """Istio picks the protocol from the port name (``http-*``, ``tcp-*``) or appProtocol, and
-    sniffs when neither says; meshtutor's probes are HTTP, so only an explicit TCP/TLS
-    declaration makes the port TCP."""
+    sniffs when neither says; meshtutor's probes are HTTP, so only an explicit declaration of
+    a protocol Istio proxies as TCP makes the port TCP (istio/istio
+    pkg/config/protocol/instance.go ``IsTCP``: TCP, HTTPS, TLS, Mongo, Redis, MySQL; an
+    ``https`` port is passed through as TLS, never parsed as HTTP). Istio only: Linkerd
+    detects HTTP on the wire whatever the port is called."""
     declared = (port.app_protocol or (port.name or "").split("-", 1)[0]).lower()
-    return declared not in ("tcp", "tls", "mongo", "mysql", "redis")
+    return declared not in ("tcp", "tls", "https", "mongo", "mysql", "redis")
 
 
 def predict(
@@ -321,7 +324,9 @@ def _from_pod(
     if role is not None:
         from meshtutor.policy.ingress import through_edge_proxy
 
-        return through_edge_proxy(cluster, trace, probe, source, target, port, role)
+        return through_edge_proxy(
+            cluster, trace, probe, source, target, port, role, captured=captured, http=http
+        )
 
     # 4. https:// to an application that speaks plain HTTP.
     if url.scheme == "https":
@@ -388,7 +393,7 @@ def _service_hop(
         service.ref,
         "spec.ports",
     )
-    http = is_http_port(svc_port)
+    http = is_http_port(svc_port) if mesh == "istio" else True
     if not http:
         trace.add(
             f"port {svc_port.port} is declared as "

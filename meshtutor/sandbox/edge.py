@@ -244,6 +244,9 @@ class EdgeServer:
         if not first:
             await close_quietly(writer)
             return
+        if self.container_port == edge.STATUS_PORT:
+            await self._status(prepend(first, reader), writer, tls=looks_like_tls(first))
+            return
         servers = edge.servers_on(cluster, self.pod, self.container_port)
         if not servers:
             reset(writer)
@@ -290,6 +293,24 @@ class EdgeServer:
             if tls is not None:
                 await tls.close()
             await close_quietly(writer)
+
+    async def _status(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+    ) -> None:
+        """Envoy's status listener: plain HTTP (a ClientHello gets the codec's 400), one
+        route to the agent's readiness check, 404 for the rest."""
+        envoy = [("server", "envoy")]
+        try:
+            request = None if tls else await read_request(reader)
+        except (HTTPParseError, ConnectionError, OSError):
+            request = None
+        if request is None:
+            if tls:
+                await _reply(writer, 400, "", envoy)
+            await close_quietly(writer)
+            return
+        await _reply(writer, edge.status_port_answer(request.path), "", envoy)
+        await close_quietly(writer)
 
     async def _gateway_request(
         self,

@@ -510,7 +510,7 @@ async def _outbound_request(
             await writer.drain()
             return
         target, port = endpoints[0]
-        http = is_http_port(svc_port)
+        http = is_http_port(svc_port) or linkerd  # Linkerd detects HTTP whatever the name
     meshed_target = target.sidecar == "linkerd" if linkerd else False
     wire_port = 4143 if meshed_target else port
     for check in (

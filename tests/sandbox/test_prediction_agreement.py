@@ -20,6 +20,7 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 M = ROOT / "manifests"
 SAMPLES = M / "samples"
+GATEWAY = M / "components/istio-ingressgateway.yaml"
 DEMO = M / "online-boutique/demo.yaml"
 
 pytestmark = pytest.mark.skipif(
@@ -77,6 +78,52 @@ def test_pod_calling_its_own_service_goes_through_both_of_its_sidecars() -> None
         "sidecar of sleep.foo" in line and "answers 503 over the mutual TLS" in line
         for line in lines
     ), lines
+
+
+GATEWAY_ARGS = ["-f", str(GATEWAY), "-f", str(DEMO)]
+STATUS = "http://istio-ingressgateway.istio-system:15021"
+
+
+def test_ingress_gateway_status_port_from_a_sidecar() -> None:
+    """Port 15021 of the ingress gateway is Envoy's status listener, which every Istio proxy
+    has from its bootstrap (istio/istio tools/packaging/common/envoy_bootstrap.json: listener
+    ``0.0.0.0_15021``, one route, prefix ``/healthz/ready`` to the ``agent`` cluster, so any
+    other path has no route and Envoy answers 404). The gateway pod carries no
+    ``security.istio.io/tlsMode`` label (manifests/charts/gateways/istio-ingress/templates/
+    deployment.yaml and the ``gateway`` injection template set none; only the sidecar
+    injection template does), so a client sidecar's auto mTLS sends plaintext to it
+    (pilot/pkg/xds/endpoints/mtls_checker.go: no ``istio`` tlsMode, no mTLS)."""
+    code, items, stderr = sandbox_probe(
+        GATEWAY_ARGS,
+        f"demo/frontend={STATUS}/",
+        f"demo/frontend={STATUS}/healthz/ready",
+        f"demo/frontend:istio-proxy={STATUS}/",
+        f"outside={STATUS}/healthz/ready",
+    )
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [
+        ("404", 0, False),
+        ("200", 0, False),
+        ("404", 0, False),
+        ("200", 0, False),
+    ]
+    assert all(predicted(i) == outcome(i) and i["matches_prediction"] for i in items), items
+    lines = explanation(items[0])
+    assert any("status port" in line and "/healthz/ready" in line for line in lines), lines
+    assert any("no security.istio.io/tlsMode label" in line for line in lines), lines
+
+
+def test_ingress_gateway_port_without_a_server_refuses() -> None:
+    """Without a Gateway on 443 the gateway's Envoy has no listener on container port 8443:
+    a curl outside the client's sidecar (its istio-proxy container) is refused (exit 7), a
+    captured one gets its own sidecar's 503 (Envoy answers when its upstream connect fails)."""
+    code, items, stderr = sandbox_probe(
+        GATEWAY_ARGS,
+        "demo/frontend:istio-proxy=http://istio-ingressgateway.istio-system:443/",
+    )
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [("000", 7, False)]
+    assert all(i["matches_prediction"] for i in items), items
 
 
 # --- the exit status of `meshtutor sandbox probe` ------------------------------------------------
