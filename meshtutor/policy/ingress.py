@@ -34,6 +34,7 @@ from meshtutor.policy.predict import (
     _Trace,
     identity_of,
     is_http_port,
+    linkerd_loopback,
     service_endpoints,
 )
 from meshtutor.policy.probe import Probe
@@ -591,18 +592,46 @@ def _ingress_nginx(
     if port not in (80, 443):
         trace.add(f"ingress-nginx listens on 80 and 443 only; nothing answers on port {port}")
         return trace.result("000", 7)
-    if ctrl.sidecar == "linkerd":
+    if linkerd_loopback(source, captured, ctrl):
+        trace.add(
+            f"the endpoint is {ctrl.display} itself: Linkerd's proxy never uses TLS to its own "
+            "pod and connects straight to nginx's port; made inside the pod, the connection "
+            "never reaches the inbound side, so the hop is plaintext and no Linkerd policy "
+            "applies"
+        )
+    elif ctrl.sidecar == "linkerd":
+        meshed = captured and source.sidecar == "linkerd"
+        who = (
+            "the client outside has no mesh identity"
+            if source.external
+            else f"{source.display} is meshed too, so its proxy and the controller's talk "
+            "mutual TLS"
+            if meshed
+            else f"{source.display} is not meshed, so it arrives as plaintext without a client "
+            "identity"
+        )
         trace.add(
             f"{ctrl.display} is meshed ({ctrl.injection.reason}); its Linkerd proxy takes the "
-            "connection first, and the client outside has no mesh identity",
+            f"connection first, and {who}",
             ctrl.injection.decided_by,
             ctrl.injection.field,
         )
+        if meshed:
+            failure = trace.certificate_failure(source, ctrl)
+            if failure:
+                trace.add(
+                    f"{failure}, so the mutual TLS handshake fails and the client's Linkerd "
+                    "proxy answers 502"
+                )
+                return trace.result("502", 0, "")
+            trace.mtls = True
+            trace.client_identity = identity_of(cluster, source)
+            trace.server_identity = identity_of(cluster, ctrl)
         decision = linkerd_policy.evaluate(
             cluster,
             ctrl,
             linkerd_policy.LinkerdRequest(
-                client_identity=None,
+                client_identity=trace.client_identity if meshed else None,
                 client_ip=source.ip,
                 port=port,
                 method=probe.method,
@@ -612,8 +641,9 @@ def _ingress_nginx(
         )
         trace.extend(decision.steps)
         if not decision.allowed:
-            if port == 443:
-                trace.add("on the TLS port the proxy refuses the connection itself")
+            if url.scheme == "https":
+                # TLS from curl is no HTTP the proxy can answer: it refuses the connection.
+                trace.add("curl's TLS is not HTTP to the proxy, so it refuses the connection")
                 return trace.result("000", 35, decided_by=decision.decided_by, detail=SSL_RESET)
             return trace.result(str(decision.status), 0, "", decision.decided_by)
     else:

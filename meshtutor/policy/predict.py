@@ -91,6 +91,20 @@ def default_edge_trust(probe: Probe, chain: bytes | None, host: str) -> str | No
     return "SSL certificate problem: unable to get local issuer certificate"
 
 
+def same_pod(a: PodState, b: PodState) -> bool:
+    return (a.namespace, a.name) == (b.namespace, b.name)
+
+
+def linkerd_loopback(source: PodState, captured: bool, target: PodState) -> bool:
+    """A meshed pod's request to an endpoint that is the pod itself. linkerd2-proxy marks an
+    endpoint among its own inbound addresses ``is_local``: no TLS (``NoClientTls::Loopback``)
+    and no transport-header port override (linkerd/app/outbound/src/http/concrete.rs), so it
+    connects straight to the application's port. proxy-init lets the proxy's own connections
+    out unredirected (ignore-proxy-uid, reference/iptables.md) and a connection made inside
+    the pod never passes PREROUTING, so the inbound proxy and its policy are not on the path."""
+    return captured and source.sidecar == "linkerd" and same_pod(source, target)
+
+
 @dataclass
 class _Trace:
     probe: Probe
@@ -304,7 +318,13 @@ def _from_pod(
 
     # 3. NetworkPolicy, enforced on pod IPs below the mesh.
     wire_port = port
-    if mesh == "linkerd" and captured and target.sidecar == "linkerd" and url.scheme == "http":
+    if (
+        mesh == "linkerd"
+        and captured
+        and target.sidecar == "linkerd"
+        and url.scheme == "http"
+        and not same_pod(source, target)
+    ):
         wire_port = LINKERD_INBOUND_PORT
         trace.add(
             f"between meshed pods Linkerd connects to the server proxy's inbound port "
@@ -524,7 +544,7 @@ def _istio(
         target.injection.decided_by,
         target.injection.field,
     )
-    if captured and (target.namespace, target.name) == (source.namespace, source.name):
+    if captured and same_pod(source, target):
         # istio/istio tools/istio-iptables/pkg/capture/run.go: "Redirect app calls back to
         # itself via Envoy when using the service VIP e.g. appN => Envoy (client) => Envoy
         # (server) => appN" (-o lo, uid 1337, not 127.0.0.1 -> ISTIO_IN_REDIRECT).
@@ -659,6 +679,15 @@ def _linkerd(
     port: int,
 ) -> Outcome:
     url = trace.url
+    if linkerd_loopback(source, captured, target):
+        trace.client_identity = None
+        trace.add(
+            f"the endpoint is {source.display} itself: Linkerd's proxy never uses TLS to its "
+            "own pod and connects straight to the application's port; its own connection is "
+            "not redirected and, made inside the pod, never reaches the inbound side, so the "
+            "hop is plaintext and no Linkerd policy of the pod applies"
+        )
+        return _app(trace, probe, target, port, captured, via_server_proxy=False, mesh="linkerd")
     if target.sidecar == "linkerd":
         trace.add(
             f"{target.display} is meshed: {target.injection.reason}",

@@ -28,6 +28,7 @@ from meshtutor.policy.predict import (
     RBAC_DENIED,
     identity_of,
     is_http_port,
+    linkerd_loopback,
     resolve_service,
     service_endpoints,
 )
@@ -511,7 +512,8 @@ async def _outbound_request(
             return
         target, port = endpoints[0]
         http = is_http_port(svc_port) or linkerd  # Linkerd detects HTTP whatever the name
-    meshed_target = target.sidecar == "linkerd" if linkerd else False
+    loopback = linkerd_loopback(source, True, target)
+    meshed_target = target.sidecar == "linkerd" and linkerd and not loopback
     wire_port = 4143 if meshed_target else port
     for check in (
         netpol.egress_allowed(sb.cluster, source, target, wire_port),
@@ -534,7 +536,12 @@ async def _outbound_request(
         sends = client_tls_decision(sb.cluster, source, service, svc_port, target, port).sends
     target_runtime = sb.runtime(target)
     try:
-        if meshed_target:
+        if loopback:
+            app = target_runtime.apps.get(port)
+            if app is None:
+                raise ConnectionRefusedError(port)
+            host, entry_port = app.host, app.port  # straight to the app, inbound skipped
+        elif meshed_target:
             host, entry_port = await sb.linkerd_entry(target_runtime)
         else:
             host, entry_port = await sb.entry(target_runtime, port)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,16 +115,101 @@ def test_ingress_gateway_status_port_from_a_sidecar() -> None:
 
 
 def test_ingress_gateway_port_without_a_server_refuses() -> None:
-    """Without a Gateway on 443 the gateway's Envoy has no listener on container port 8443:
-    a curl outside the client's sidecar (its istio-proxy container) is refused (exit 7), a
-    captured one gets its own sidecar's 503 (Envoy answers when its upstream connect fails)."""
+    """Without a Gateway on 443 the gateway's Envoy has no listener on container port 8443
+    (istiod builds gateway listeners from Gateway servers only): a curl that bypasses the
+    client's sidecar (its istio-proxy container) is refused, exit 7. A captured curl reaches
+    its own sidecar first; Service port 443 is named ``https``, which Istio proxies as TCP, not
+    HTTP (istio/istio pkg/config/protocol/instance.go ``IsTCP``: TCP, HTTPS, TLS, ...), so
+    when the sidecar's upstream connect is refused it closes curl's connection without an
+    HTTP answer: exit 52, where an HTTP port (80, ``http2``) would get Envoy's 503."""
     code, items, stderr = sandbox_probe(
         GATEWAY_ARGS,
         "demo/frontend:istio-proxy=http://istio-ingressgateway.istio-system:443/",
+        "demo/frontend=http://istio-ingressgateway.istio-system:443/",
+        "demo/frontend=http://istio-ingressgateway.istio-system:80/",
     )
     assert code == 0, stderr
-    assert [outcome(i) for i in items] == [("000", 7, False)]
-    assert all(i["matches_prediction"] for i in items), items
+    assert [outcome(i) for i in items] == [
+        ("000", 7, False),
+        ("000", 52, False),
+        ("503", 0, False),
+    ]
+    assert all(predicted(i) == outcome(i) for i in items), items
+
+
+POLICY = M / "lessons/linkerd-policy"
+
+
+def test_linkerd_pod_calling_its_own_service_skips_its_inbound_proxy() -> None:
+    """A Server with no authorization locks httpbin's port 8080 for every client (403), yet
+    httpbin calling its own Service gets through, in plaintext: linkerd2-proxy marks an
+    endpoint among its own addresses ``is_local`` and uses no TLS (``NoClientTls::Loopback``)
+    and no transport-header port (linkerd/linkerd2-proxy linkerd/app/outbound/src/http/
+    concrete.rs), so it connects straight to the application; proxy-init leaves the proxy's
+    own connections alone (ignore-proxy-uid, linkerd.io reference/iptables.md) and a
+    connection made inside the pod never passes PREROUTING, so the inbound proxy, where the
+    Server is enforced, is not on the path."""
+    code, items, stderr = sandbox_probe(
+        [
+            "--mesh",
+            "linkerd",
+            "-f",
+            str(POLICY / "namespaces.yaml"),
+            "-n",
+            "store",
+            "-f",
+            str(SAMPLES / "httpbin.yaml"),
+            "-n",
+            "store",
+            "-f",
+            str(SAMPLES / "curl.yaml"),
+            "-f",
+            str(POLICY / "server.yaml"),
+        ],
+        "store/curl=http://httpbin.store:8000/headers",
+        "store/httpbin=http://httpbin.store:8000/headers",
+    )
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [("403", 0, True), ("200", 0, False)]
+    assert all(predicted(i) == outcome(i) for i in items), items
+    assert any("itself" in line for line in explanation(items[1]))
+
+
+NGINX = M / "components/ingress-nginx.yaml"
+SHOP = M / "lessons/linkerd-ingress"
+
+
+def _meshed(path: Path, tmp_path: Path) -> Path:
+    """The manifest with its Namespaces annotated ``linkerd.io/inject: enabled``."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            doc["metadata"].setdefault("annotations", {})["linkerd.io/inject"] = "enabled"
+    out = tmp_path / path.name
+    out.write_text(yaml.safe_dump_all(docs))
+    return out
+
+
+def test_meshed_client_to_meshed_ingress_nginx_is_mutual_tls(tmp_path: Path) -> None:
+    """A meshed pod calling the meshed ingress-nginx controller's Service: both Linkerd
+    proxies are on the path, so the hop is mutual TLS (linkerd.io features/automatic-mtls:
+    meshed to meshed, always), and nginx's own 404 (no Ingress) comes back over it. The
+    controller calling its own Service skips its inbound proxy (as above): plaintext."""
+    code, items, stderr = sandbox_probe(
+        [
+            "--mesh",
+            "linkerd",
+            "-f",
+            str(_meshed(NGINX, tmp_path)),
+            "-f",
+            str(_meshed(SHOP / "shop.yaml", tmp_path)),
+        ],
+        "shop/web=http://ingress-nginx-controller.ingress-nginx:80/",
+        "ingress-nginx/ingress-nginx-controller=http://ingress-nginx-controller.ingress-nginx:80/",
+    )
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [("404", 0, True), ("404", 0, False)]
+    assert all(predicted(i) == outcome(i) for i in items), items
 
 
 # --- the exit status of `meshtutor sandbox probe` ------------------------------------------------
