@@ -356,6 +356,12 @@ def _istio_gateway(
             f"server for container port {port} (a Gateway server's port number is the Service "
             "port; Envoy listens on its targetPort, e.g. 80 becomes 8080), so nothing listens "
         )
+        if captured and url.scheme == "https":
+            trace.add(
+                text + "and the client sidecar, refused, closes the connection it had accepted, "
+                "in the middle of curl's TLS handshake"
+            )
+            return trace.result("000", 35, detail=SSL_RESET)
         if captured and http:
             trace.add(text + "and the client sidecar, refused, answers 503 itself")
             return trace.result("503", 0, ENVOY_503 + "connection failure")
@@ -637,6 +643,7 @@ def _ingress_nginx(
                 method=probe.method,
                 path=url.path,
                 headers=dict(probe.headers),
+                http=url.scheme == "http",
             ),
         )
         trace.extend(decision.steps)

@@ -47,6 +47,8 @@ CURL_ERRORS = {
     56: "Recv failure: Connection reset by peer",
     60: "SSL certificate problem: unable to get local issuer certificate",
 }
+#: curl exit codes of its own TLS handshake failing: no request was sent.
+CURL_TLS_FAILURES = (35, 60)
 EXIT_MEANING = {
     0: "",
     6: "could not resolve host",
@@ -154,10 +156,11 @@ class _Trace:
             )
         else:
             self.add(f"curl prints {code}")
-        # Whether the hop between the sidecars was mutual TLS: once the handshake is done it
-        # stays so, whoever answers afterwards (the server sidecar's own 503 or 403 travels
-        # back over that connection).
-        mtls = self.mtls
+        # Whether curl's request crossed a mutual TLS hop: once the sidecars' handshake is done
+        # it did, whoever answers afterwards (the server sidecar's own 503 or 403 travels back
+        # over that connection); when curl's own TLS handshake fails (35, 60) its request was
+        # never sent at all.
+        mtls = self.mtls and exit_code not in CURL_TLS_FAILURES
         return Outcome(
             http_code=code,
             exit_code=exit_code,
@@ -254,7 +257,10 @@ def predict(
         return predict_outside(cluster, probe, certificates, edge_trust or default_edge_trust)
     source, container = resolve_source(cluster, probe)
     url = probe.parsed_url
-    trace = _Trace(probe, url, certificates=certificates)
+    # edge_trust: a pod's https:// to an ingress meets the same edge certificate check.
+    trace = _Trace(
+        probe, url, certificates=certificates, edge_trust=edge_trust or default_edge_trust
+    )
     mesh = cluster.mesh
 
     # 1. The source container.

@@ -493,6 +493,10 @@ class EdgeServer:
             self.sb.record_edge_handshake(
                 probe_id, tls.ssl_object, getattr(tls, "started_ms", None)
             )
+        peer = writer.get_extra_info("peername")
+        hop = self.sb.opaque_hops.get(tuple(peer[:2])) if peer else None
+        if hop is not None:
+            self.sb.record(probe_id, **hop)  # the Linkerd hop in front of nginx
         server = [("server", "nginx")]
         host = request.host
         if tls is None:

@@ -144,6 +144,10 @@ class Sandbox:
         self._blackhole: asyncio.Server | None = None
         self.blackhole_port = 0
         self.events: OrderedDict[str, ProbeEvents] = OrderedDict()
+        # Hops a proxy passed through as opaque bytes (it cannot see the probe id in them),
+        # by the local address of its connection to the app; the app that finds the probe id
+        # (ingress-nginx, terminating curl's TLS) files the hop under it.
+        self.opaque_hops: dict[tuple[Any, ...], dict[str, object]] = {}
         self._started = False
         self._foreign: dict[bool, ssl.SSLContext] = {}
         self._refusing: socket.socket | None = None

@@ -272,3 +272,46 @@ def test_probe_help_documents_the_exit_status() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Exit status: 0 when every observation matches the prediction, 1 when" in text
+
+
+def test_tls_through_meshed_ingress_nginx_is_authorized_per_connection(tmp_path: Path) -> None:
+    """curl's own TLS is no HTTP to a Linkerd proxy: it passes through as opaque TCP and is
+    authorized once, for the connection, "denied at the TCP level, i.e. by refusing the
+    connection" (linkerd.io features/server-policy.md). With a Server on nginx's port 443 and
+    no authorization, plain HTTP to that port gets the proxy's 403 and TLS is refused (curl
+    exit 35); without it, a meshed pod's https:// reaches nginx, whose 404 comes back over
+    the pods' mutual TLS (the prediction once failed with a traceback here)."""
+    deny = tmp_path / "deny.yaml"
+    deny.write_text(
+        "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\n"
+        "metadata: {name: nginx-https, namespace: ingress-nginx}\n"
+        "spec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}\n"
+        "  port: 443\n"
+    )
+    base = [
+        "--mesh",
+        "linkerd",
+        "-f",
+        str(_meshed(NGINX, tmp_path)),
+        "-f",
+        str(_meshed(SHOP / "shop.yaml", tmp_path)),
+    ]
+    nginx = "ingress-nginx-controller.ingress-nginx:443/"
+    code, items, stderr = sandbox_probe(base, f"shop/web=https://{nginx} -k")
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [("404", 0, True)]
+    code, items, stderr = sandbox_probe(
+        [*base, "-f", str(deny)],
+        f"outside=https://{nginx} -k",
+        f"outside=http://{nginx}",
+        f"shop/web=http://{nginx}",
+        f"shop/web=https://{nginx} -k",
+    )
+    assert code == 0, stderr
+    assert [outcome(i) for i in items] == [
+        ("000", 35, False),
+        ("403", 0, False),
+        ("403", 0, True),
+        ("000", 35, False),
+    ]
+    assert all(predicted(i) == outcome(i) for i in items), items
