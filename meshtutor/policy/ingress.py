@@ -35,6 +35,7 @@ from meshtutor.policy.predict import (
     identity_of,
     is_http_port,
     linkerd_loopback,
+    linkerd_mtls_hop,
     service_endpoints,
 )
 from meshtutor.policy.probe import Probe
@@ -623,16 +624,9 @@ def _ingress_nginx(
             ctrl.injection.field,
         )
         if meshed:
-            failure = trace.certificate_failure(source, ctrl)
-            if failure:
-                trace.add(
-                    f"{failure}, so the mutual TLS handshake fails and the client's Linkerd "
-                    "proxy answers 502"
-                )
-                return trace.result("502", 0, "")
-            trace.mtls = True
-            trace.client_identity = identity_of(cluster, source)
-            trace.server_identity = identity_of(cluster, ctrl)
+            failed = linkerd_mtls_hop(cluster, trace, source, ctrl)
+            if failed is not None:
+                return failed
         decision = linkerd_policy.evaluate(
             cluster,
             ctrl,

@@ -701,15 +701,9 @@ def _linkerd(
             target.injection.field,
         )
     if target.sidecar == "linkerd" and captured:
-        failure = trace.certificate_failure(source, target)
-        if failure:
-            trace.add(
-                f"{failure}, so the mutual TLS handshake fails and the client's Linkerd "
-                "proxy answers 502"
-            )
-            return trace.result("502", 0, "")
-        trace.mtls = True
-        trace.server_identity = identity_of(cluster, target)
+        failed = linkerd_mtls_hop(cluster, trace, source, target)
+        if failed is not None:
+            return failed
         trace.add(
             f"both pods are meshed, so Linkerd encrypts the hop with mutual TLS automatically: "
             f"{source.display} is {trace.client_identity}, {target.display} is "
@@ -746,6 +740,24 @@ def _linkerd(
     if not decision.allowed:
         return trace.result(str(decision.status), 0, "", decision.decided_by)
     return _app(trace, probe, target, port, captured, via_server_proxy=True, mesh="linkerd")
+
+
+def linkerd_mtls_hop(
+    cluster: Cluster, trace: _Trace, source: PodState, target: PodState
+) -> Outcome | None:
+    """The mutual TLS between two meshed pods' Linkerd proxies: the 502 the client's proxy
+    answers when a certificate cannot be trusted, else None with the hop marked mutual TLS."""
+    failure = trace.certificate_failure(source, target)
+    if failure:
+        trace.add(
+            f"{failure}, so the mutual TLS handshake fails and the client's Linkerd proxy "
+            "answers 502"
+        )
+        return trace.result("502", 0, "")
+    trace.mtls = True
+    trace.client_identity = identity_of(cluster, source)
+    trace.server_identity = identity_of(cluster, target)
+    return None
 
 
 def _app(
