@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,10 @@ def probe_command(
 
     PROBE is NAMESPACE/DEPLOYMENT[:CONTAINER]=URL or outside=URL, as for
     `meshtutor explain`.
+
+    Exit status: 0 when every observation matches the prediction, 1 when any probe's
+    observation (HTTP code, curl exit code or mutual TLS) differs from it, as diff(1) does;
+    2 for bad input.
     """
     if not files:
         raise click.UsageError("give at least one manifest with -f FILE")
@@ -138,7 +143,15 @@ def probe_command(
             _print_result(result, handshake=handshake)
     mismatches = [r for r in results if not r.matches_prediction]
     if mismatches:
-        click.echo(f"meshtutor: {len(mismatches)} probe(s) differ from the prediction", err=True)
+        # A disagreement is a finding (a model bug on the sandbox, a teaching moment on a real
+        # cluster), so scripts and CI must see it in the status, in text and JSON mode alike.
+        count = len(mismatches)
+        click.echo(
+            f"meshtutor: {count} probe{'s differ' if count > 1 else ' differs'} from the "
+            "prediction",
+            err=True,
+        )
+        sys.exit(1)
 
 
 async def _run(

@@ -169,6 +169,28 @@ def servers_on(cluster: Cluster, pod: PodState, container_port: int) -> list[Bou
     return found
 
 
+#: Envoy's status listener, which every Istio proxy (sidecar or gateway) gets from its bootstrap
+#: whatever Gateways exist: istio/istio tools/packaging/common/envoy_bootstrap.json, listener
+#: ``0.0.0.0_{{ .envoy_status_port }}`` (15021), plain HTTP, one virtual host ``*`` with one
+#: route, prefix ``/healthz/ready`` to the ``agent`` cluster (istio-agent's readiness check).
+STATUS_PORT = 15021
+READY_PATH = "/healthz/ready"
+
+
+def status_port_answer(path: str) -> int:
+    """What Envoy's status listener answers: the agent's 200 for ``/healthz/ready`` (the
+    proxy is ready), else no route, which Envoy answers with 404 itself."""
+    return 200 if path.startswith(READY_PATH) else 404
+
+
+def gateway_listens(cluster: Cluster, pod: PodState, container_port: int) -> bool:
+    """Whether the gateway's Envoy has a listener on ``container_port``: the status port
+    always, another port only while some Gateway server is bound to it (istiod builds
+    listeners from Gateway servers alone; without one nothing listens and connections are
+    refused)."""
+    return container_port == STATUS_PORT or bool(servers_on(cluster, pod, container_port))
+
+
 def serves_host(bound: BoundServer, host: str) -> bool:
     """Whether a server's hosts (``host`` or ``namespace/host``) include ``host``."""
     return any(host_matches(_gateway_host(h), host) for h in bound.server.hosts)

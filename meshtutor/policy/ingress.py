@@ -24,6 +24,7 @@ from meshtutor.policy import linkerd as linkerd_policy
 from meshtutor.policy.cluster import Cluster, PodState
 from meshtutor.policy.outcome import Outcome
 from meshtutor.policy.predict import (
+    ENVOY_503,
     CertificateCheck,
     EdgeTrust,
     _from_pod,
@@ -33,6 +34,8 @@ from meshtutor.policy.predict import (
     _Trace,
     identity_of,
     is_http_port,
+    linkerd_loopback,
+    linkerd_mtls_hop,
     service_endpoints,
 )
 from meshtutor.policy.probe import Probe
@@ -254,11 +257,16 @@ def through_edge_proxy(
     proxy: PodState,
     port: int,
     role: str,
+    *,
+    captured: bool = False,
+    http: bool = True,
 ) -> Outcome:
+    """The request reaches an ingress proxy's pod on container ``port``; ``captured``: from
+    a pod, through its own sidecar (``http``: on a port the mesh treats as HTTP)."""
     trace.via = proxy.display
     if role == "istio-gateway":
-        return _istio_gateway(cluster, trace, probe, source, proxy, port)
-    return _ingress_nginx(cluster, trace, probe, source, proxy, port)
+        return _istio_gateway(cluster, trace, probe, source, proxy, port, captured, http)
+    return _ingress_nginx(cluster, trace, probe, source, proxy, port, captured)
 
 
 def _edge_certificate(
@@ -319,18 +327,52 @@ def _upstream(
 
 
 def _istio_gateway(
-    cluster: Cluster, trace: _Trace, probe: Probe, source: PodState, gw: PodState, port: int
+    cluster: Cluster,
+    trace: _Trace,
+    probe: Probe,
+    source: PodState,
+    gw: PodState,
+    port: int,
+    captured: bool,
+    http: bool,
 ) -> Outcome:
     url = trace.url
     host = _host_header(probe)
+    if captured and cluster.mesh == "istio":
+        # Auto mTLS looks at the endpoint's security.istio.io/tlsMode label
+        # (pilot/pkg/xds/endpoints/mtls_checker.go); only the sidecar injection template sets
+        # it, not the gateway charts (manifests/charts/gateways/istio-ingress/templates/
+        # deployment.yaml) nor the gateway injection template.
+        trace.add(
+            f"{gw.display} has no security.istio.io/tlsMode label (Istio's sidecar injection "
+            "adds it; the gateway's templates do not), so auto mTLS in the client sidecar "
+            "sends plaintext to it, as to a pod without a sidecar"
+        )
+    if port == edge.STATUS_PORT:
+        return _status_port(trace, gw)
     servers = edge.servers_on(cluster, gw, port)
     if not servers:
-        trace.add(
+        text = (
             f"{gw.display} is Istio's ingress gateway, a standalone Envoy. No Gateway gives it a "
             f"server for container port {port} (a Gateway server's port number is the Service "
             "port; Envoy listens on its targetPort, e.g. 80 becomes 8080), so nothing listens "
-            "and the connection is refused"
         )
+        if captured and url.scheme == "https":
+            trace.add(
+                text + "and the client sidecar, refused, closes the connection it had accepted, "
+                "in the middle of curl's TLS handshake"
+            )
+            return trace.result("000", 35, detail=SSL_RESET)
+        if captured and http:
+            trace.add(text + "and the client sidecar, refused, answers 503 itself")
+            return trace.result("503", 0, ENVOY_503 + "connection failure")
+        if captured:
+            trace.add(
+                text + "and the client sidecar, refused, closes curl's connection (a TCP port: "
+                "no HTTP answer)"
+            )
+            return trace.result("000", 52)
+        trace.add(text + "and the connection is refused")
         return trace.result("000", 7)
     tls_servers = [b for b in servers if b.server.terminates_tls]
     plain = [b for b in servers if not b.server.terminates_tls]
@@ -498,6 +540,29 @@ def _istio_gateway(
     return _relay(trace, outcome, proxy_name="the gateway")
 
 
+def _status_port(trace: _Trace, gw: PodState) -> Outcome:
+    """Envoy's status listener (``edge.STATUS_PORT``): plain HTTP, one route."""
+    url = trace.url
+    what = (
+        f"port {edge.STATUS_PORT} of {gw.display} is Envoy's status port, a listener every "
+        "Istio proxy has from its bootstrap whatever Gateways exist; its one route, "
+        f"{edge.READY_PATH}, goes to istio-agent's readiness check"
+    )
+    if url.scheme == "https":
+        trace.add(
+            f"{what}. It speaks plain HTTP: Envoy answers curl's TLS ClientHello with an HTTP "
+            "400 that curl cannot read as TLS"
+        )
+        return trace.result("000", 35)
+    status = edge.status_port_answer(url.path)
+    trace.add(
+        f"{what}, which answers 200 while the proxy is ready"
+        if status == 200
+        else f"{what}; {url.path} has no route, so Envoy answers 404 itself"
+    )
+    return trace.result(str(status), 0, "")
+
+
 def _relay(trace: _Trace, inner: Outcome, *, proxy_name: str, nginx: bool = False) -> Outcome:
     """What the outside client gets from the ingress proxy's upstream attempt."""
     if inner.exit_code == 28:
@@ -521,36 +586,65 @@ def _relay(trace: _Trace, inner: Outcome, *, proxy_name: str, nginx: bool = Fals
 
 
 def _ingress_nginx(
-    cluster: Cluster, trace: _Trace, probe: Probe, source: PodState, ctrl: PodState, port: int
+    cluster: Cluster,
+    trace: _Trace,
+    probe: Probe,
+    source: PodState,
+    ctrl: PodState,
+    port: int,
+    captured: bool = False,
 ) -> Outcome:
     url = trace.url
     host = _host_header(probe)
     if port not in (80, 443):
         trace.add(f"ingress-nginx listens on 80 and 443 only; nothing answers on port {port}")
         return trace.result("000", 7)
-    if ctrl.sidecar == "linkerd":
+    if linkerd_loopback(source, captured, ctrl):
+        trace.add(
+            f"the endpoint is {ctrl.display} itself: Linkerd's proxy never uses TLS to its own "
+            "pod and connects straight to nginx's port; made inside the pod, the connection "
+            "never reaches the inbound side, so the hop is plaintext and no Linkerd policy "
+            "applies"
+        )
+    elif ctrl.sidecar == "linkerd":
+        meshed = captured and source.sidecar == "linkerd"
+        who = (
+            "the client outside has no mesh identity"
+            if source.external
+            else f"{source.display} is meshed too, so its proxy and the controller's talk "
+            "mutual TLS"
+            if meshed
+            else f"{source.display} is not meshed, so it arrives as plaintext without a client "
+            "identity"
+        )
         trace.add(
             f"{ctrl.display} is meshed ({ctrl.injection.reason}); its Linkerd proxy takes the "
-            "connection first, and the client outside has no mesh identity",
+            f"connection first, and {who}",
             ctrl.injection.decided_by,
             ctrl.injection.field,
         )
+        if meshed:
+            failed = linkerd_mtls_hop(cluster, trace, source, ctrl)
+            if failed is not None:
+                return failed
         decision = linkerd_policy.evaluate(
             cluster,
             ctrl,
             linkerd_policy.LinkerdRequest(
-                client_identity=None,
+                client_identity=trace.client_identity if meshed else None,
                 client_ip=source.ip,
                 port=port,
                 method=probe.method,
                 path=url.path,
                 headers=dict(probe.headers),
+                http=url.scheme == "http",
             ),
         )
         trace.extend(decision.steps)
         if not decision.allowed:
-            if port == 443:
-                trace.add("on the TLS port the proxy refuses the connection itself")
+            if url.scheme == "https":
+                # TLS from curl is no HTTP the proxy can answer: it refuses the connection.
+                trace.add("curl's TLS is not HTTP to the proxy, so it refuses the connection")
                 return trace.result("000", 35, decided_by=decision.decided_by, detail=SSL_RESET)
             return trace.result(str(decision.status), 0, "", decision.decided_by)
     else:

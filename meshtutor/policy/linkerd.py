@@ -45,6 +45,9 @@ class LinkerdRequest:
     method: str = "GET"
     path: str = "/"
     headers: Mapping[str, str] | None = None
+    # False for a connection the proxy cannot read as HTTP (TLS from curl, passed through as
+    # opaque TCP): it is authorized once, at the connection, where no HTTPRoute can match.
+    http: bool = True
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,16 @@ def evaluate(cluster: Cluster, pod: PodState, req: LinkerdRequest) -> LinkerdDec
         and any(p.kind == "Server" and p.name == server.name for p in r.parents)
     ]
     matched_route: HTTPRoute | None = None
-    if routes:
+    if routes and not req.http:
+        steps.append(
+            Step(
+                "the connection is not HTTP to the proxy (curl's own TLS), so it is authorized "
+                "once, as TCP: HTTPRoutes do not apply, only authorizations of the Server",
+                routes[0].ref,
+                "spec.rules",
+            )
+        )
+    elif routes:
         matched_route = next(
             (
                 r

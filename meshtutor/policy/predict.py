@@ -47,6 +47,8 @@ CURL_ERRORS = {
     56: "Recv failure: Connection reset by peer",
     60: "SSL certificate problem: unable to get local issuer certificate",
 }
+#: curl exit codes of its own TLS handshake failing: no request was sent.
+CURL_TLS_FAILURES = (35, 60)
 EXIT_MEANING = {
     0: "",
     6: "could not resolve host",
@@ -89,6 +91,20 @@ def default_edge_trust(probe: Probe, chain: bytes | None, host: str) -> str | No
     if probe.cacert:
         return None
     return "SSL certificate problem: unable to get local issuer certificate"
+
+
+def same_pod(a: PodState, b: PodState) -> bool:
+    return (a.namespace, a.name) == (b.namespace, b.name)
+
+
+def linkerd_loopback(source: PodState, captured: bool, target: PodState) -> bool:
+    """A meshed pod's request to an endpoint that is the pod itself. linkerd2-proxy marks an
+    endpoint among its own inbound addresses ``is_local``: no TLS (``NoClientTls::Loopback``)
+    and no transport-header port override (linkerd/app/outbound/src/http/concrete.rs), so it
+    connects straight to the application's port. proxy-init lets the proxy's own connections
+    out unredirected (ignore-proxy-uid, reference/iptables.md) and a connection made inside
+    the pod never passes PREROUTING, so the inbound proxy and its policy are not on the path."""
+    return captured and source.sidecar == "linkerd" and same_pod(source, target)
 
 
 @dataclass
@@ -140,7 +156,11 @@ class _Trace:
             )
         else:
             self.add(f"curl prints {code}")
-        mtls = self.mtls and exit_code == 0 and code != "503"
+        # Whether curl's request crossed a mutual TLS hop: once the sidecars' handshake is done
+        # it did, whoever answers afterwards (the server sidecar's own 503 or 403 travels back
+        # over that connection); when curl's own TLS handshake fails (35, 60) its request was
+        # never sent at all.
+        mtls = self.mtls and exit_code not in CURL_TLS_FAILURES
         return Outcome(
             http_code=code,
             exit_code=exit_code,
@@ -208,10 +228,13 @@ def resolve_service(cluster: Cluster, host: str, source_ns: str) -> tuple[Servic
 
 def is_http_port(port: ServicePort) -> bool:
     """Istio picks the protocol from the port name (``http-*``, ``tcp-*``) or appProtocol, and
-    sniffs when neither says; meshtutor's probes are HTTP, so only an explicit TCP/TLS
-    declaration makes the port TCP."""
+    sniffs when neither says; meshtutor's probes are HTTP, so only an explicit declaration of
+    a protocol Istio proxies as TCP makes the port TCP (istio/istio
+    pkg/config/protocol/instance.go ``IsTCP``: TCP, HTTPS, TLS, Mongo, Redis, MySQL; an
+    ``https`` port is passed through as TLS, never parsed as HTTP). Istio only: Linkerd
+    detects HTTP on the wire whatever the port is called."""
     declared = (port.app_protocol or (port.name or "").split("-", 1)[0]).lower()
-    return declared not in ("tcp", "tls", "mongo", "mysql", "redis")
+    return declared not in ("tcp", "tls", "https", "mongo", "mysql", "redis")
 
 
 def predict(
@@ -234,7 +257,10 @@ def predict(
         return predict_outside(cluster, probe, certificates, edge_trust or default_edge_trust)
     source, container = resolve_source(cluster, probe)
     url = probe.parsed_url
-    trace = _Trace(probe, url, certificates=certificates)
+    # edge_trust: a pod's https:// to an ingress meets the same edge certificate check.
+    trace = _Trace(
+        probe, url, certificates=certificates, edge_trust=edge_trust or default_edge_trust
+    )
     mesh = cluster.mesh
 
     # 1. The source container.
@@ -298,7 +324,13 @@ def _from_pod(
 
     # 3. NetworkPolicy, enforced on pod IPs below the mesh.
     wire_port = port
-    if mesh == "linkerd" and captured and target.sidecar == "linkerd" and url.scheme == "http":
+    if (
+        mesh == "linkerd"
+        and captured
+        and target.sidecar == "linkerd"
+        and url.scheme == "http"
+        and not same_pod(source, target)
+    ):
         wire_port = LINKERD_INBOUND_PORT
         trace.add(
             f"between meshed pods Linkerd connects to the server proxy's inbound port "
@@ -318,7 +350,9 @@ def _from_pod(
     if role is not None:
         from meshtutor.policy.ingress import through_edge_proxy
 
-        return through_edge_proxy(cluster, trace, probe, source, target, port, role)
+        return through_edge_proxy(
+            cluster, trace, probe, source, target, port, role, captured=captured, http=http
+        )
 
     # 4. https:// to an application that speaks plain HTTP.
     if url.scheme == "https":
@@ -385,7 +419,7 @@ def _service_hop(
         service.ref,
         "spec.ports",
     )
-    http = is_http_port(svc_port)
+    http = is_http_port(svc_port) if mesh == "istio" else True
     if not http:
         trace.add(
             f"port {svc_port.port} is declared as "
@@ -516,6 +550,16 @@ def _istio(
         target.injection.decided_by,
         target.injection.field,
     )
+    if captured and same_pod(source, target):
+        # istio/istio tools/istio-iptables/pkg/capture/run.go: "Redirect app calls back to
+        # itself via Envoy when using the service VIP e.g. appN => Envoy (client) => Envoy
+        # (server) => appN" (-o lo, uid 1337, not 127.0.0.1 -> ISTIO_IN_REDIRECT).
+        trace.add(
+            f"the endpoint is {source.display} itself: Istio's iptables rules send its "
+            "sidecar's connection to its own pod address back into its own inbound listener "
+            "(app => Envoy as client => Envoy as server => app), so the request passes the "
+            "same sidecar twice, like a call to another pod"
+        )
     trace.extend(pa.steps)
     if sends == "plaintext" and pa.mode == "STRICT":
         if captured:
@@ -641,6 +685,15 @@ def _linkerd(
     port: int,
 ) -> Outcome:
     url = trace.url
+    if linkerd_loopback(source, captured, target):
+        trace.client_identity = None
+        trace.add(
+            f"the endpoint is {source.display} itself: Linkerd's proxy never uses TLS to its "
+            "own pod and connects straight to the application's port; its own connection is "
+            "not redirected and, made inside the pod, never reaches the inbound side, so the "
+            "hop is plaintext and no Linkerd policy of the pod applies"
+        )
+        return _app(trace, probe, target, port, captured, via_server_proxy=False, mesh="linkerd")
     if target.sidecar == "linkerd":
         trace.add(
             f"{target.display} is meshed: {target.injection.reason}",
@@ -648,15 +701,9 @@ def _linkerd(
             target.injection.field,
         )
     if target.sidecar == "linkerd" and captured:
-        failure = trace.certificate_failure(source, target)
-        if failure:
-            trace.add(
-                f"{failure}, so the mutual TLS handshake fails and the client's Linkerd "
-                "proxy answers 502"
-            )
-            return trace.result("502", 0, "")
-        trace.mtls = True
-        trace.server_identity = identity_of(cluster, target)
+        failed = linkerd_mtls_hop(cluster, trace, source, target)
+        if failed is not None:
+            return failed
         trace.add(
             f"both pods are meshed, so Linkerd encrypts the hop with mutual TLS automatically: "
             f"{source.display} is {trace.client_identity}, {target.display} is "
@@ -695,6 +742,24 @@ def _linkerd(
     return _app(trace, probe, target, port, captured, via_server_proxy=True, mesh="linkerd")
 
 
+def linkerd_mtls_hop(
+    cluster: Cluster, trace: _Trace, source: PodState, target: PodState
+) -> Outcome | None:
+    """The mutual TLS between two meshed pods' Linkerd proxies: the 502 the client's proxy
+    answers when a certificate cannot be trusted, else None with the hop marked mutual TLS."""
+    failure = trace.certificate_failure(source, target)
+    if failure:
+        trace.add(
+            f"{failure}, so the mutual TLS handshake fails and the client's Linkerd proxy "
+            "answers 502"
+        )
+        return trace.result("502", 0, "")
+    trace.mtls = True
+    trace.client_identity = identity_of(cluster, source)
+    trace.server_identity = identity_of(cluster, target)
+    return None
+
+
 def _app(
     trace: _Trace,
     probe: Probe,
@@ -713,10 +778,18 @@ def _app(
                 "to the application and answers 502"
             )
             return trace.result("502", 0, "")
-        if via_server_proxy or captured:
+        if via_server_proxy:
+            over = " over the mutual TLS connection" if trace.mtls else ""
+            relay = "; the client sidecar passes it on" if captured else ""
             trace.add(
-                f"{what} {port} in {target.display}, so the proxy cannot connect to the "
-                "application and answers 503"
+                f"{what} {port} in {target.display}, so the sidecar of {target.display} (the "
+                f"server side) cannot connect to the application and answers 503{over}{relay}"
+            )
+            return trace.result("503", 0, ENVOY_503 + "connection failure")
+        if captured:
+            trace.add(
+                f"{what} {port} in {target.display}, so the client sidecar cannot connect to "
+                "it and answers 503"
             )
             return trace.result("503", 0, ENVOY_503 + "connection failure")
         trace.add(f"{what} {port} in {target.display}, so the connection is refused")

@@ -244,6 +244,9 @@ class EdgeServer:
         if not first:
             await close_quietly(writer)
             return
+        if self.container_port == edge.STATUS_PORT:
+            await self._status(prepend(first, reader), writer, tls=looks_like_tls(first))
+            return
         servers = edge.servers_on(cluster, self.pod, self.container_port)
         if not servers:
             reset(writer)
@@ -290,6 +293,24 @@ class EdgeServer:
             if tls is not None:
                 await tls.close()
             await close_quietly(writer)
+
+    async def _status(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+    ) -> None:
+        """Envoy's status listener: plain HTTP (a ClientHello gets the codec's 400), one
+        route to the agent's readiness check, 404 for the rest."""
+        envoy = [("server", "envoy")]
+        try:
+            request = None if tls else await read_request(reader)
+        except (HTTPParseError, ConnectionError, OSError):
+            request = None
+        if request is None:
+            if tls:
+                await _reply(writer, 400, "", envoy)
+            await close_quietly(writer)
+            return
+        await _reply(writer, edge.status_port_answer(request.path), "", envoy)
+        await close_quietly(writer)
 
     async def _gateway_request(
         self,
@@ -472,6 +493,10 @@ class EdgeServer:
             self.sb.record_edge_handshake(
                 probe_id, tls.ssl_object, getattr(tls, "started_ms", None)
             )
+        peer = writer.get_extra_info("peername")
+        hop = self.sb.opaque_hops.get(tuple(peer[:2])) if peer else None
+        if hop is not None:
+            self.sb.record(probe_id, **hop)  # the Linkerd hop in front of nginx
         server = [("server", "nginx")]
         host = request.host
         if tls is None:

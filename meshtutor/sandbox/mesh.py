@@ -144,6 +144,10 @@ class Sandbox:
         self._blackhole: asyncio.Server | None = None
         self.blackhole_port = 0
         self.events: OrderedDict[str, ProbeEvents] = OrderedDict()
+        # Hops a proxy passed through as opaque bytes (it cannot see the probe id in them),
+        # by the local address of its connection to the app; the app that finds the probe id
+        # (ingress-nginx, terminating curl's TLS) files the hop under it.
+        self.opaque_hops: dict[tuple[Any, ...], dict[str, object]] = {}
         self._started = False
         self._foreign: dict[bool, ssl.SSLContext] = {}
         self._refusing: socket.socket | None = None
@@ -294,6 +298,8 @@ class Sandbox:
             ports = {p.container_port for c in pod.spec.containers for p in c.ports}
             if role == "ingress-nginx":
                 ports = {80, 443}
+            else:
+                ports.add(edge_policy.STATUS_PORT)  # from Envoy's bootstrap, declared or not
             for port in sorted(ports):
                 runtime.apps[port] = await EdgeServer.start(self, runtime, port, role)
         for container in pod.spec.containers if role is None else ():
@@ -360,14 +366,17 @@ class Sandbox:
     async def entry(self, runtime: PodRuntime, port: int) -> tuple[str, int]:
         """Where a connection to ``pod IP:port`` lands. Created on first use; a port where
         nothing listens (no app, no sidecar) refuses connections, as a real one would."""
+        pod = runtime.state
+        if edge_policy.role_of(pod) == "istio-gateway" and not edge_policy.gateway_listens(
+            self.cluster, pod, port
+        ):
+            # The gateway's Envoy listens only where a Gateway server is bound, which changes
+            # with every apply, so this is decided per connection, never cached.
+            return pod.ip, self._refusing_on(runtime, port)
         if port in runtime.entries:
             return runtime.entries[port]
-        pod = runtime.state
         if pod.sidecar is None and port not in runtime.apps:
-            sock = socket.socket()
-            sock.bind((pod.ip, 0))  # bound but not listening: connections are refused
-            runtime.closed_ports[port] = sock
-            runtime.entries[port] = (pod.ip, sock.getsockname()[1])
+            runtime.entries[port] = (pod.ip, self._refusing_on(runtime, port))
             return runtime.entries[port]
 
         async def pod_port(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -382,6 +391,14 @@ class Sandbox:
         runtime.servers.append(server)
         runtime.entries[port] = (pod.ip, server.sockets[0].getsockname()[1])
         return runtime.entries[port]
+
+    def _refusing_on(self, runtime: PodRuntime, port: int) -> int:
+        """A port on the pod's address that refuses connections (bound, never listening)."""
+        if port not in runtime.closed_ports:
+            sock = socket.socket()
+            sock.bind((runtime.state.ip, 0))
+            runtime.closed_ports[port] = sock
+        return int(runtime.closed_ports[port].getsockname()[1])
 
     async def linkerd_entry(self, runtime: PodRuntime) -> tuple[str, int]:
         """The Linkerd proxy's inbound port (4143 in a real pod)."""

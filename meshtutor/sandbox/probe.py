@@ -78,7 +78,9 @@ async def _outside_address(sb: Sandbox, probe: Probe) -> tuple[str, str, int] | 
     if not endpoints:
         return "connect", "127.0.0.1", sb.refusing_port()
     target, port = endpoints[0]
-    if edge.role_of(target) == "istio-gateway" and not edge.servers_on(sb.cluster, target, port):
+    if edge.role_of(target) == "istio-gateway" and not edge.gateway_listens(
+        sb.cluster, target, port
+    ):
         return "connect", "127.0.0.1", sb.refusing_port()  # Envoy has no listener there
     number = svc_port.port if service.type == "LoadBalancer" else edge.node_port(service, svc_port)
     listener = sb.external.listener(service, number)

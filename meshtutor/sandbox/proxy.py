@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshtutor.policy import authz as istio_authz
 from meshtutor.policy import linkerd as linkerd_policy
@@ -28,6 +28,7 @@ from meshtutor.policy.predict import (
     RBAC_DENIED,
     identity_of,
     is_http_port,
+    linkerd_loopback,
     resolve_service,
     service_endpoints,
 )
@@ -155,9 +156,11 @@ async def _to_app_raw(
     first: bytes,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
+    hop: dict[str, object] | None = None,
 ) -> None:
     """Pass bytes through to the app untouched (no sidecar, or a port the sidecar does not
-    terminate)."""
+    terminate). ``hop``: what this proxy knows of the hop (mutual TLS, identities), for an
+    app that reads the probe id from the bytes (an ingress controller terminating curl's TLS)."""
     app = runtime.apps.get(port)
     if app is None:
         reset(writer)
@@ -172,11 +175,58 @@ async def _to_app_raw(
     except OSError:
         reset(writer)
         return
+    key = up_writer.get_extra_info("sockname")
+    if hop is not None and key:
+        sb.opaque_hops[tuple(key[:2])] = hop
     if first:
         up_writer.write(first)
-    await splice(reader, writer, up_reader, up_writer)
+    try:
+        await splice(reader, writer, up_reader, up_writer)
+    finally:
+        if hop is not None and key:
+            sb.opaque_hops.pop(tuple(key[:2]), None)
+        # Also when the sandbox stops mid-splice: a TLS writer's close stops its pump task.
+        up_writer.close()
+        writer.close()
     await close_quietly(up_writer)
     await close_quietly(writer)
+
+
+async def _linkerd_opaque(
+    sb: Sandbox,
+    runtime: PodRuntime,
+    port: int,
+    source: PodState | None,
+    first: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    peer_identity: str | None,
+) -> bool:
+    """Bytes Linkerd's proxy cannot read as HTTP (curl's own TLS): authorized once, at the
+    connection ("denied at the TCP level, i.e. by refusing the connection": linkerd.io
+    features/server-policy), then passed to the app as they are. False when denied (the
+    caller closes)."""
+    pod = runtime.state
+    decision = linkerd_policy.evaluate(
+        sb.cluster,
+        pod,
+        linkerd_policy.LinkerdRequest(
+            client_identity=peer_identity,
+            client_ip=source.ip if source else "127.0.0.1",
+            port=port,
+            http=False,
+        ),
+    )
+    if not decision.allowed:
+        return False
+    hop: dict[str, object] = {
+        "mtls": peer_identity is not None,
+        "client_identity": peer_identity,
+        "server_identity": identity_of(sb.cluster, pod) if peer_identity else None,
+        "destination": pod.display,
+    }
+    await _to_app_raw(sb, runtime, port, source, first, reader, writer, hop)
+    return True
 
 
 async def _istio_inbound(
@@ -347,7 +397,8 @@ async def _linkerd_inbound(
         await close_quietly(writer)
         return
     if looks_like_tls(first):
-        await _to_app_raw(sb, runtime, port, source, first, reader, writer)
+        if not await _linkerd_opaque(sb, runtime, port, source, first, reader, writer, None):
+            reset(writer)
         return
     await _linkerd_http(sb, runtime, port, source, prepend(first, reader), writer, None)
 
@@ -370,16 +421,27 @@ async def linkerd_inbound_port(
         return
     peer = _spiffe_from_der(tls.peer_certificate_der())
     tls_reader, tls_writer = tls.stream_pair()
+    # The TLS stream's reader and writer stand in for asyncio's (same methods); closing the
+    # writer also stops the reader's pump task.
+    inner_reader: Any = tls_reader
+    inner_writer: Any = tls_writer
     try:
         line = await tls_reader.readline()
     except (ConnectionError, OSError, ssl.SSLError):
-        await tls.close()
+        await close_quietly(inner_writer)
         return
     if not line.startswith(LINKERD_TARGET):
-        await tls.close()
+        await close_quietly(inner_writer)
         return
     port = int(line[len(LINKERD_TARGET) :].strip() or 0)
-    await _linkerd_http(sb, runtime, port, source, tls_reader, tls_writer, peer)  # type: ignore[arg-type]
+    first = await read_initial(inner_reader)
+    if looks_like_tls(first):
+        if not await _linkerd_opaque(
+            sb, runtime, port, source, first, inner_reader, inner_writer, peer
+        ):
+            await close_quietly(inner_writer)
+        return
+    await _linkerd_http(sb, runtime, port, source, prepend(first, inner_reader), inner_writer, peer)
 
 
 async def _linkerd_http(
@@ -510,8 +572,9 @@ async def _outbound_request(
             await writer.drain()
             return
         target, port = endpoints[0]
-        http = is_http_port(svc_port)
-    meshed_target = target.sidecar == "linkerd" if linkerd else False
+        http = is_http_port(svc_port) or linkerd  # Linkerd detects HTTP whatever the name
+    loopback = linkerd_loopback(source, True, target)
+    meshed_target = target.sidecar == "linkerd" and linkerd and not loopback
     wire_port = 4143 if meshed_target else port
     for check in (
         netpol.egress_allowed(sb.cluster, source, target, wire_port),
@@ -534,7 +597,12 @@ async def _outbound_request(
         sends = client_tls_decision(sb.cluster, source, service, svc_port, target, port).sends
     target_runtime = sb.runtime(target)
     try:
-        if meshed_target:
+        if loopback:
+            app = target_runtime.apps.get(port)
+            if app is None:
+                raise ConnectionRefusedError(port)
+            host, entry_port = app.host, app.port  # straight to the app, inbound skipped
+        elif meshed_target:
             host, entry_port = await sb.linkerd_entry(target_runtime)
         else:
             host, entry_port = await sb.entry(target_runtime, port)
@@ -542,7 +610,9 @@ async def _outbound_request(
             host, entry_port, local_addr=(source.ip, 0)
         )
     except OSError:
-        await _fail(writer, http, linkerd, ENVOY_503 + "connection failure")
+        await _fail(
+            writer, http, linkerd, ENVOY_503 + "connection failure", connect=request.is_connect
+        )
         return
 
     fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
@@ -559,6 +629,7 @@ async def _outbound_request(
                     linkerd,
                     ENVOY_503 + f"connection failure, transport failure reason: TLS error: {exc}",
                     linkerd_status=502,
+                    connect=request.is_connect,
                 )
                 return
         else:
@@ -583,7 +654,14 @@ async def _outbound_request(
             reason = "connection failure, transport failure reason: TLS error: " + (
                 getattr(exc, "reason", None) or type(exc).__name__
             )
-            await _fail(writer, http, linkerd, ENVOY_503 + reason, linkerd_status=502)
+            await _fail(
+                writer,
+                http,
+                linkerd,
+                ENVOY_503 + reason,
+                linkerd_status=502,
+                connect=request.is_connect,
+            )
             return
         sb.record_handshake(
             probe_id, tls.ssl_object, duration_ms=(time.perf_counter() - started) * 1000
@@ -597,7 +675,10 @@ async def _outbound_request(
     if request.is_connect:
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        await splice(reader, writer, up_r, up_w)  # type: ignore[arg-type]
+        try:
+            await splice(reader, writer, up_r, up_w)  # type: ignore[arg-type]
+        finally:
+            up_w.close()  # also when the sandbox stops mid-tunnel: ends a TLS pump task
         await close_quietly(up_w)  # type: ignore[arg-type]
         return
     upstream = request.with_headers(remove={"proxy-connection", "connection"})
@@ -628,9 +709,18 @@ async def _fail(
     envoy_body: str,
     *,
     linkerd_status: int = 502,
+    connect: bool = False,
 ) -> None:
     """What the client proxy answers when the upstream fails: Envoy's 503 with its body, or
-    Linkerd's bodiless error; on a TCP port, just a closed connection."""
+    Linkerd's bodiless error; on a TCP port, just a closed connection. ``connect``: curl's
+    https:// (a CONNECT to this stand-in for iptables capture): on a cluster the sidecar has
+    already accepted the connection and curl sent its ClientHello, so the close cuts curl's
+    TLS handshake (exit 35), never an HTTP answer."""
+    if connect:
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+        return
     if not http:
         return
     if linkerd:
