@@ -17,6 +17,17 @@ if TYPE_CHECKING:
 Prober = Literal["curl", "builtin", "exec"]
 
 
+def gathered(results: Sequence[ProbeResult | BaseException]) -> list[ProbeResult]:
+    """The results of ``asyncio.gather(..., return_exceptions=True)`` over probes, or the first
+    error. Probes run together must all finish before an error is raised: a plain gather
+    cancels the others, and a probe cancelled while it starts its curl process can leave
+    ``asyncio.run`` waiting for ever on Python 3.11."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     """One probe as observed, next to the policy engine's prediction.

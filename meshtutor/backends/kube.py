@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from meshtutor.backends.base import ProbeResult, WorkloadStatus
+from meshtutor.backends.base import ProbeResult, WorkloadStatus, gathered
 from meshtutor.backends.curl import MARK, curl_args, parse_output
 from meshtutor.backends.kubeclient import (
     _WEBSOCKET_TIMEOUT,
@@ -1048,7 +1048,7 @@ class KubeBackend:
             async with limit:
                 return await self.probe(probe)
 
-        return list(await asyncio.gather(*(one(p) for p in probes)))
+        return gathered(await asyncio.gather(*(one(p) for p in probes), return_exceptions=True))
 
     def predict(self, probe: Probe) -> Any:
         from meshtutor.policy.predict import predict

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from meshtutor.backends.base import Prober, ProbeResult
+from meshtutor.backends.base import Prober, ProbeResult, gathered
 from meshtutor.backends.curl import curl_args, parse_output
 from meshtutor.policy import netpol
 from meshtutor.policy.predict import (
@@ -331,4 +331,4 @@ async def run_probes(
         async with limit:
             return await run_probe(sb, probe, use_curl=use_curl)
 
-    return list(await asyncio.gather(*(one(p) for p in probes)))
+    return gathered(await asyncio.gather(*(one(p) for p in probes), return_exceptions=True))
