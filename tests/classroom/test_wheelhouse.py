@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,7 +116,7 @@ async def test_the_join_page_gives_the_command_that_works(data: Path, own_wheel:
         assert (
             f"--index-url {host}/simple/ --trusted-host 10.9.8.7 --no-deps meshtutor==0.1.0" in page
         )
-        assert "pip install &quot;aiohttp&gt;=3.9&quot; &quot;click&gt;=" in page
+        assert re.search(r"pip install &quot;aiohttp&gt;=[0-9.]+&quot; &quot;click&gt;=", page)
         assert "&quot;textual[syntax]&gt;=1.0&quot;" in page
         # A full wheelhouse (every dependency there): one command, nothing from outside.
         folder = data / wheelhouse.FOLDER
