@@ -452,8 +452,8 @@ def load_certificates(data: bytes | str, *, source: str = "<input>") -> list[x50
             return load_certificates(decoded, source=f"{source} (base64-decoded)")
     if stripped[:1] in (b"{", b"["):
         raise PKIError(
-            f"{source}: this is JSON, not a certificate; for an Envoy config dump or "
-            "`istioctl proxy-config secret -o json`, use load_envoy_secrets"
+            f"{source}: this is JSON but not an Envoy secret dump: give PEM or DER certificates, "
+            "or the JSON object that `istioctl proxy-config secret POD -o json` prints"
         )
     raise PKIError(f"{source}: cannot read {_preview(stripped)} as certificates; {_EXPECTED}")
 

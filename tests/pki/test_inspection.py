@@ -211,7 +211,7 @@ class TestLoadCertificates:
             load_certificates(der[:-10])
 
     def test_json_points_to_envoy_loader(self) -> None:
-        with pytest.raises(PKIError, match="this is JSON, not a certificate"):
+        with pytest.raises(PKIError, match="this is JSON but not an Envoy secret dump"):
             load_certificates('{"configs": []}')
 
     def test_source_in_message(self) -> None:
