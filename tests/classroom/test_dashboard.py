@@ -352,6 +352,16 @@ async def test_the_dashboard_in_a_terminal_survives_markup_and_quits_cleanly(
     assert code == 0
 
 
+async def select_row(pilot: Pilot[Any], app: DashboardApp, rows: int, key: str) -> DataTable[Any]:
+    """Once the grid shows ``rows`` attendees, its cursor on ``key``'s row, as the instructor
+    puts it there with the arrow keys."""
+    table: DataTable[Any] = app.query_one("#room", DataTable)
+    await until(pilot, lambda: table.row_count == rows)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(key))
+    return table
+
+
 @run_async
 async def test_the_instructor_removes_an_attendee_from_the_dashboard(data: Path) -> None:
     """Item 2 of issue 13, dashboard side: ``x`` on the selected row asks first, naming the
@@ -366,12 +376,9 @@ async def test_the_instructor_removes_an_attendee_from_the_dashboard(data: Path)
         token = r.server.classroom.meta.instructor_token
         app = DashboardApp(r.url, token, refresh_seconds=0.2)
         async with app.run_test(size=SIZE) as pilot:
-            table = app.query_one("#room", DataTable)
-            await until(pilot, lambda: table.row_count == 3)
-            table.focus()
+            table = await select_row(pilot, app, 3, ids["[b]Bob[/b]"])
             footer = {b.binding.key: b.binding.description for b in app.active_bindings.values()}
             assert footer.get("x") == "Remove attendee", footer
-            table.move_cursor(row=table.get_row_index(ids["[b]Bob[/b]"]))
             refreshed = r.server.classroom.room_version
             # Progress arrives: the grid is rebuilt, the cursor stays on Bob.
             await r.call("POST", "/api/events", people["Cy"][1], json={"events": [event(1)]})
@@ -412,10 +419,7 @@ async def test_removing_an_attendee_already_gone_is_a_one_line_notification(data
         # A long refresh: the row is still shown when the second removal is asked for.
         app = DashboardApp(r.url, token, refresh_seconds=60)
         async with app.run_test(size=SIZE) as pilot:
-            table = app.query_one("#room", DataTable)
-            await until(pilot, lambda: table.row_count == 2)
-            table.focus()
-            table.move_cursor(row=table.get_row_index(str(people["Bob"][0])))
+            table = await select_row(pilot, app, 2, str(people["Bob"][0]))
             status, _ = await r.call("DELETE", f"/api/attendees/{people['Bob'][0]}", r.instructor)
             assert status == 200
             shown: list[tuple[str, str]] = []
