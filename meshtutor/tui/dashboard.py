@@ -412,7 +412,11 @@ class DashboardApp(PlainTextApp[None]):
 
     @work(exclusive=True, group="room")
     async def fetch_room(self) -> None:
-        stuck = self.stuck_minutes if self.grid.query_one("#stuck", Checkbox).value else None
+        try:
+            filtered = self.grid.query_one("#stuck", Checkbox).value
+        except NoMatches:  # the timer fired as the app was closing: its widgets are gone
+            return
+        stuck = self.stuck_minutes if filtered else None
         try:
             room = await self.client.room(self.lesson, stuck)
         except DashboardError as exc:
