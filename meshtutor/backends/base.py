@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from meshtutor.model.base import Resource, ResourceRef
 from meshtutor.policy.outcome import Outcome
@@ -125,3 +125,18 @@ class Backend(Protocol):
     async def probes(self, probes: Sequence[Probe]) -> list[ProbeResult]: ...
 
     async def reset(self) -> None: ...
+
+
+@runtime_checkable
+class ChecksOwnership(Protocol):
+    """A backend on a cluster that may hold objects meshtutor did not create (a real cluster).
+
+    The lesson runner hands it every object a lesson would create or change before the first
+    change, so that a conflict at step 3 stops the lesson with nothing applied. The sandbox
+    holds only what meshtutor created: it does not implement this, and nothing is checked.
+    """
+
+    async def check_ownership(self, docs: Sequence[Resource]) -> None:
+        """Raise, naming every one of ``docs`` that exists and is not meshtutor's, before
+        anything changes (unless the user chose to adopt them)."""
+        ...

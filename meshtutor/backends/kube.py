@@ -6,7 +6,9 @@ import and reads the kubeconfig).
   ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``).
 - meshtutor changes only what is its own: an object labelled as meshtutor's or in its journal.
   Any other existing object an apply would change (a manifest, a label, an annotation) stops
-  the whole apply before anything changes, unless ``adopt``; a delete leaves it alone.
+  the whole apply before anything changes, unless ``adopt``; a delete leaves it alone. A
+  lesson is checked the same way as a whole before its first change (``check_ownership``), so
+  a conflict at its third step leaves nothing of the first two behind.
 - A journal (user data dir) of everything meshtutor created or adopted (with the adopted
   object's backup), each entry written *before* the change, so that ``reset`` deletes exactly
   what it created and puts back what it adopted, even after a crash.
@@ -34,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus, gathered
 from meshtutor.backends.curl import MARK, curl_args, parse_output
@@ -208,8 +210,10 @@ class OwnershipConflict(KubeError):
     """Objects exist that meshtutor did not create; it changes none of them unless told to
     adopt them."""
 
-    def __init__(self, refs: Sequence[ResourceRef], context: str) -> None:
-        self.refs = list(refs)
+    def __init__(
+        self, refs: Sequence[ResourceRef], context: str, scope: Literal["apply", "lesson"] = "apply"
+    ) -> None:
+        self.refs = list(dict.fromkeys(refs))  # a lesson may apply one object twice
         names = ", ".join(str(r) for r in self.refs)
         if len(self.refs) == 1:
             what, it, was = f"{names} exists and is not meshtutor's", "it", "it was"
@@ -218,7 +222,7 @@ class OwnershipConflict(KubeError):
             it, was = "them", "they were"
         super().__init__(
             f"{what} (no {MANAGED_BY}: meshtutor label, not in meshtutor's journal for context "
-            f"{context}): meshtutor stopped before changing any object of this apply. Pass "
+            f"{context}): meshtutor stopped before changing any object of this {scope}. Pass "
             f"--adopt to take {it} over: meshtutor backs {it} up first, and `meshtutor reset "
             f"--context {context}` puts {it} back as {was}"
         )
@@ -245,6 +249,13 @@ def backup_of(obj: dict[str, Any]) -> dict[str, Any]:
     for name in SERVER_SET_METADATA:
         meta.pop(name, None)
     return backup
+
+
+def is_meshtutors(current: dict[str, Any], entry: dict[str, Any] | None) -> bool:
+    """Whether the object ``current`` (as the API server has it) is meshtutor's to change or
+    delete: labelled as meshtutor's, or in its journal (created or adopted)."""
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == "meshtutor" or entry is not None
 
 
 def metadata_patch(doc: Resource) -> dict[str, Any]:
@@ -445,9 +456,7 @@ class KubeBackend:
             if doc.kind == "Namespace" and planned.current is None:
                 new_namespaces.add(doc.name)
             changes.append(planned)
-        foreign = [c.ref for c in changes if isinstance(c, _Change) and c.foreign]
-        if foreign and not self.adopt and not self.dry_run:
-            raise OwnershipConflict(foreign, self._context_name)
+        self._refuse_foreign([c for c in changes if isinstance(c, _Change)], "apply")
         for change in changes:
             if isinstance(change, str):
                 report.lines.append(change)
@@ -470,6 +479,41 @@ class KubeBackend:
         self._cluster = None
         return report
 
+    async def check_ownership(self, docs: Sequence[Resource]) -> None:
+        """Before a lesson's first change: refuse, naming them all, when any of ``docs`` (every
+        object the lesson would create or change) exists and is not meshtutor's; the check of
+        each apply, over the whole lesson. With ``adopt`` (each object is backed up when it
+        first changes) or in a dry run (each apply says where it would stop), nothing to do."""
+        if self.adopt or self.dry_run:
+            return
+        await self._in_thread(
+            "check what the lesson would change", lambda: self._check_ownership(list(docs))
+        )
+
+    def _check_ownership(self, docs: list[Resource]) -> None:
+        # Read each object once, in lesson order: a lesson applies some twice (in a step,
+        # then in a quiz's setup).
+        unique: dict[tuple[str, ResourceRef], Resource] = {}
+        for doc in docs:
+            unique.setdefault((doc.api_version, doc.ref), doc)
+        changes = []
+        for doc in unique.values():
+            try:
+                changes.append(self._plan(doc))
+            except UnknownKind:
+                continue  # no such object can exist; the apply says what the cluster lacks
+        self._refuse_foreign(changes, "lesson")
+
+    def _refuse_foreign(
+        self, changes: Sequence[_Change], scope: Literal["apply", "lesson"]
+    ) -> None:
+        """The ownership check: stop before ``changes`` change anything when one of them
+        exists and is not meshtutor's, naming every such object (unless ``adopt``; a dry run
+        reports each one instead)."""
+        foreign = [c.ref for c in changes if c.foreign]
+        if foreign and not self.adopt and not self.dry_run:
+            raise OwnershipConflict(foreign, self._context_name, scope)
+
     def _plan(self, doc: Resource) -> _Change:
         """What applying ``doc`` would change, read from the cluster as it is now."""
         resource = self._resource(doc.api_version, doc.kind)
@@ -477,8 +521,7 @@ class KubeBackend:
         ref = ResourceRef(doc.kind, namespace, doc.name)
         current = self._get(resource, ref)
         entry = self._journalled(ref, doc.api_version)
-        labels = ((current or {}).get("metadata") or {}).get("labels") or {}
-        owned = current is None or labels.get(MANAGED_BY) == "meshtutor" or entry is not None
+        owned = current is None or is_meshtutors(current, entry)
         # A label or annotate action hands over the live object, read back from this cluster
         # (so its raw document carries the server's uid; a manifest never does), with its new
         # labels or annotations in the typed fields.
@@ -664,8 +707,7 @@ class KubeBackend:
             if current is None:
                 continue  # already gone, as `kubectl delete --ignore-not-found`
             entry = self.journal.find(ref, api_version)
-            labels = (current.get("metadata") or {}).get("labels") or {}
-            if entry is None and labels.get(MANAGED_BY) != "meshtutor":
+            if not is_meshtutors(current, entry):
                 lines.append(
                     f"{what} left alone: {ref} is not meshtutor's (it deletes only what it "
                     "created or adopted)"

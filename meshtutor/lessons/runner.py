@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshtutor.backends.base import ProbeResult
+from meshtutor.backends.base import ChecksOwnership, ProbeResult
 from meshtutor.lessons.checks import (
     CheckResult,
     ExpectationResult,
@@ -26,6 +26,7 @@ from meshtutor.lessons.model import Action, Expectation, Lesson, Question, Step
 from meshtutor.lessons.progress import Progress
 from meshtutor.lessons.quiz import Grade, choice_text, grade_choice, grade_prediction
 from meshtutor.lessons.state import changed_resource
+from meshtutor.model.base import ObjectMeta, Resource
 from meshtutor.model.loader import load_file, load_yaml
 
 BackendFactory = Callable[[str], Any]
@@ -93,10 +94,10 @@ class LessonRunner:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self, *, resume: bool = True) -> list[ActionResult]:
-        """Boot the backend and apply the topology; with ``resume``, replay the steps the
-        learner already finished (their actions and solutions) and continue from there."""
-        self.backend = self._factory(self.lesson.mesh)
-        await self.backend.start()
+        """Boot the backend, check that every object the lesson would change may be changed,
+        and apply the topology; with ``resume``, replay the steps the learner already
+        finished (their actions and solutions) and continue from there."""
+        self.backend = await self._boot(lesson_actions(self.lesson))
         results = await self.run_actions(self.lesson.topology)
         self.index = 0
         if resume and self.progress is not None:
@@ -115,6 +116,20 @@ class LessonRunner:
         self._emit("lesson_started", step=None, at_step=self.index + 1)
         if self.state == "step":
             self._emit("step_started", self.step.id)
+
+    async def _boot(self, actions: Iterable[Action]) -> Any:
+        """A started backend, on which none of the objects ``actions`` would change belongs
+        to someone else: on a real cluster, a conflict met by the third step would otherwise
+        stop the lesson with the first two applied. Nothing is checked on the sandbox."""
+        backend = self._factory(self.lesson.mesh)
+        try:
+            await backend.start()
+            if isinstance(check := backend, ChecksOwnership):
+                await check.check_ownership(changed_objects(actions))
+        except BaseException:
+            await backend.stop()  # what a failed start opened, as stop() would have
+            raise
+        return backend
 
     async def stop(self) -> None:
         if self.backend is not None:
@@ -223,8 +238,7 @@ class LessonRunner:
     async def _rebuild(self, upto: int) -> None:
         self.acted = False
         await self.stop()
-        self.backend = self._factory(self.lesson.mesh)
-        await self.backend.start()
+        self.backend = await self._boot(lesson_actions(self.lesson))
         await self.run_actions(self.lesson.topology, quiet=True)
         for step in self.lesson.steps[:upto]:
             await self._replay(step)
@@ -382,8 +396,7 @@ class LessonRunner:
 
     async def scratch(self, question: Question) -> Any:
         """A fresh sandbox with the lesson's topology and the question's setup."""
-        backend = self._factory(self.lesson.mesh)
-        await backend.start()
+        backend = await self._boot([*self.lesson.topology, *question.setup])
         await self.run_actions(self.lesson.topology, quiet=True, backend=backend)
         await self.run_actions(question.setup, quiet=True, backend=backend)
         return backend
@@ -453,6 +466,34 @@ class LessonRunner:
         results = await self.run_actions(self.lesson.cleanup) if self.lesson.cleanup else []
         await self.stop()
         return results
+
+
+def lesson_actions(lesson: Lesson) -> list[Action]:
+    """Every action of a lesson, in the order a learner meets them: topology, each step's
+    actions and solution, quiz setups (applied to a scratch cluster, the same cluster when it
+    is a real one), cleanup."""
+    steps = [a for step in lesson.steps for a in (*step.actions, *step.solution)]
+    setups = [a for question in lesson.quiz for a in question.setup]
+    return [*lesson.topology, *steps, *setups, *lesson.cleanup]
+
+
+def changed_objects(actions: Iterable[Action]) -> list[Resource]:
+    """The objects ``actions`` would create or change: each applied manifest's documents, and
+    the target of each label or annotate action (the namespace, or the deployment whose pod
+    template changes), as a bare reference since it is read from the cluster when it runs."""
+    objects: list[Resource] = []
+    for action in actions:
+        a = action.args
+        if action.kind == "apply":
+            objects += load_file(a["path"], default_namespace=a.get("namespace"))
+        elif action.kind in ("label", "annotate"):
+            if a.get("deployment"):
+                meta = ObjectMeta(name=a["name"], namespace=a["namespace"])
+                objects.append(Resource("apps/v1", "Deployment", meta))
+            else:
+                meta = ObjectMeta(name=a["namespace"], namespace=None)
+                objects.append(Resource("v1", "Namespace", meta))
+    return objects
 
 
 def _source_problem(backend: Any, probe: Any) -> str | None:

@@ -8,6 +8,10 @@ word (``✔ passed``, ``✘ failed``, ``▶ working``, ``· not started``), neve
 Every string the server sends (names, failure messages, titles, quiz text) is shown through
 ``plain()``: attendees choose their names and messages, and markup in them must stay text.
 
+``x`` on the selected row removes that attendee (``DELETE /api/attendees/{id}``, as the page's
+✕ button does) after a dialog that names them; the grid keeps its cursor on the same attendee
+across refreshes, so the row the instructor chose is the one the dialog asks about.
+
 The classroom package stays free of Textual: the little HTTP client lives here.
 """
 
@@ -27,7 +31,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
 from textual.widgets import (
     Button,
     Checkbox,
@@ -153,6 +159,10 @@ class RoomClient:
             body["lesson"] = lesson
         return dict(await self.request("POST", "/api/push/hint", body))
 
+    async def remove_attendee(self, attendee: str) -> dict[str, Any]:
+        """Their token stops working and their seat frees; their results stay in the exports."""
+        return dict(await self.request("DELETE", f"/api/attendees/{attendee}"))
+
     async def quiz_start(self, lesson: str, question: str) -> dict[str, Any]:
         body = {"lesson": lesson, "question": question}
         return dict(await self.request("POST", "/api/quiz/start", body))
@@ -238,6 +248,50 @@ def histogram_text(results: Mapping[str, Any]) -> Text:
     return out
 
 
+class RemoveAttendeeScreen(ModalScreen[bool]):
+    """Asks "Remove NAME from the room?": dismissed with True to remove. Cancel has the focus, so
+    an Enter meant for the grid removes nobody."""
+
+    DEFAULT_CSS = """
+    RemoveAttendeeScreen { align: center middle; }
+    RemoveAttendeeScreen > Vertical { width: 70; max-width: 100%; height: auto;
+        border: round $error; background: $panel; padding: 1 2; }
+    RemoveAttendeeScreen Horizontal { height: auto; margin-top: 1; }
+    RemoveAttendeeScreen Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Remove"),
+        Binding("escape,n", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.attendee_name = name
+
+    def compose(self) -> ComposeResult:
+        question = Text("Remove ")
+        question.append_text(plain(self.attendee_name, style="bold"))
+        question.append(
+            " from the room?\nTheir token stops working and their seat frees; what they "
+            "recorded stays in the exports."
+        )
+        with Vertical():
+            yield Static(question, id="remove-question")
+            with Horizontal():
+                yield Button("Remove (y)", id="remove-confirm", variant="error")
+                yield Button("Cancel (esc)", id="remove-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#remove-cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "remove-confirm")
+
+    def action_answer(self, remove: bool) -> None:
+        self.dismiss(remove)
+
+
 class DashboardApp(PlainTextApp[None]):
     """The room, live: attendees × steps of a lesson, and the instructor's actions."""
 
@@ -257,6 +311,7 @@ class DashboardApp(PlainTextApp[None]):
         Binding("r", "refresh_room", "Refresh"),
         Binding("s", "toggle_stuck", "Stuck filter"),
         Binding("e", "export", "Export"),
+        Binding("x,delete", "remove_attendee", "Remove attendee"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -281,6 +336,12 @@ class DashboardApp(PlainTextApp[None]):
         self.results: dict[str, Any] | None = None
         self._columns: tuple[str, ...] = ()
         self.sub_title = self.client.url
+        self.grid: Screen[Any] = Screen(id="_default")
+
+    def get_default_screen(self) -> Screen[Any]:
+        # App.query_one looks at the top screen: with the removal dialog open, the workers
+        # refreshing the grid would find none of its widgets there.
+        return self.grid
 
     # --- layout -----------------------------------------------------------------------
 
@@ -327,7 +388,7 @@ class DashboardApp(PlainTextApp[None]):
             self._fill_lessons()
 
     def _fill_lessons(self) -> None:
-        select = self.query_one("#lesson", Select)
+        select = self.grid.query_one("#lesson", Select)
         options = [
             (plain(f"{x.get('order', '')}. {x['title']}"[:50]), x["id"]) for x in self.lessons
         ]
@@ -341,7 +402,7 @@ class DashboardApp(PlainTextApp[None]):
     def _fill_questions(self) -> None:
         lesson = next((x for x in self.lessons if x["id"] == self.lesson), None)
         questions = [q for q in (lesson or {}).get("quiz", []) if q.get("live")]
-        select = self.query_one("#question", Select)
+        select = self.grid.query_one("#question", Select)
         select.set_options(
             [(plain(f"{q['id']}: {q['question'][:40]}"), q["id"]) for q in questions]
         )
@@ -351,7 +412,11 @@ class DashboardApp(PlainTextApp[None]):
 
     @work(exclusive=True, group="room")
     async def fetch_room(self) -> None:
-        stuck = self.stuck_minutes if self.query_one("#stuck", Checkbox).value else None
+        try:
+            filtered = self.grid.query_one("#stuck", Checkbox).value
+        except NoMatches:  # the timer fired as the app was closing: its widgets are gone
+            return
+        stuck = self.stuck_minutes if filtered else None
         try:
             room = await self.client.room(self.lesson, stuck)
         except DashboardError as exc:
@@ -365,13 +430,18 @@ class DashboardApp(PlainTextApp[None]):
         lesson = room.get("lesson") or {}
         if self.lesson is None and lesson.get("id"):
             self.lesson = str(lesson["id"])
-            select = self.query_one("#lesson", Select)
+            select = self.grid.query_one("#lesson", Select)
             if self.lessons:
                 select.value = self.lesson
                 self._fill_questions()
         steps = [str(s["id"]) for s in lesson.get("steps", [])]
         titles = [str(s.get("title") or s["id"]) for s in lesson.get("steps", [])]
-        table = self.query_one("#room", DataTable)
+        table = self.grid.query_one("#room", DataTable)
+        # The grid is rebuilt at every update, which puts the cursor on the first row: keep it
+        # on the attendee it was on (the one ``x`` would remove), else on the same row number
+        # (the next attendee, when the selected one left), and keep the view where it was.
+        selected, cursor_row = self._selected_key(), table.cursor_row
+        scroll_x, scroll_y = table.scroll_x, table.scroll_y
         columns = ("attendee", "online", *steps, "last failure", "idle (min)")
         if columns != self._columns:
             table.clear(columns=True)
@@ -400,6 +470,12 @@ class DashboardApp(PlainTextApp[None]):
                 f"{idle:.1f}",
                 key=str(attendee["id"]),
             )
+        if table.row_count:
+            row = cursor_row
+            if selected is not None and selected in table.rows:
+                row = table.get_row_index(selected)
+            table.move_cursor(row=min(row, table.row_count - 1), scroll=False)
+        table.scroll_to(scroll_x, scroll_y, animate=False)
         shown = len(room.get("attendees", []))
         filt = f", {shown} stuck > {stuck:g} min" if stuck is not None else ""
         self._status(
@@ -411,13 +487,21 @@ class DashboardApp(PlainTextApp[None]):
         if quiz:
             self.show_results(quiz)
 
+    def _selected_key(self) -> str | None:
+        """The id of the attendee on the grid's cursor row, if the grid has rows."""
+        table = self.grid.query_one("#room", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        return str(key) if key is not None else None
+
     def show_results(self, results: dict[str, Any]) -> None:
         self.results = results
-        self.query_one("#quiz", Static).update(histogram_text(results))
+        self.grid.query_one("#quiz", Static).update(histogram_text(results))
 
     def _status(self, message: str, *, error: bool = False) -> None:
         try:
-            status = self.query_one("#status", Static)
+            status = self.grid.query_one("#status", Static)
         except NoMatches:  # closing
             return
         status.update(plain(("error: " if error else "") + message, style="red" if error else ""))
@@ -437,7 +521,7 @@ class DashboardApp(PlainTextApp[None]):
         self.fetch_room()
 
     def action_toggle_stuck(self) -> None:
-        box = self.query_one("#stuck", Checkbox)
+        box = self.grid.query_one("#stuck", Checkbox)
         box.value = not box.value
 
     @on(Button.Pressed, "#push-lesson")
@@ -448,7 +532,7 @@ class DashboardApp(PlainTextApp[None]):
     @on(Button.Pressed, "#push-hint")
     @on(Input.Submitted, "#hint")
     def _push_hint(self) -> None:
-        box = self.query_one("#hint", Input)
+        box = self.grid.query_one("#hint", Input)
         text = box.value.strip()
         if not text:
             self.notify("type the hint first", severity="warning")
@@ -458,7 +542,7 @@ class DashboardApp(PlainTextApp[None]):
 
     @on(Button.Pressed, "#quiz-start")
     def _quiz_start(self) -> None:
-        question = self.query_one("#question", Select).value
+        question = self.grid.query_one("#question", Select).value
         if not self.lesson or not isinstance(question, str):
             self.notify("pick a live quiz question first", severity="warning")
             return
@@ -475,12 +559,36 @@ class DashboardApp(PlainTextApp[None]):
     def action_export(self) -> None:
         self.run_action_call("export", self.client.export(self.export_dir))
 
+    def action_remove_attendee(self) -> None:
+        # The id and name are taken now: the grid refreshes while the dialog is open.
+        key = self._selected_key()
+        attendee = next(
+            (a for a in self.room.get("attendees", []) if str(a.get("id")) == key), None
+        )
+        if key is None or attendee is None:
+            self.notify("no attendee selected", severity="warning")
+            return
+        name = str(attendee.get("name", key))
+
+        def answered(remove: bool | None) -> None:
+            if remove:
+                self.run_action_call(
+                    f"remove {name}",
+                    self.client.remove_attendee(key),
+                    done=f"{name} was removed from the room",
+                )
+
+        self.push_screen(RemoveAttendeeScreen(name), answered)
+
     @work(group="actions")
-    async def run_action_call(self, what: str, call: Any) -> None:
+    async def run_action_call(self, what: str, call: Any, done: str | None = None) -> None:
         try:
             result = await call
         except DashboardError as exc:
             self.notify(f"{what}: {exc}", severity="error", timeout=8)
+            # A refusal often means the room changed under the instructor (an attendee the
+            # page removed first is a 404): show the room as it is now.
+            self.fetch_room()
             return
         if what == "export":
             self.notify("exported " + ", ".join(str(p) for p in result))
@@ -489,7 +597,7 @@ class DashboardApp(PlainTextApp[None]):
                 self.show_results(result)
             self.notify("quiz closed")
         else:
-            self.notify(f"{what}: done")
+            self.notify(done or f"{what}: done")
         self.fetch_room()
 
 

@@ -24,7 +24,12 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Select, Static
 
 from meshtutor.classroom.server import ServerConfig, start_server
-from meshtutor.tui.dashboard import DashboardApp, normalise_url, token_from_url
+from meshtutor.tui.dashboard import (
+    DashboardApp,
+    RemoveAttendeeScreen,
+    normalise_url,
+    token_from_url,
+)
 
 CHOICE = next(q for q in LESSON.quiz if q.type == "choice")
 SIZE = (200, 50)
@@ -345,3 +350,91 @@ async def test_the_dashboard_in_a_terminal_survives_markup_and_quits_cleanly(
         )
     assert "MarkupError" not in output and "Traceback" not in output, output[-2000:]
     assert code == 0
+
+
+async def select_row(pilot: Pilot[Any], app: DashboardApp, rows: int, key: str) -> DataTable[Any]:
+    """Once the grid shows ``rows`` attendees, its cursor on ``key``'s row, as the instructor
+    puts it there with the arrow keys."""
+    table: DataTable[Any] = app.query_one("#room", DataTable)
+    await until(pilot, lambda: table.row_count == rows)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(key))
+    return table
+
+
+@run_async
+async def test_the_instructor_removes_an_attendee_from_the_dashboard(data: Path) -> None:
+    """Item 2 of issue 13, dashboard side: ``x`` on the selected row asks first, naming the
+    attendee as typed; cancelling removes nobody; confirming frees the seat, the attendee's
+    token stops working (403) and the row leaves the grid. The cursor stays on the attendee
+    the instructor chose while the grid refreshes (it used to jump back to the first row every
+    refresh, so ``x`` would have asked about someone else)."""
+    async with room(data) as r:
+        people = {name: await r.join(name) for name in ("Ada", "[b]Bob[/b]", "Cy")}
+        ids = {name: str(aid) for name, (aid, _) in people.items()}
+        bob_id, bob_auth = people["[b]Bob[/b]"]
+        token = r.server.classroom.meta.instructor_token
+        app = DashboardApp(r.url, token, refresh_seconds=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            table = await select_row(pilot, app, 3, ids["[b]Bob[/b]"])
+            footer = {b.binding.key: b.binding.description for b in app.active_bindings.values()}
+            assert footer.get("x") == "Remove attendee", footer
+            refreshed = r.server.classroom.room_version
+            # Progress arrives: the grid is rebuilt, the cursor stays on Bob.
+            await r.call("POST", "/api/events", people["Cy"][1], json={"events": [event(1)]})
+            await until(pilot, lambda: row(table, ids["Cy"])[2] == "▶ working")
+            assert r.server.classroom.room_version > refreshed
+
+            # Cancel: nobody is removed.
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, RemoveAttendeeScreen))
+            question = str(app.screen.query_one("#remove-question", Static).render())
+            assert "Remove [b]Bob[/b] from the room?" in question, question
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, RemoveAttendeeScreen))
+            await pilot.pause(0.5)  # a few refreshes
+            assert table.row_count == 3
+            status, _ = await r.call("GET", "/api/pushes?since=0", bob_auth)
+            assert status == 200
+
+            # Confirm: Bob's token is refused and his row leaves the grid.
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, RemoveAttendeeScreen))
+            await pilot.click("#remove-confirm")
+            await until(pilot, lambda: table.row_count == 2)
+            assert ids["[b]Bob[/b]"] not in {k.value for k in table.rows}
+            status, body = await r.call("GET", "/api/pushes?since=0", bob_auth)
+            assert status == 403 and body.get("removed") is True, body
+            assert r.count("attendees", f"id = {bob_id} AND removed_at IS NOT NULL") == 1
+            assert r.count("attendees", "removed_at IS NULL") == 2
+
+
+@run_async
+async def test_removing_an_attendee_already_gone_is_a_one_line_notification(data: Path) -> None:
+    """The page (or another dashboard) removed the attendee first: the server answers 404 and
+    the dashboard says so in one notification, and keeps running."""
+    async with room(data) as r:
+        people = {name: await r.join(name) for name in ("Ada", "Bob")}
+        token = r.server.classroom.meta.instructor_token
+        # A long refresh: the row is still shown when the second removal is asked for.
+        app = DashboardApp(r.url, token, refresh_seconds=60)
+        async with app.run_test(size=SIZE) as pilot:
+            table = await select_row(pilot, app, 2, str(people["Bob"][0]))
+            status, _ = await r.call("DELETE", f"/api/attendees/{people['Bob'][0]}", r.instructor)
+            assert status == 200
+            shown: list[tuple[str, str]] = []
+            notify = app.notify
+
+            def record(message: str, **kwargs: Any) -> None:
+                shown.append((message, str(kwargs.get("severity", "information"))))
+                notify(message, **kwargs)
+
+            app.notify = record  # type: ignore[method-assign]
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, RemoveAttendeeScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: any(s == "error" for _, s in shown))
+            (message,) = [m for m, s in shown if s == "error"]
+            assert "404" in message and "Bob" in message and "\n" not in message, message
+            await until(pilot, lambda: table.row_count == 1)
+            assert app.is_running and app.return_code is None

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
 from kube_helpers import write_kubeconfig
+from test_ownership import user_policy, writes
 
+from meshtutor.backends.kube import Journal
 from meshtutor.commands.common import backend_factory
 from meshtutor.lessons.loader import find_lesson
 from meshtutor.lessons.progress import Progress
@@ -50,10 +52,10 @@ async def wait_for(pilot: Any, predicate: Callable[[], Any], what: str, timeout:
     return value
 
 
-def open_lesson_4(tmp_path: Path, factory: Any) -> Any:
-    """Open lesson 4 in the app, as the learner would, and return the dialog (or the lesson
+def open_lesson(tmp_path: Path, number: str, factory: Any) -> Any:
+    """Open a lesson in the app, as the learner would, and return the dialog (or the lesson
     screen) it ends on."""
-    lesson = find_lesson("4")
+    lesson = find_lesson(number)
     progress = Progress(tmp_path / "progress.sqlite")
     session = Session(progress=progress, backend_factory=factory)
     app = MeshtutorApp(
@@ -85,7 +87,7 @@ def test_a_cluster_that_never_answers_is_a_message_not_a_hang(
     """Before: the lesson screen said "starting the sandbox…" for ever."""
     config = write_kubeconfig(tmp_path / "kubeconfig", silent_server, insecure=True)
     factory = backend_factory("kube", None, str(config), False, request_timeout=1)
-    shown, title, message, screen = open_lesson_4(tmp_path, factory)
+    shown, title, message, screen = open_lesson(tmp_path, "4", factory)
     assert shown == "error" and title == "meshtutor stopped"
     assert message == f"cannot connect to the API server: {silent_server} did not answer in 1 s"
     assert message in dialog_text(screen)
@@ -97,7 +99,7 @@ def test_an_object_that_is_not_meshtutors_is_a_message_then_adopt_takes_it_over(
     """Before: lesson 4's topology silently relabelled the learner's own namespace foo."""
     fake_apiserver.add_namespace("foo", {"team": "a"})
     factory = backend_factory("kube", CONTEXT, str(kubeconfig_path), False)
-    shown, title, message, screen = open_lesson_4(tmp_path, factory)
+    shown, title, message, screen = open_lesson(tmp_path, "4", factory)
     assert shown == "error" and title == "meshtutor stopped"
     assert message.startswith("Namespace foo exists and is not meshtutor's")
     assert "Pass --adopt to take it over" in message
@@ -106,7 +108,33 @@ def test_an_object_that_is_not_meshtutors_is_a_message_then_adopt_takes_it_over(
     assert labels == {"team": "a", "kubernetes.io/metadata.name": "foo"}
 
     adopting = backend_factory("kube", CONTEXT, str(kubeconfig_path), False, adopt=True)
-    shown, _, _, screen = open_lesson_4(tmp_path, adopting)
+    shown, _, _, screen = open_lesson(tmp_path, "4", adopting)
     assert shown == "lesson", screen
     labels = fake_apiserver.get_object("v1", "Namespace", "foo")["metadata"]["labels"]  # type: ignore[index]
     assert labels["istio-injection"] == "enabled"
+
+
+def test_a_lesson_whose_step_3_touches_a_user_object_stops_before_changing_anything(
+    tmp_path: Path, fake_apiserver: FakeAPIServer, kubeconfig_path: Path
+) -> None:
+    """Before: opening lesson 6 applied its topology (namespaces, six workloads) and only
+    step 3 met the user's mesh-wide policy; now the lesson does not start and the cluster
+    is as it was (tests/kube/test_lesson_ownership.py has the terminal runner's side)."""
+    before = user_policy(fake_apiserver)
+    fake_apiserver.clear_requests()
+    factory = backend_factory("kube", CONTEXT, str(kubeconfig_path), False)
+    shown, title, message, screen = open_lesson(tmp_path, "6", factory)
+    assert shown == "error" and title == "meshtutor stopped"
+    assert message.startswith(
+        "PeerAuthentication istio-system/default exists and is not meshtutor's"
+    )
+    assert "stopped before changing any object of this lesson. Pass --adopt" in message
+    assert message in dialog_text(screen)
+    assert writes(fake_apiserver) == []
+    assert (
+        fake_apiserver.get_object(
+            "security.istio.io/v1", "PeerAuthentication", "default", "istio-system"
+        )
+        == before
+    )
+    assert Journal(CONTEXT).entries() == []
