@@ -55,7 +55,7 @@ from meshtutor.backends.kubeclient import (
     server_version,
 )
 from meshtutor.errors import ClusterStateError, MeshtutorError, ProbeSpecError
-from meshtutor.model.base import Resource, ResourceRef
+from meshtutor.model.base import ObjectMeta, Resource, ResourceRef
 from meshtutor.model.k8s import Deployment
 from meshtutor.model.loader import UnmodelledResource, load_yaml
 from meshtutor.paths import data_dir
@@ -746,6 +746,12 @@ class KubeBackend:
     def _restart(self, namespace: str, name: str) -> None:
         """``kubectl rollout restart``, then wait for the rollout, reporting progress."""
         deployments = self._resource("apps/v1", "Deployment")
+        # A restart changes the pod template: the user's own deployment is theirs, as for an
+        # apply (stop, or with --adopt back it up first so that reset puts it back).
+        change = self._plan(Resource("apps/v1", "Deployment", ObjectMeta(name, namespace)))
+        self._refuse_foreign([change], "apply")
+        if change.foreign and not self.dry_run:
+            self._journal_before(change)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         patch = {
             "spec": {
@@ -760,10 +766,13 @@ class KubeBackend:
                 namespace=namespace,
                 body=patch,
                 content_type="application/strategic-merge-patch+json",
+                dry_run="All" if self.dry_run else None,
                 _request_timeout=self.request_timeout,
             )
         except Exception as exc:
             raise KubeError(self._explain(exc, f"restart deployment {namespace}/{name}")) from None
+        if self.dry_run:
+            return  # nothing rolls out
         self._wait_rollout(deployments, namespace, name)
         self._cluster = None
 

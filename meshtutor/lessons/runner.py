@@ -479,13 +479,16 @@ def lesson_actions(lesson: Lesson) -> list[Action]:
 
 def changed_objects(actions: Iterable[Action]) -> list[Resource]:
     """The objects ``actions`` would create or change: each applied manifest's documents, and
-    the target of each label or annotate action (the namespace, or the deployment whose pod
-    template changes), as a bare reference since it is read from the cluster when it runs."""
+    the target of each label, annotate or restart action (the namespace, or the deployment whose
+    pod template changes), as a bare reference since it is read from the cluster when it runs."""
     objects: list[Resource] = []
     for action in actions:
         a = action.args
         if action.kind == "apply":
             objects += load_file(a["path"], default_namespace=a.get("namespace"))
+        elif action.kind == "restart":
+            meta = ObjectMeta(name=a["name"], namespace=a["namespace"])
+            objects.append(Resource("apps/v1", "Deployment", meta))
         elif action.kind in ("label", "annotate"):
             if a.get("deployment"):
                 meta = ObjectMeta(name=a["name"], namespace=a["namespace"])

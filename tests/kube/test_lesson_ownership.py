@@ -135,9 +135,9 @@ def test_quiz_setups_and_label_targets_are_checked_too(
     labelled = [
         (o.api_version, o.kind, o.name)
         for o in changed_objects(lesson_actions(find_lesson("3")))
-        if not o.raw  # a label or annotate action's target, read from the cluster when it runs
+        if not o.raw  # a label, annotate or restart target, read from the cluster when it runs
     ]
-    assert labelled == [("v1", "Namespace", "legacy")]
+    assert labelled == [("v1", "Namespace", "legacy"), ("apps/v1", "Deployment", "httpbin")]
 
 
 def test_with_adopt_the_lesson_runs_and_backs_the_object_up_when_it_first_changes(

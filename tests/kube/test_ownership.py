@@ -513,3 +513,58 @@ def test_a_damaged_journal_stops_meshtutor_and_is_kept(
     assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
     assert f"meshtutor's journal {path} cannot be read" in out.stdout
     assert path.read_bytes() == damaged
+
+
+USER_DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+    "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+        },
+    },
+}
+
+
+def _template_annotations(fake: FakeAPIServer) -> dict[str, str]:
+    obj = fake.get_object("apps/v1", "Deployment", "web", "shop")
+    assert obj is not None
+    return dict(obj["spec"]["template"]["metadata"].get("annotations") or {})
+
+
+class TestRestart:
+    """`rollout restart` changes the pod template: the same rules as an apply."""
+
+    def test_a_users_deployment_is_not_restarted_unless_adopted_and_reset_restores_it(
+        self, fake_apiserver: FakeAPIServer, kubeconfig_path: Path
+    ) -> None:
+        fake_apiserver.add_namespace("shop")
+        fake_apiserver.put_object(USER_DEPLOYMENT, manager="kubectl-client-side-apply")
+        before = fake_apiserver.get_object("apps/v1", "Deployment", "web", "shop")
+        with pytest.raises(OwnershipConflict, match=r"Deployment shop/web exists and is not"):
+            with_backend(kubeconfig_path, lambda kube: kube.restart("shop", "web"))
+        assert not [w for w in writes(fake_apiserver) if "/deployments/" in w]
+        assert _template_annotations(fake_apiserver) == {}
+
+        with_backend(kubeconfig_path, lambda kube: kube.restart("shop", "web"), adopt=True)
+        assert "kubectl.kubernetes.io/restartedAt" in _template_annotations(fake_apiserver)
+        assert reset(kubeconfig_path) == ['deployment "web" restored']
+        after = fake_apiserver.get_object("apps/v1", "Deployment", "web", "shop")
+        assert after is not None and before is not None
+        assert backup_of(after) == backup_of(before)
+
+    def test_a_dry_run_restart_changes_nothing(
+        self, fake_apiserver: FakeAPIServer, kubeconfig_path: Path
+    ) -> None:
+        apply(kubeconfig_path, NAMESPACES)
+        apply(kubeconfig_path, SLEEP, namespace="foo")
+        with_backend(kubeconfig_path, lambda kube: kube.restart("foo", "sleep"), dry_run=True)
+        obj = fake_apiserver.get_object("apps/v1", "Deployment", "sleep", "foo")
+        assert obj is not None
+        assert "kubectl.kubernetes.io/restartedAt" not in (
+            obj["spec"]["template"]["metadata"].get("annotations") or {}
+        )
