@@ -32,12 +32,16 @@ def _answering(answer: bytes) -> Iterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
+    # Closing a socket does not wake a thread blocked in accept() on Linux: poll instead.
+    sock.settimeout(0.1)
     stop = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
             try:
                 conn, _ = sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             with conn:
