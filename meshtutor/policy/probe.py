@@ -37,6 +37,11 @@ class ParsedURL:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
+#: A host name as curl accepts it and cluster DNS could answer: ASCII letters, digits, '-', '_'
+#: and dots (an IPv4 address is such a name too; an IPv6 one comes in brackets, with colons).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
 def parse_url(url: str) -> ParsedURL:
     """Split a probe URL; raise ``ProbeSpecError`` saying what a valid one looks like."""
     example = "expected a URL such as http://httpbin.foo:8000/ip"
@@ -53,6 +58,13 @@ def parse_url(url: str) -> ParsedURL:
         raise ProbeSpecError(f"{url!r} has no host name: {example}")
     if parts.username or parts.password:
         raise ProbeSpecError(f"{url!r}: user names and passwords in URLs are not supported")
+    if ":" not in parts.hostname and not _HOST_NAME.fullmatch(parts.hostname):
+        # curl refuses such a host itself (exit 3, its urlapi.c hostname_check): it is a typo,
+        # not a probe whose outcome the mesh decides.
+        raise ProbeSpecError(
+            f"{url!r}: the host {parts.hostname!r} is not a name DNS can hold; use letters, "
+            "digits, '-' and '.' (a Service name such as httpbin.foo) or an IP address"
+        )
     return ParsedURL(
         scheme=parts.scheme,
         host=parts.hostname.lower(),

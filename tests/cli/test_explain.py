@@ -166,6 +166,9 @@ class TestBadInput:
             ("demo/frontend=frontend:80", "is not a URL"),
             ("demo/frontend=ftp://frontend/", "only http:// and https:// URLs"),
             ("demo/frontend=http://frontend:99999/", "is not a valid URL"),
+            # curl itself refuses such a host (exit 3): a typo, not something the mesh decides
+            ("demo/frontend=http://front$end/", "the host 'front$end' is not a name DNS can hold"),
+            ("demo/frontend=http://fronténd/", "the host 'fronténd' is not a name DNS can hold"),
             ("Demo/Frontend=http://frontend/", "is not valid"),
             (
                 "demo/nope=http://frontend/",
