@@ -2,16 +2,22 @@
 Linkerd installed, through the official ``kubernetes`` client (imported lazily: it is slow to
 import and reads the kubeconfig).
 
-- Server-side apply under field manager ``meshtutor``; every object labelled
-  ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``).
-- meshtutor changes only what is its own: an object labelled as meshtutor's or in its journal.
-  Any other existing object an apply would change (a manifest, a label, an annotation) stops
-  the whole apply before anything changes, unless ``adopt``; a delete leaves it alone. A
-  lesson is checked the same way as a whole before its first change (``check_ownership``), so
-  a conflict at its third step leaves nothing of the first two behind.
-- A journal (user data dir) of everything meshtutor created or adopted (with the adopted
-  object's backup), each entry written *before* the change, so that ``reset`` deletes exactly
-  what it created and puts back what it adopted, even after a crash.
+- An object that does not exist is created with POST (someone else's object created since
+  meshtutor looked is a 409, never taken over); meshtutor's own objects are updated with
+  server-side apply under field manager ``meshtutor``, each write carrying the resourceVersion
+  meshtutor read (a change by anyone else since is a 409). What meshtutor creates is labelled
+  ``app.kubernetes.io/managed-by: meshtutor`` (and ``meshtutor.dev/lesson``), for the user's
+  ``kubectl get -l``; what it adopts is not.
+- meshtutor changes only what is its own: the object whose uid its journal recorded on this
+  cluster (``is_meshtutors``; a label proves nothing). Any other existing object an apply would
+  change (a manifest, a label, an annotation) stops the whole apply before anything changes,
+  unless ``adopt``; a delete leaves it alone. A lesson is checked the same way as a whole
+  before its first change (``check_ownership``), so a conflict at its third step leaves nothing
+  of the first two behind.
+- A journal (user data dir, one per context) of everything meshtutor created or adopted (with
+  the adopted object's backup) and on which cluster (the kube-system namespace's uid), each
+  entry written *before* the change, so that ``reset`` deletes exactly what it created and puts
+  back what it adopted, even after a crash, and never acts on another cluster's entries.
 - Every call has a deadline (``kubeclient``).
 - Probes are ``curl`` run with ``exec`` in the source pod; the exit code comes from the exec
   status channel. The prediction is computed from the objects read back from the API.
@@ -26,16 +32,20 @@ import and reads the kubeconfig).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from meshtutor.backends.base import ProbeResult, WorkloadStatus, gathered
@@ -120,17 +130,43 @@ SYSTEM_NAMESPACES = {
 }
 
 
-class Journal:
-    """What meshtutor created or adopted on one context, so that ``reset`` removes exactly what
-    it created and puts back what it adopted. An adopted entry carries ``"adopted": true`` and
-    ``backup``, the object as it was before meshtutor changed it. The first entry for an object
-    wins: adopting it again keeps the original backup."""
+def context_file(context: str, prefix: str = "", suffix: str = ".json") -> Path:
+    """A file of meshtutor's data dir for one kubeconfig context: the name made safe for a file
+    name, and a hash of the name as written, since ``a@b``, ``a:b`` and ``a_b`` are three
+    contexts that the safe name alone would make one."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", context)[:80]
+    digest = hashlib.sha256(context.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return data_dir() / "kube" / f"{prefix}{safe}-{digest}{suffix}"
 
-    def __init__(self, context: str) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", context)
-        self.path = data_dir() / "kube" / f"{safe}.json"
+
+#: The annotation meshtutor puts on an object it creates, with the token its journal entry
+#: recorded before the create: the proof that the object is the one meshtutor created when the
+#: create's answer (and with it the uid) never reached meshtutor.
+CREATED_ANNOTATION = "meshtutor.dev/created"
+
+
+class Journal:
+    """What meshtutor created or adopted through one context, so that ``reset`` removes exactly
+    what it created and puts back what it adopted.
+
+    Each entry names the object (``apiVersion``, ``kind``, ``namespace``, ``name``), the
+    ``cluster`` it lives on (the uid of that cluster's kube-system namespace: a context name
+    outlives its cluster) and the object's own ``uid``; an entry written before a create, whose
+    answer has not come back yet, has the creation ``token`` instead. An adopted entry carries
+    ``"adopted": true`` and ``backup``, the object as it was before meshtutor changed it; adopting
+    the same object again keeps the first backup.
+
+    The app and ``meshtutor run`` may write it at once: every read-modify-write holds an
+    exclusive lock on a file beside it, and writes through a temporary file of its own."""
+
+    def __init__(self, context: str, cluster: str | None = None) -> None:
+        self.context = context
+        self.cluster = cluster
+        self.path = context_file(context)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
 
     def entries(self) -> list[dict[str, Any]]:
+        """Every entry, of every cluster the context has named."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -141,14 +177,21 @@ class Journal:
             data = json.loads(text)
         except (ValueError, RecursionError):
             raise self._damaged("it is not meshtutor's JSON") from None
-        if not isinstance(data, list) or not all(
-            isinstance(e, dict)
-            and isinstance(e.get("kind"), str)
-            and isinstance(e.get("name"), str)
-            for e in data
-        ):
+        if not isinstance(data, list):
             raise self._damaged("it is not a list of objects")
+        for number, entry in enumerate(data, start=1):
+            problem = _entry_problem(entry)
+            if problem:
+                raise self._damaged(f"entry {number} {problem}")
         return data
+
+    def here(self) -> list[dict[str, Any]]:
+        """The entries of this journal's cluster."""
+        return [e for e in self.entries() if e["cluster"] == self.cluster]
+
+    def elsewhere(self) -> list[dict[str, Any]]:
+        """The entries of other clusters that had this context's name."""
+        return [e for e in self.entries() if e["cluster"] != self.cluster]
 
     def _damaged(self, why: str) -> KubeError:
         # Never read a damaged journal as empty: the next write would drop the backups of
@@ -159,47 +202,147 @@ class Journal:
             "aside (meshtutor then starts a new one and forgets what the old one listed)"
         )
 
-    def _write(self, entries: list[dict[str, Any]]) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(entries, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.path)
+        with open(self._lock_path, "a+b") as lock:
+            _lock_file(lock.fileno())
+            yield  # closing the file releases the lock, also when the process dies
+
+    def _update(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        """Read, change and write the journal under its lock."""
+        with self._locked():
+            entries = self.entries()
+            changed = change(list(entries))
+            if changed != entries:
+                self._write(changed)
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        self._write_file(self.path, entries)
 
     @staticmethod
-    def _key(api_version: str | None, ref: ResourceRef) -> tuple[str | None, ...]:
+    def _write_file(path: Path, entries: list[dict[str, Any]]) -> None:
+        # A temporary file of this writer's own, renamed over the journal: a reader sees the
+        # old journal or the new one, never half of one.
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(entries, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _key(
+        cluster: str | None, api_version: str | None, ref: ResourceRef
+    ) -> tuple[str | None, ...]:
         # The API group, not its version: security.istio.io/v1 and /v1beta1 serve one object,
         # while Istio's and Linkerd's AuthorizationPolicy are two kinds of the same name.
         group = api_version.rpartition("/")[0] if api_version is not None else None
-        return (group, ref.kind, ref.namespace, ref.name)
+        return (cluster, group, ref.kind, ref.namespace, ref.name)
 
     @classmethod
     def _entry_key(cls, entry: dict[str, Any]) -> tuple[str | None, ...]:
         ref = ResourceRef(entry["kind"], entry.get("namespace"), entry["name"])
-        return cls._key(entry.get("apiVersion"), ref)
+        return cls._key(entry.get("cluster"), entry.get("apiVersion"), ref)
 
     def add(self, entry: dict[str, Any]) -> None:
-        entries = self.entries()
+        """Add ``entry`` unless the journal has one for its object."""
         key = self._entry_key(entry)
-        if not any(self._entry_key(e) == key for e in entries):
-            entries.append(entry)
-            self._write(entries)
+        self._update(
+            lambda entries: (
+                entries if any(self._entry_key(e) == key for e in entries) else [*entries, entry]
+            )
+        )
+
+    def put(self, entry: dict[str, Any]) -> None:
+        """Record ``entry``, in place of the one for its object if there is one."""
+        key = self._entry_key(entry)
+
+        def put(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            at = next((i for i, e in enumerate(entries) if self._entry_key(e) == key), None)
+            if at is None:
+                return [*entries, entry]
+            return [*entries[:at], entry, *entries[at + 1 :]]
+
+        self._update(put)
 
     def find(self, ref: ResourceRef, api_version: str | None = None) -> dict[str, Any] | None:
-        """The entry for ``ref`` (of ``api_version``'s group; without one, of any group)."""
-        group, *rest = self._key(api_version, ref)
+        """The entry for ``ref`` on this journal's cluster (of ``api_version``'s group; without
+        one, of any group)."""
+        _, group, *rest = self._key(self.cluster, api_version, ref)
 
         def matches(entry: dict[str, Any]) -> bool:
-            entry_group, *entry_rest = self._entry_key(entry)
-            return entry_rest == rest and (api_version is None or entry_group == group)
+            cluster, entry_group, *entry_rest = self._entry_key(entry)
+            return (
+                cluster == self.cluster
+                and entry_rest == rest
+                and (api_version is None or entry_group == group)
+            )
 
         return next((e for e in self.entries() if matches(e)), None)
 
-    def remove(self, entry: dict[str, Any]) -> None:
-        key = self._entry_key(entry)
-        self._write([e for e in self.entries() if self._entry_key(e) != key])
+    def remove(self, *gone: dict[str, Any]) -> None:
+        keys = {self._entry_key(e) for e in gone}
+        self._update(lambda entries: [e for e in entries if self._entry_key(e) not in keys])
+
+    def set_aside(self, gone: list[dict[str, Any]]) -> Path:
+        """Move ``gone`` out of the journal into a file beside it (added to what it holds);
+        returns that file."""
+        aside = self.path.with_name(self.path.stem + ".other-clusters.json")
+        with self._locked():
+            try:
+                kept = json.loads(aside.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                kept = []
+            kept = [*(kept if isinstance(kept, list) else []), *gone]
+            Journal._write_file(aside, kept)
+            keys = {self._entry_key(e) for e in gone}
+            self._write([e for e in self.entries() if self._entry_key(e) not in keys])
+        return aside
+
+
+def _lock_file(fd: int) -> None:
+    """Wait for an exclusive lock on ``fd`` (released when it is closed)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+                return
+            except OSError:
+                continue  # LK_LOCK gives up after 10 s; another meshtutor is still writing
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with a journal entry (every field reset, delete and restore use), or
+    None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for name in ("apiVersion", "kind", "name", "cluster"):
+        if not isinstance(entry.get(name), str) or not entry[name]:
+            return f"has no {name}"
+    for name in ("namespace", "uid", "token", "lesson"):
+        if entry.get(name) is not None and not isinstance(entry[name], str):
+            return f"has a {name} that is not text"
+    if not isinstance(entry.get("adopted", False), bool):
+        return "has an adopted field that is not true or false"
+    if entry.get("adopted"):
+        backup = entry.get("backup")
+        if not isinstance(backup, dict):
+            return "is adopted and has no backup"
+        meta = backup.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") != entry["name"]:
+            return "is adopted and its backup is not the object it names"
+    return None
 
 
 class UnknownKind(KubeError):
@@ -221,8 +364,8 @@ class OwnershipConflict(KubeError):
             what = f"{len(self.refs)} objects exist and are not meshtutor's: {names}"
             it, was = "them", "they were"
         super().__init__(
-            f"{what} (no {MANAGED_BY}: meshtutor label, not in meshtutor's journal for context "
-            f"{context}): meshtutor stopped before changing any object of this {scope}. Pass "
+            f"{what} (meshtutor's journal for context {context} does not record {it} as created "
+            f"or adopted on this cluster): meshtutor stopped before changing any object of this {scope}. Pass "
             f"--adopt to take {it} over: meshtutor backs {it} up first, and `meshtutor reset "
             f"--context {context}` puts {it} back as {was}"
         )
@@ -252,10 +395,22 @@ def backup_of(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_meshtutors(current: dict[str, Any], entry: dict[str, Any] | None) -> bool:
-    """Whether the object ``current`` (as the API server has it) is meshtutor's to change or
-    delete: labelled as meshtutor's, or in its journal (created or adopted)."""
-    labels = (current.get("metadata") or {}).get("labels") or {}
-    return labels.get(MANAGED_BY) == "meshtutor" or entry is not None
+    """Whether the live object ``current`` is the one meshtutor's journal ``entry`` (for this
+    cluster) records, and so meshtutor's to change or delete.
+
+    The uid is what decides: the API server gives every object a new one, so the user's object
+    of the same name (on a recreated cluster, or after meshtutor's was deleted) never matches.
+    An entry written before a create whose answer never came back has no uid yet; the object
+    is then meshtutor's when it carries the creation token that entry recorded. meshtutor's
+    ``managed-by`` label proves nothing: anyone can write it, and it travels with every copy of
+    the object (a backup restored, a GitOps copy, ``kubectl get -o yaml | kubectl apply``)."""
+    if entry is None:
+        return False
+    meta = current.get("metadata") or {}
+    if entry.get("uid"):
+        return bool(meta.get("uid") == entry["uid"])
+    token = entry.get("token")
+    return bool(token) and (meta.get("annotations") or {}).get(CREATED_ANNOTATION) == token
 
 
 def metadata_patch(doc: Resource) -> dict[str, Any]:
@@ -286,6 +441,12 @@ def metadata_patch(doc: Resource) -> dict[str, Any]:
     return {"metadata": inner} if inner else {}
 
 
+def _meta(obj: Any) -> dict[str, Any]:
+    """An object's metadata, or {} when it has none a Kubernetes object could have."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 @dataclass(frozen=True)
 class _Change:
     """One document of an apply, planned against the object the cluster holds now."""
@@ -294,9 +455,23 @@ class _Change:
     resource: Any  # the client's resource type
     ref: ResourceRef
     current: dict[str, Any] | None  # None: the object does not exist yet
-    entry: dict[str, Any] | None  # meshtutor's journal entry for it, if any
+    entry: dict[str, Any] | None  # meshtutor's journal entry for its name, if any
     patch: dict[str, Any] | None  # a label/annotate action's merge patch; None: apply doc
     foreign: bool  # it exists and is not meshtutor's
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the object is (or is about to be) an adopted one, the user's rather than
+        meshtutor's creation: meshtutor does not label it as its own."""
+        return self.foreign or bool(self.entry is not None and self.entry.get("adopted"))
+
+    @property
+    def stale(self) -> bool:
+        """Whether the journal entry names an object that is no longer there (deleted, or
+        replaced by another of the same name)."""
+        return self.entry is not None and (
+            self.current is None or not is_meshtutors(self.current, self.entry)
+        )
 
 
 class KubeBackend:
@@ -328,6 +503,7 @@ class KubeBackend:
         self._progress = progress or (lambda message: None)
         self.target: Target | None = None
         self.journal: Journal | None = None
+        self.cluster_uid = ""
         self._configuration: Any = None
         # Namespaces a dry run would have created, over the whole run (a lesson applies its
         # namespaces in one file and their workloads in the next).
@@ -351,15 +527,45 @@ class KubeBackend:
             self._configuration = client_configuration(self.target)
             self._api = api_client(configuration=self._configuration, timeout=self.request_timeout)
             server_version(self._api, self.request_timeout)
-            # Discovery is cached per context in our data dir (the client's default is a temp
-            # file named after the server URL, stale after a mesh is installed).
-            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.context)
-            cache = data_dir() / "kube" / f"discovery-{safe}.json"
+        except Exception as exc:
+            raise KubeError(self._explain(exc, "connect to the API server")) from None
+        self.cluster_uid = self._cluster_identity()
+        try:
+            # Discovery is cached per context and cluster in our data dir (the client's default
+            # is a temp file named after the server URL, stale after a mesh is installed, and
+            # shared by clusters created one after the other on the same port).
+            cache = context_file(self.target.context, "discovery-", f"-{self.cluster_uid}.json")
             cache.parent.mkdir(parents=True, exist_ok=True)
             self._dynamic = DynamicClient(self._api, cache_file=str(cache))
         except Exception as exc:
             raise KubeError(self._explain(exc, "connect to the API server")) from None
-        self.journal = Journal(self.target.context)
+        self.journal = Journal(self.target.context, self.cluster_uid)
+
+    def _cluster_identity(self) -> str:
+        """The uid of the cluster's kube-system namespace, which lives as long as the cluster:
+        the cluster's identity in meshtutor's journal (the identifier SIG Multicluster's
+        KEP-2149 recommends for a cluster's id, and the one many tools use). A context name
+        does not do: ``kind delete cluster; kind create cluster`` keeps it."""
+        from kubernetes import client as kclient
+
+        doing = "read namespace kube-system (its uid tells meshtutor which cluster this is)"
+        try:
+            response: Any = kclient.CoreV1Api(self._api).read_namespace(
+                "kube-system", _preload_content=False, _request_timeout=self.request_timeout
+            )
+            data = json.loads(response.data)
+        except client_errors() as exc:
+            raise KubeError(self._explain(exc, doing)) from None
+        except (ValueError, RecursionError):
+            raise KubeError(f"cannot {doing}: {self._server} did not answer JSON") from None
+        uid = _meta(data).get("uid") if isinstance(data, dict) else None
+        if not isinstance(uid, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", uid):
+            raise KubeError(f"cannot {doing}: {self._server} answered it without a uid")
+        return uid
+
+    @property
+    def _server(self) -> str:
+        return self.target.server if self.target else "the API server"
 
     async def stop(self) -> None:
         if self._api is not None:
@@ -367,7 +573,7 @@ class KubeBackend:
             self._api = None
 
     def _explain(self, exc: BaseException, doing: str) -> str:
-        server = self.target.server if self.target else "the API server"
+        server = self._server
         status = getattr(exc, "status", None)
         if status == 403:
             return (
@@ -419,16 +625,23 @@ class KubeBackend:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _body(self, resource: Resource) -> dict[str, Any]:
+    def _body(self, change: _Change, token: str | None = None) -> dict[str, Any]:
+        """What meshtutor sends for ``change``: the manifest, labelled as meshtutor's unless the
+        object is the user's (adopted): a label on the user's object would claim what only the
+        journal can back. ``token``: the creation token of a create."""
+        resource = change.doc
         body: dict[str, Any] = json.loads(json.dumps(resource.raw, default=str))
         meta = body.setdefault("metadata", {})
         if resource.namespace and resource.kind != "Namespace":
             meta["namespace"] = resource.namespace
-        labels = meta.setdefault("labels", {}) or {}
-        labels[MANAGED_BY] = "meshtutor"
-        if self.lesson:
-            labels[LESSON_LABEL] = self.lesson
-        meta["labels"] = labels
+        if not change.adopted:
+            labels = meta.setdefault("labels", {}) or {}
+            labels[MANAGED_BY] = "meshtutor"
+            if self.lesson:
+                labels[LESSON_LABEL] = self.lesson
+            meta["labels"] = labels
+        if token:
+            meta["annotations"] = {**(meta.get("annotations") or {}), CREATED_ANNOTATION: token}
         body.pop("status", None)
         return body
 
@@ -473,8 +686,6 @@ class KubeBackend:
                     "for `meshtutor reset`"
                     + (" (dry run: nothing backed up)" if self.dry_run else "")
                 )
-            if not self.dry_run:
-                self._journal_before(change)
             report.lines.append(self._change(change))
         self._cluster = None
         return report
@@ -529,35 +740,57 @@ class KubeBackend:
         patch = metadata_patch(doc) if live and current is not None else None
         return _Change(doc, resource, ref, current, entry, patch, foreign=not owned)
 
-    def _journal_before(self, change: _Change) -> None:
-        """The journal entry, written before the change so that a crash cannot orphan it: a new
-        object is deleted by ``reset``; an adopted one is put back from its backup."""
-        assert self.journal is not None
-        if change.entry is not None:
-            return
-        entry: dict[str, Any] = {
+    def _entry(self, change: _Change, **fields: Any) -> dict[str, Any]:
+        """A journal entry for ``change``'s object on this cluster."""
+        return {
             "apiVersion": change.doc.api_version,
             "kind": change.ref.kind,
             "namespace": change.ref.namespace,
             "name": change.ref.name,
+            "cluster": self.cluster_uid,
             "lesson": self.lesson,
             "at": time.time(),
+            **fields,
         }
-        if change.foreign:
-            assert change.current is not None
-            entry["adopted"] = True
-            entry["backup"] = backup_of(change.current)
-        self.journal.add(entry)
+
+    def _journal_before(self, change: _Change) -> None:
+        """Before meshtutor first changes an object that is not its own: the journal entry with
+        its backup, so that a crash cannot lose what ``reset`` needs to put it back. Adopting it
+        again keeps the first backup; an entry left by an object of that name that is gone is
+        replaced."""
+        assert self.journal is not None and change.current is not None
+        if not change.foreign:
+            return
+        uid = _meta(change.current).get("uid")
+        self.journal.put(
+            self._entry(change, uid=uid, adopted=True, backup=backup_of(change.current))
+        )
 
     def _change(self, change: _Change) -> str:
+        """Make the change: create what does not exist, update what is meshtutor's (or adopted),
+        each guarded against a write by someone else since meshtutor read the cluster."""
+        if change.current is None:
+            return self._create(change)
+        if not self.dry_run:
+            self._journal_before(change)
+            if change.entry is not None and not change.foreign and not change.entry.get("uid"):
+                # meshtutor's create whose answer was lost (known by its token): its uid now.
+                assert self.journal is not None
+                self.journal.put({**change.entry, "uid": _meta(change.current)["uid"]})
         doc, resource = change.doc, change.resource
         suffix = " (server dry run)" if self.dry_run else ""
+        # The resourceVersion meshtutor read is a precondition of the write: the server refuses
+        # it (409 Conflict) if anyone changed the object since (Store.Update in apiserver's
+        # pkg/registry/generic/registry/store.go; patches and applies alike, kubernetes#63104).
+        version = _meta(change.current).get("resourceVersion")
         try:
             if change.patch is not None:
                 # A label or annotate action (the live object with new metadata): send only
                 # the difference, as `kubectl label` does, so that no other field changes hands.
+                body = json.loads(json.dumps(change.patch))
+                body.setdefault("metadata", {})["resourceVersion"] = version
                 resource.patch(
-                    body=change.patch,
+                    body=body,
                     name=doc.name,
                     namespace=change.ref.namespace,
                     content_type="application/merge-patch+json",
@@ -566,8 +799,10 @@ class KubeBackend:
                     _request_timeout=self.request_timeout,
                 )
                 return f"{doc.kind.lower()}/{doc.name} patched{suffix}"
+            body = self._body(change)
+            body["metadata"]["resourceVersion"] = version
             resource.server_side_apply(
-                body=self._body(doc),
+                body=body,
                 name=doc.name,
                 namespace=change.ref.namespace,
                 field_manager=FIELD_MANAGER,
@@ -576,8 +811,107 @@ class KubeBackend:
                 _request_timeout=self.request_timeout,
             )
         except client_errors() as exc:
+            if getattr(exc, "status", None) == 409:
+                raise self._changed_meanwhile(change.ref) from None
             raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
         return f"{doc.kind.lower()}/{doc.name} serverside-applied{suffix}"
+
+    @staticmethod
+    def _changed_meanwhile(ref: ResourceRef) -> KubeError:
+        return KubeError(
+            f"{ref} changed after meshtutor read it (409 Conflict: someone else wrote it in "
+            "between): meshtutor did not change it and stopped here; run the step again"
+        )
+
+    def _create(self, change: _Change) -> str:
+        """Create an object that did not exist, with POST: if someone else created it since
+        meshtutor read the cluster, the server refuses (409 AlreadyExists) instead of handing
+        their object to meshtutor, as a forced server-side apply would. The journal entry is
+        written first, with a creation token the object carries, and gets the uid once the
+        server answers."""
+        from kubernetes.dynamic.exceptions import ConflictError
+
+        doc, resource, ref = change.doc, change.resource, change.ref
+        assert self.journal is not None
+        token = None if self.dry_run else uuid.uuid4().hex
+        pending: dict[str, Any] | None = None
+        if token is not None:
+            # An adopted object that a lesson deleted stays adopted (reset puts its backup
+            # back); any other entry of that name is stale and replaced.
+            kept = (
+                {"adopted": True, "backup": change.entry["backup"]}
+                if change.entry is not None and change.entry.get("adopted")
+                else {}
+            )
+            pending = self._entry(change, token=token, **kept)
+            self.journal.put(pending)
+        try:
+            created = resource.create(
+                body=self._body(change, token),
+                namespace=ref.namespace,
+                field_manager=FIELD_MANAGER,
+                dry_run="All" if self.dry_run else None,
+                _request_timeout=self.request_timeout,
+            )
+        except ConflictError:
+            if pending is not None:
+                # meshtutor created nothing: the name is not its own.
+                if change.entry is not None:
+                    self.journal.put(change.entry)
+                else:
+                    self.journal.remove(pending)
+            raise KubeError(
+                f"{ref} was created by someone else after meshtutor read the cluster (409 "
+                "AlreadyExists): it is not meshtutor's, and meshtutor left it alone and stopped "
+                "here; run the step again to see it as a conflict (--adopt takes it over)"
+            ) from None
+        except client_errors() as exc:
+            # The entry stays: the create may have happened (its answer lost), and then the
+            # object carries the token.
+            raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
+        if pending is None:
+            return f"{doc.kind.lower()}/{doc.name} created (server dry run)"
+        obj = self._object(created, f"the created {ref}")
+        self.journal.put({**pending, "uid": _meta(obj)["uid"]})
+        self._take_fields(resource, ref, obj)
+        return f"{doc.kind.lower()}/{doc.name} created"
+
+    def _take_fields(self, resource: Any, ref: ResourceRef, obj: dict[str, Any]) -> None:
+        """Move the fields the create gave meshtutor's ``Update`` entry in managedFields to its
+        ``Apply`` entry, as kubectl's client-side-apply upgrade does
+        (``csaupgrade.UpgradeManagedFields`` in client-go): otherwise a field a later version
+        of the manifest leaves out would stay, still owned by the create, where `kubectl apply
+        --server-side` removes it. The patch carries the resourceVersion, so it never replaces
+        managedFields that changed since; if it fails, the object is meshtutor's all the same."""
+        entries = _meta(obj).get("managedFields")
+        if not isinstance(entries, list):
+            return
+        mine = [
+            i
+            for i, e in enumerate(entries)
+            if isinstance(e, dict)
+            and e.get("manager") == FIELD_MANAGER
+            and e.get("operation") == "Update"
+            and not e.get("subresource")
+        ]
+        if not mine:
+            return
+        upgraded = [dict(e) for e in entries]
+        upgraded[mine[0]]["operation"] = "Apply"
+        upgraded = [e for i, e in enumerate(upgraded) if i not in mine[1:]]
+        with contextlib.suppress(*client_errors()):
+            resource.patch(
+                body={
+                    "metadata": {
+                        "resourceVersion": _meta(obj).get("resourceVersion"),
+                        "managedFields": upgraded,
+                    }
+                },
+                name=ref.name,
+                namespace=ref.namespace,
+                content_type="application/merge-patch+json",
+                _request_timeout=self.request_timeout,
+            )
 
     def _get(self, resource: Any, ref: ResourceRef) -> dict[str, Any] | None:
         """The object as the API server has it, or None when it does not exist."""
@@ -591,7 +925,21 @@ class KubeBackend:
             return None
         except client_errors() as exc:
             raise KubeError(self._explain(exc, f"read {ref}")) from None
-        found: dict[str, Any] = obj.to_dict()
+        return self._object(obj, str(ref))
+
+    def _object(self, answer: Any, what: str) -> dict[str, Any]:
+        """The client's answer as a dict, checked to be an object with metadata (a name and a
+        uid): what a broken or hostile server answers instead is a one-line error."""
+        try:
+            found = answer.to_dict() if hasattr(answer, "to_dict") else answer
+        except (AttributeError, TypeError, ValueError, KeyError):
+            found = None
+        meta = found.get("metadata") if isinstance(found, dict) else None
+        if not isinstance(meta, dict):
+            raise KubeError(f"{self._server} answered {what} as an object without metadata")
+        if not all(isinstance(meta.get(k), str) and meta[k] for k in ("name", "uid")):
+            raise KubeError(f"{self._server} answered {what} as an object without a name or uid")
+        assert isinstance(found, dict)
         return found
 
     def _journalled(self, ref: ResourceRef, api_version: str) -> dict[str, Any] | None:
@@ -686,10 +1034,8 @@ class KubeBackend:
         return await self._in_thread("delete", lambda: self._delete(list(refs)))
 
     def _delete(self, refs: list[Resource | ResourceRef]) -> list[str]:
-        """Delete what meshtutor created or adopted (labelled as meshtutor's, or in its
-        journal); anything else is left alone, with a line saying so."""
-        from kubernetes.dynamic.exceptions import NotFoundError
-
+        """Delete what meshtutor created or adopted (the object its journal records on this
+        cluster); anything else is left alone, with a line saying so."""
         assert self.journal is not None
         lines = []
         for item in refs:
@@ -713,29 +1059,52 @@ class KubeBackend:
                     "created or adopted)"
                 )
                 continue
-            adopted = bool(entry and entry.get("adopted"))
+            assert entry is not None
+            adopted = bool(entry.get("adopted"))
             if adopted and ref.kind == "Namespace":
                 lines.append(
                     f"{what} left alone: meshtutor adopted {ref}, and deleting it would delete "
                     "what is in it; `meshtutor reset` puts its labels and annotations back"
                 )
                 continue
-            if not self.dry_run:
-                try:
-                    resource.delete(
-                        name=ref.name,
-                        namespace=ref.namespace,
-                        _request_timeout=self.request_timeout,
-                    )
-                except NotFoundError:
-                    pass
-                except client_errors() as exc:
-                    raise KubeError(self._explain(exc, f"delete {ref}")) from None
-                if entry is not None and not adopted:  # an adopted one: reset recreates it
-                    self.journal.remove(entry)
-            lines.append(f"{what} deleted" + (" (dry run)" if self.dry_run else ""))
+            if self.dry_run:
+                lines.append(f"{what} deleted (dry run)")
+                continue
+            line = self._delete_object(resource, ref, current)
+            if line.endswith(" deleted") and not adopted:  # an adopted one: reset recreates it
+                self.journal.remove(entry)
+            lines.append(line)
         self._cluster = None
         return lines
+
+    def _delete_object(self, resource: Any, ref: ResourceRef, current: dict[str, Any]) -> str:
+        """Delete the object meshtutor read as ``current``, and only that one: the uid is a
+        precondition of the delete (DeleteOptions.preconditions), so an object of that name
+        created since is left alone (409 Conflict)."""
+        from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+
+        what = f'{ref.kind.lower()} "{ref.name}"'
+        try:
+            resource.delete(
+                name=ref.name,
+                namespace=ref.namespace,
+                body={
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "preconditions": {"uid": _meta(current)["uid"]},
+                },
+                _request_timeout=self.request_timeout,
+            )
+        except NotFoundError:
+            pass
+        except ConflictError:
+            return (
+                f"{what} left alone: {ref} was replaced by another object of that name while "
+                "meshtutor was deleting it"
+            )
+        except client_errors() as exc:
+            raise KubeError(self._explain(exc, f"delete {ref}")) from None
+        return f"{what} deleted"
 
     async def restart(self, namespace: str, deployment: str) -> None:
         await self._in_thread(
@@ -753,13 +1122,15 @@ class KubeBackend:
         if change.foreign and not self.dry_run:
             self._journal_before(change)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        patch = {
+        patch: dict[str, Any] = {
             "spec": {
                 "template": {
                     "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
                 }
             }
         }
+        if change.current is not None:  # the deployment meshtutor checked, unchanged since
+            patch["metadata"] = {"resourceVersion": _meta(change.current).get("resourceVersion")}
         try:
             deployments.patch(
                 name=name,
@@ -769,7 +1140,9 @@ class KubeBackend:
                 dry_run="All" if self.dry_run else None,
                 _request_timeout=self.request_timeout,
             )
-        except Exception as exc:
+        except client_errors() as exc:
+            if getattr(exc, "status", None) == 409:
+                raise self._changed_meanwhile(change.ref) from None
             raise KubeError(self._explain(exc, f"restart deployment {namespace}/{name}")) from None
         if self.dry_run:
             return  # nothing rolls out
@@ -811,48 +1184,63 @@ class KubeBackend:
         return await self._in_thread("reset", self._reset)
 
     def _reset(self) -> list[str]:
-        """Undo what the journal lists, newest first: delete what meshtutor created, put back
-        what it adopted; nothing else. An entry leaves the journal only once it is undone."""
-        from kubernetes.dynamic.exceptions import NotFoundError
-
+        """Undo what the journal lists for this cluster, newest first: delete what meshtutor
+        created, put back what it adopted; nothing else. An entry leaves the journal only once
+        it is undone. Entries of another cluster that had this context's name are never acted
+        on: they are set aside, in one line."""
         assert self.journal is not None
         lines = []
-        for entry in reversed(self.journal.entries()):
+        elsewhere = self.journal.elsewhere()
+        if elsewhere:
+            kept = self.journal.set_aside(elsewhere)
+            n = len(elsewhere)
+            lines.append(
+                f"{n} {'entry' if n == 1 else 'entries'} of meshtutor's journal for "
+                f"{self.journal.context} {'is' if n == 1 else 'are'} from another cluster of "
+                "that name (its kube-system namespace differs): not acted on, dropped, and kept "
+                f"in {kept}"
+            )
+        for entry in reversed(self.journal.here()):
             ref = ResourceRef(entry["kind"], entry.get("namespace"), entry["name"])
+            what = f'{ref.kind.lower()} "{ref.name}"'
             try:
                 resource = self._resource(entry["apiVersion"], entry["kind"])
             except UnknownKind:
                 self.journal.remove(entry)  # its API is gone, and every object of it with it
                 continue
+            current = self._get(resource, ref)
             if entry.get("adopted"):
-                lines.append(self._restore(resource, ref, entry["backup"]))
-            else:
-                try:
-                    resource.delete(
-                        name=ref.name,
-                        namespace=ref.namespace,
-                        _request_timeout=self.request_timeout,
-                    )
-                    lines.append(f'{ref.kind.lower()} "{ref.name}" deleted')
-                except NotFoundError:
-                    pass
-                except client_errors() as exc:
-                    raise KubeError(self._explain(exc, f"delete {ref}")) from None
+                lines.append(self._restore(resource, ref, entry, current))
+            elif current is not None and not is_meshtutors(current, entry):
+                lines.append(
+                    f"{what} left alone: {ref} is not the object meshtutor created (that one is "
+                    "gone, and this one has its name)"
+                )
+            elif current is not None:
+                lines.append(self._delete_object(resource, ref, current))
             self.journal.remove(entry)
         self._cluster = None
         return lines
 
-    def _restore(self, resource: Any, ref: ResourceRef, backup: dict[str, Any]) -> str:
+    def _restore(
+        self,
+        resource: Any,
+        ref: ResourceRef,
+        entry: dict[str, Any],
+        current: dict[str, Any] | None,
+    ) -> str:
         """Put an adopted object back as it was: replace it with its backup (the server wants
         the current resourceVersion for that: custom resources allow no unconditional update,
         ``AllowUnconditionalUpdate`` in apiextensions-apiserver's customresource strategy), or
-        create it again when a lesson deleted it."""
+        create it again when a lesson deleted it. An object of that name that is not the one
+        meshtutor adopted (or created again) is left as it is."""
         from kubernetes.dynamic.exceptions import ConflictError
 
         what = f'{ref.kind.lower()} "{ref.name}"'
-        for _ in range(3):
-            body: dict[str, Any] = json.loads(json.dumps(backup))
-            current = self._get(resource, ref)
+        for attempt in range(3):
+            if attempt:
+                current = self._get(resource, ref)
+            body: dict[str, Any] = json.loads(json.dumps(entry["backup"]))
             try:
                 if current is None:
                     resource.create(
@@ -862,9 +1250,14 @@ class KubeBackend:
                         _request_timeout=self.request_timeout,
                     )
                     return f"{what} restored (created again from its backup)"
-                body.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                if not is_meshtutors(current, entry):
+                    return (
+                        f"{what} left alone: {ref} is not the object meshtutor adopted (that one "
+                        "was deleted, and this one created since); its backup is not put back"
+                    )
+                body.setdefault("metadata", {})["resourceVersion"] = _meta(current).get(
                     "resourceVersion"
-                ]
+                )
                 resource.replace(
                     body=body,
                     name=ref.name,

@@ -6,8 +6,8 @@ import asyncio
 
 import click
 
-from meshtutor.backends.kube import Journal, KubeBackend
-from meshtutor.backends.kubeclient import REQUEST_TIMEOUT, check_local, resolve_target
+from meshtutor.backends.kube import KubeBackend
+from meshtutor.backends.kubeclient import REQUEST_TIMEOUT
 from meshtutor.commands.common import cluster_options
 
 
@@ -23,16 +23,6 @@ def reset(
 ) -> None:
     """Undo what meshtutor did on a real cluster: delete every object it created and put back
     every object it adopted (--adopt) as it was, newest first, and nothing else."""
-    if dry_run:
-        target = resolve_target(kubeconfig, context)
-        check_local(target, allow_remote)
-        entries = list(reversed(Journal(target.context).entries()))
-        for entry in entries:
-            where = f"{entry['namespace']}/" if entry.get("namespace") else ""
-            verb = "restore" if entry.get("adopted") else "delete"
-            click.echo(f"would {verb} {entry['kind']} {where}{entry['name']}")
-        click.echo(f"{len(entries)} object(s) in meshtutor's journal for {target.context}")
-        return
     backend = KubeBackend(
         context=context,
         kubeconfig=kubeconfig,
@@ -43,12 +33,39 @@ def reset(
     async def run() -> list[str]:
         await backend.start()
         try:
-            return await backend.reset()
+            return _planned(backend) if dry_run else await backend.reset()
         finally:
             await backend.stop()
 
     lines = asyncio.run(run())
     for line in lines:
         click.echo(line)
-    assert backend.target is not None
-    click.echo(f"meshtutor's journal for {backend.target.context} is empty")
+    if dry_run:
+        return
+    assert backend.journal is not None
+    left = len(backend.journal.here())
+    context_name = backend.journal.context
+    if left:
+        click.echo(f"{left} object(s) left in meshtutor's journal for {context_name} (see above)")
+    else:
+        click.echo(f"meshtutor's journal for {context_name} is empty")
+
+
+def _planned(backend: KubeBackend) -> list[str]:
+    """What reset would do, read from the journal (the cluster only says which entries are
+    its own)."""
+    assert backend.journal is not None
+    entries = list(reversed(backend.journal.here()))
+    lines = []
+    for entry in entries:
+        where = f"{entry['namespace']}/" if entry.get("namespace") else ""
+        verb = "restore" if entry.get("adopted") else "delete"
+        lines.append(f"would {verb} {entry['kind']} {where}{entry['name']}")
+    elsewhere = len(backend.journal.elsewhere())
+    if elsewhere:
+        lines.append(
+            f"would set aside {elsewhere} entr{'y' if elsewhere == 1 else 'ies'} of another "
+            "cluster that had this context's name, and act on none"
+        )
+    lines.append(f"{len(entries)} object(s) in meshtutor's journal for {backend.journal.context}")
+    return lines

@@ -602,7 +602,7 @@ class ExecCall:
 
 @dataclass
 class _Fault:
-    kind: str  # "status" | "delay" | "disconnect"
+    kind: str  # "status" | "delay" | "disconnect" | "call" | "answer" | "trickle"
     method: str
     pattern: re.Pattern[str]
     remaining: int | None  # None: forever
@@ -611,6 +611,8 @@ class _Fault:
     message: str | None = None
     seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    action: Callable[[], None] | None = None  # "call": run before the request is served
+    body: Any = None  # "answer": the JSON answered instead
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -902,6 +904,28 @@ def _paths_of(body: Mapping[str, Any]) -> set[tuple[str, ...]]:
     for k in body:
         if k not in ("apiVersion", "kind", "metadata", "status"):
             paths.add((k,))
+    return paths
+
+
+def _paths_from_fields(fields: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """The paths of a fieldsV1 record, at the granularity ``_paths_of`` tracks."""
+    paths: set[tuple[str, ...]] = set()
+    for key, value in fields.items():
+        if not key.startswith("f:"):
+            continue
+        name = key[2:]
+        if name != "metadata":
+            paths.add((name,))
+            continue
+        for sub, inner in (value or {}).items():
+            if not sub.startswith("f:"):
+                continue
+            if sub in ("f:labels", "f:annotations"):
+                paths.update(
+                    ("metadata", sub[2:], k[2:]) for k in inner or {} if k.startswith("f:")
+                )
+            else:
+                paths.add(("metadata", sub[2:]))
     return paths
 
 
@@ -1472,6 +1496,37 @@ class FakeAPIServer:
         """Close the connection of the next matching request(s) without answering."""
         self._add_fault(_Fault("disconnect", method.upper(), re.compile(path_regex), times))
 
+    def before_next(
+        self, method: str, path_regex: str, action: Callable[[], None], *, times: int | None = 1
+    ) -> None:
+        """Run ``action`` (e.g. another client's write, with :meth:`put_object`) when the next
+        matching request arrives, before it is served: a race between two clients, made
+        deterministic."""
+        self._add_fault(
+            _Fault("call", method.upper(), re.compile(path_regex), times, action=action)
+        )
+
+    def answer_next(
+        self, method: str, path_regex: str, body: Any, *, status: int = 200, times: int | None = 1
+    ) -> None:
+        """Answer the next matching request(s) with ``body`` as JSON (a broken or hostile
+        server's objects: no metadata, items that are not objects, ...)."""
+        self._add_fault(
+            _Fault(
+                "answer", method.upper(), re.compile(path_regex), times, status=status, body=body
+            )
+        )
+
+    def trickle_next(
+        self, method: str, path_regex: str, interval: float, *, times: int | None = 1
+    ) -> None:
+        """Answer the next matching request(s) with a 200 whose body never ends: one byte of
+        JSON whitespace every ``interval`` seconds, until the client goes or :meth:`stop`. A
+        client with only a per-read timeout waits for ever."""
+        self._add_fault(
+            _Fault("trickle", method.upper(), re.compile(path_regex), times, seconds=interval)
+        )
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -1489,7 +1544,7 @@ class FakeAPIServer:
     def _take_faults(self, method: str, path: str) -> list[_Fault]:
         taken: list[_Fault] = []
         with self._lock:
-            for kind in ("delay", "disconnect", "status"):
+            for kind in ("call", "delay", "disconnect", "trickle", "answer", "status"):
                 for f in self._faults:
                     if f.kind == kind and f.matches(method, path):
                         if f.remaining is not None:
@@ -1913,6 +1968,7 @@ class FakeAPIServer:
         replace: bool = False,
         force: bool = True,
         dry_run: bool = False,
+        managed: dict[tuple[str, str], _Owned] | None = None,
     ) -> dict[str, Any]:
         """Apply (``operation="Apply"``: merge by field ownership) or write (``replace``:
         the body is the whole object; else the body is the already-patched object) and
@@ -1921,6 +1977,10 @@ class FakeAPIServer:
         api_version = _gv(group, version)
         now = _now()
         old_owners = self._owners.get(current["metadata"]["uid"], {}) if current else {}
+        if managed is not None:
+            # The request set managedFields itself (a client upgrading client-side-apply
+            # ownership, csaupgrade): the server takes them as the object's record.
+            old_owners = managed
         owners = {
             k: _Owned(v.operation, v.api_version, v.time, set(v.paths), v.fields)
             for k, v in old_owners.items()
@@ -2142,10 +2202,17 @@ class FakeAPIServer:
         if self.token is not None and req.headers.get("authorization") != f"Bearer {self.token}":
             raise _StatusError(401, "Unauthorized", "Unauthorized")
         for fault in self._take_faults(req.method, req.path):
-            if fault.kind == "delay":
+            if fault.kind == "call":
+                assert fault.action is not None
+                fault.action()
+            elif fault.kind == "delay":
                 self._stopping.wait(fault.seconds)
             elif fault.kind == "disconnect":
                 raise _Disconnect()
+            elif fault.kind == "answer":
+                return self._json(fault.status, fault.body)
+            elif fault.kind == "trickle":
+                self._trickle(handler, fault.seconds)
             else:
                 raise _StatusError(
                     fault.status,
@@ -2165,6 +2232,20 @@ class FakeAPIServer:
                     _details(rt, name),
                 )
         return self._route(handler, req, query_pairs)
+
+    def _trickle(self, handler: _Handler, interval: float) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(1 << 30))
+        handler.end_headers()
+        handler.wfile.flush()
+        try:
+            while not self._stopping.wait(interval):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:
+            pass  # the client gave up: what the test waits for
+        raise _Upgraded()  # the connection is done; no other answer
 
     def _attributes(
         self, req: RecordedRequest
@@ -2554,7 +2635,7 @@ class FakeAPIServer:
                 return self._json(200, self._present(rt, version, obj))
             if method == "DELETE":
                 self._verb(rt, "delete")
-                return self._delete_one(rt, version, key, params, dry_run is not None)
+                return self._delete_one(rt, version, key, params, dry_run is not None, req.body)
             if method == "PUT":
                 self._verb(rt, "update")
                 return self._replace(req, rt, version, key, params, sub)
@@ -2889,6 +2970,11 @@ class FakeAPIServer:
             body = self._checked_body(req, rt, version, ns, name, require_type=True)
             if rt.namespaced:
                 self._require_namespace(ns)
+            if (body.get("metadata") or {}).get("managedFields") is not None:
+                raise _StatusError(
+                    400, "metadata.managedFields must be nil", "BadRequest", _details(rt, name)
+                )
+            self._optimistic_lock(rt, name, current, body)
             body = copy.deepcopy(body)
             if sub != "status":
                 body.pop("status", None)
@@ -2933,6 +3019,7 @@ class FakeAPIServer:
             patched = strategic_merge_patch(base, req.body)
         if not isinstance(patched, dict):
             raise _StatusError(422, "the patched object is not an object", "Invalid")
+        self._optimistic_lock(rt, name, current, patched)
         meta = patched.get("metadata") or {}
         if meta.get("name", name) != name:
             raise _StatusError(
@@ -2956,8 +3043,52 @@ class FakeAPIServer:
             self._manager(req, params),
             "Update",
             dry_run=dry_run,
+            managed=self._managed_from_request(current, patched),
         )
         return self._json(200, self._present(rt, version, stored))
+
+    @staticmethod
+    def _optimistic_lock(
+        rt: ResourceType, name: str, current: dict[str, Any] | None, body: Any
+    ) -> None:
+        """A resourceVersion in a patch, an apply or an update is a precondition: the write
+        fails with 409 Conflict unless it is the stored object's (the check in Store.Update,
+        apiserver's pkg/registry/generic/registry/store.go; kubernetes#63104 for patches). An
+        apply that creates the object ignores it."""
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        if rv and current is not None and rv != current["metadata"]["resourceVersion"]:
+            raise _StatusError(
+                409,
+                f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+                "Conflict",
+                _details(rt, name),
+            )
+
+    def _managed_from_request(
+        self, current: dict[str, Any] | None, obj: dict[str, Any]
+    ) -> dict[tuple[str, str], _Owned] | None:
+        """The managedFields a patch or an update wrote, when it changed them (the server then
+        uses them instead of its own record, as fieldmanager's decodeLiveOrNew does)."""
+        entries = (obj.get("metadata") or {}).get("managedFields")
+        if not isinstance(entries, list) or not entries or current is None:
+            return None
+        if entries == current["metadata"].get("managedFields"):
+            return None
+        owners: dict[tuple[str, str], _Owned] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or not entry.get("manager"):
+                raise _StatusError(422, "invalid managedFields entry", "Invalid")
+            fields = entry.get("fieldsV1") or {}
+            owners[(entry["manager"], entry.get("operation", "Update"))] = _Owned(
+                entry.get("operation", "Update"),
+                entry.get("apiVersion", ""),
+                entry.get("time", _now()),
+                _paths_from_fields(fields),
+                fields,
+            )
+        return owners
 
     def _review(self, req: RecordedRequest, rt: ResourceType, version: str) -> _Response:
         body = req.body
@@ -3011,10 +3142,24 @@ class FakeAPIServer:
         key: tuple[str, str, str, str],
         params: dict[str, str],
         dry_run: bool,
+        options: Any = None,
     ) -> _Response:
         obj = self._objects.get(key)
         if obj is None:
             raise _not_found(rt, key[3])
+        preconditions = (options or {}).get("preconditions") if isinstance(options, dict) else None
+        for name, field_name in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            want = (preconditions or {}).get(name)
+            have = obj["metadata"].get(name)
+            if want is not None and want != have:
+                # The words of apimachinery's storage.Preconditions.Check.
+                raise _StatusError(
+                    409,
+                    f"Precondition failed: {field_name} in precondition: {want}, {field_name} in "
+                    f"object meta: {have}",
+                    "Conflict",
+                    _details(rt, key[3]),
+                )
         presented = self._present(rt, version, obj)
         if not dry_run:
             self._delete(key)

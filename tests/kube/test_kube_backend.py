@@ -74,13 +74,11 @@ class TestApply:
                 await kube.stop()
 
         report = run(main())
-        assert report.lines[0] == "namespace/demo serverside-applied"
-        patches = [r for r in fake_apiserver.requests if r.method == "PATCH"]
-        assert len(patches) == 7
-        for request in patches:
-            assert request.content_type == "application/apply-patch+yaml"
+        assert report.lines[0] == "namespace/demo created"
+        posts = [r for r in fake_apiserver.requests if r.method == "POST"]
+        assert len(posts) == 7  # created with POST: an object someone else made is a 409
+        for request in posts:
             assert request.param("fieldManager") == "meshtutor"
-            assert request.param("force") == "true"
             labels = request.body["metadata"]["labels"]
             assert labels[MANAGED_BY] == "meshtutor"
             assert labels["meshtutor.dev/lesson"] == "namespace-strict"
@@ -93,8 +91,18 @@ class TestApply:
             ("Namespace", "demo"),
             ("ServiceAccount", "frontend"),
         ]
-        # Applying again updates in place; the journal does not grow.
-        run(main())
+        assert all(e["uid"] for e in journal)
+        # Applying again updates in place, with server-side apply; the journal does not grow.
+        fake_apiserver.clear_requests()
+        assert run(main()).lines[0] == "namespace/demo serverside-applied"
+        patches = [r for r in fake_apiserver.requests if r.method == "PATCH"]
+        assert len(patches) == 7
+        for request in patches:
+            assert request.content_type == "application/apply-patch+yaml"
+            assert request.param("fieldManager") == "meshtutor"
+            assert request.param("force") == "true"
+            assert request.body["metadata"]["resourceVersion"]  # the version meshtutor read
+            assert request.body["metadata"]["labels"][MANAGED_BY] == "meshtutor"
         assert len(Journal(CONTEXT).entries()) == 7
 
     def test_dry_run_changes_nothing(
@@ -110,13 +118,11 @@ class TestApply:
                 await kube.stop()
 
         report = run(main())
-        assert report.lines[0] == "namespace/demo serverside-applied (server dry run)"
+        assert report.lines[0] == "namespace/demo created (server dry run)"
         assert report.lines[1] == (
             "serviceaccount/frontend would be created (in namespace demo, new in this dry run)"
         )
-        assert all(
-            r.param("dryRun") == "All" for r in fake_apiserver.requests if r.method == "PATCH"
-        )
+        assert all(r.param("dryRun") == "All" for r in fake_apiserver.requests if r.method != "GET")
         assert fake_apiserver.get_object("v1", "Namespace", "demo") is None
         assert Journal(CONTEXT).entries() == []
 
@@ -125,14 +131,14 @@ class TestApply:
         [
             (403, r"403 Forbidden; your user lacks the permission"),
             (404, r"not found \(404\)"),
-            (409, r"conflict \(409\)"),
+            (422, r"answered 422"),
         ],
     )
     def test_api_errors_become_one_line_messages(
         self, fake_apiserver: FakeAPIServer, kubeconfig_path: Path, status: int, message: str
     ) -> None:
         kube = backend(kubeconfig_path)
-        fake_apiserver.fail_next("PATCH", r"/serviceaccounts/", status)
+        fake_apiserver.fail_next("POST", r"/serviceaccounts$", status)
 
         async def main() -> None:
             await kube.start()
@@ -316,7 +322,7 @@ class TestRestartAndReset:
         )
         # The lesson is interrupted: the API fails on the Deployment (after the journal was
         # written for it).
-        fake_apiserver.fail_next("PATCH", r"/deployments/frontend", 500)
+        fake_apiserver.fail_next("POST", r"/deployments$", 500)
         kube = backend(kubeconfig_path)
 
         async def interrupted() -> None:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
-from kube_helpers import run_meshtutor
+from kube_helpers import ROOT, run_meshtutor
 from test_ownership import user_policy, writes
 
-from meshtutor.backends.kube import MANAGED_BY, Journal, OwnershipConflict, backup_of
+from meshtutor.backends.kube import Journal, OwnershipConflict, backup_of
 from meshtutor.commands.common import backend_factory
 from meshtutor.lessons.loader import find_lesson
 from meshtutor.lessons.runner import (
@@ -32,12 +32,14 @@ from meshtutor.lessons.runner import (
     default_backend,
     lesson_actions,
 )
+from meshtutor.model import load_file
 
 LESSON = "6"
 POLICY = ("security.istio.io/v1", "PeerAuthentication", "default", "istio-system")
 MESSAGE = (
-    "PeerAuthentication istio-system/default exists and is not meshtutor's (no "
-    f"{MANAGED_BY}: meshtutor label, not in meshtutor's journal for context {CONTEXT}): "
+    "PeerAuthentication istio-system/default exists and is not meshtutor's "
+    f"(meshtutor's journal for context {CONTEXT} does not record it as created or adopted on "
+    "this cluster): "
     "meshtutor stopped before changing any object of this lesson. Pass --adopt to take it "
     f"over: meshtutor backs it up first, and `meshtutor reset --context {CONTEXT}` puts it "
     "back as it was"
@@ -105,7 +107,7 @@ def test_every_conflict_of_the_lesson_is_named_at_once(
         asyncio.run(start())
     assert str(caught.value).startswith(
         "2 objects exist and are not meshtutor's: Namespace foo, PeerAuthentication "
-        "istio-system/default (no"
+        "istio-system/default (meshtutor's journal"
     )
     assert "stopped before changing any object of this lesson. Pass --adopt to take them over" in (
         str(caught.value)
@@ -118,7 +120,17 @@ def test_quiz_setups_and_label_targets_are_checked_too(
 ) -> None:
     """Lesson 2 applies ``foo/only-toolbox`` only in a quiz question's setup (a scratch
     cluster is the same cluster when it is a real one); lesson 3 labels namespace legacy."""
-    fake_apiserver.add_namespace("foo", {MANAGED_BY: "meshtutor"})  # meshtutor's, from before
+    factory = backend_factory("kube", CONTEXT, str(kubeconfig_path), False)
+
+    async def namespaces() -> None:  # foo is meshtutor's, from an earlier lesson
+        kube = factory("istio")
+        await kube.start()
+        try:
+            await kube.apply(load_file(ROOT / "manifests/samples/namespaces.yaml"))
+        finally:
+            await kube.stop()
+
+    asyncio.run(namespaces())
     fake_apiserver.put_object(
         {
             "apiVersion": "security.istio.io/v1",
@@ -127,7 +139,6 @@ def test_quiz_setups_and_label_targets_are_checked_too(
             "spec": {},
         }
     )
-    factory = backend_factory("kube", CONTEXT, str(kubeconfig_path), False)
     runner = LessonRunner(find_lesson("2"), backend_factory=factory)
     with pytest.raises(OwnershipConflict, match=r"^AuthorizationPolicy foo/only-toolbox exists"):
         asyncio.run(runner.start(resume=False))
