@@ -114,6 +114,12 @@ FROM_EVERY_NAMESPACE = {
     "Ingress",
 }
 TLS_SECRET_TYPE = "kubernetes.io/tls"
+SERVICE_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"
+#: Objects meshtutor asks for in one list call (``limit``, then ``continue``), and the most it
+#: reads of one kind in all: a local learning cluster holds a few hundred.
+LIST_PAGE = 500
+LIST_LIMIT = 10_000
+LIST_PAGES = 100
 KIND_INGRESS_NGINX = (
     "https://raw.githubusercontent.com/kubernetes/ingress-nginx/main/deploy/static/provider/"
     "kind/deploy.yaml"
@@ -370,6 +376,43 @@ class OwnershipConflict(KubeError):
             f"--context {context}` puts {it} back as {was}"
         )
 
+
+#: What a namespace can hold that is someone's work, checked before meshtutor deletes a namespace
+#: it created (deleting a namespace deletes everything in it): workloads, their configuration and
+#: storage, and the policies meshtutor knows. Each kind the cluster does not serve is skipped.
+NAMESPACE_CONTENTS = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "ReplicaSet"),
+    ("batch/v1", "CronJob"),
+    ("batch/v1", "Job"),
+    ("v1", "Pod"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "ServiceAccount"),
+    *[
+        (api_version, kind)
+        for api_version, kind in READ_BACK
+        if api_version.startswith(("networking.", "security.", "policy."))
+        and kind not in ("IngressClass",)
+    ],
+]
+#: Controllers whose objects are made for an owner that is itself checked: a Deployment's
+#: ReplicaSets and their pods, a StatefulSet's or a DaemonSet's pods, a CronJob's Jobs.
+CHECKED_OWNERS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job"}
+#: What the cluster and the mesh put in every namespace: the API server's CA bundle (the
+#: root-ca-cert-publisher controller), istiod's root certificate (its NamespaceController,
+#: ``istio-ca-root-cert``, pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go), the
+#: ``default`` service account (the serviceaccount controller) and,
+#: before Kubernetes 1.24, its token Secret.
+EVERY_NAMESPACE = {
+    ("ConfigMap", "kube-root-ca.crt"),
+    ("ConfigMap", "istio-ca-root-cert"),
+    ("ServiceAccount", "default"),
+}
 
 #: Metadata the API server sets; a backup leaves it out, and a restore lets the server set it.
 SERVER_SET_METADATA = (
@@ -851,6 +894,7 @@ class KubeBackend:
                 namespace=ref.namespace,
                 field_manager=FIELD_MANAGER,
                 dry_run="All" if self.dry_run else None,
+                serialize=False,
                 _request_timeout=self.request_timeout,
             )
         except ConflictError:
@@ -871,7 +915,7 @@ class KubeBackend:
             raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
         if pending is None:
             return f"{doc.kind.lower()}/{doc.name} created (server dry run)"
-        obj = self._object(created, f"the created {ref}")
+        obj = self._object(self._answer(created, f"the created {ref}"), f"the created {ref}")
         self.journal.put({**pending, "uid": _meta(obj)["uid"]})
         self._take_fields(resource, ref, obj)
         return f"{doc.kind.lower()}/{doc.name} created"
@@ -918,29 +962,84 @@ class KubeBackend:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         try:
-            obj = resource.get(
-                name=ref.name, namespace=ref.namespace, _request_timeout=self.request_timeout
+            response = resource.get(
+                name=ref.name,
+                namespace=ref.namespace,
+                serialize=False,
+                _request_timeout=self.request_timeout,
             )
         except NotFoundError:
             return None
         except client_errors() as exc:
             raise KubeError(self._explain(exc, f"read {ref}")) from None
-        return self._object(obj, str(ref))
+        return self._object(self._answer(response, str(ref)), str(ref))
 
-    def _object(self, answer: Any, what: str) -> dict[str, Any]:
-        """The client's answer as a dict, checked to be an object with metadata (a name and a
-        uid): what a broken or hostile server answers instead is a one-line error."""
+    def _answer(self, response: Any, what: str) -> Any:
+        """The JSON of an answer of the dynamic client, called with ``serialize=False``: meshtutor
+        parses it itself, since the client's own parsing raises KeyError or TypeError on what a
+        broken or hostile server answers."""
         try:
-            found = answer.to_dict() if hasattr(answer, "to_dict") else answer
-        except (AttributeError, TypeError, ValueError, KeyError):
-            found = None
+            return json.loads(response.data)
+        except (ValueError, RecursionError, AttributeError, TypeError):
+            raise KubeError(
+                f"{self._server} answered {what} with something that is not JSON"
+            ) from None
+
+    def _object(self, found: Any, what: str) -> dict[str, Any]:
+        """``found``, checked to be an object with metadata (a name and a uid): what a broken
+        or hostile server answers instead is a one-line error."""
         meta = found.get("metadata") if isinstance(found, dict) else None
         if not isinstance(meta, dict):
-            raise KubeError(f"{self._server} answered {what} as an object without metadata")
+            raise KubeError(f"{self._server} answered {what} with an object without metadata")
         if not all(isinstance(meta.get(k), str) and meta[k] for k in ("name", "uid")):
-            raise KubeError(f"{self._server} answered {what} as an object without a name or uid")
+            raise KubeError(f"{self._server} answered {what} with an object without a name or uid")
         assert isinstance(found, dict)
         return found
+
+    def _list(
+        self,
+        resource: Any,
+        what: str,
+        namespace: str | None = None,
+        *,
+        forbidden_ok: bool = False,
+        **selectors: str,
+    ) -> list[dict[str, Any]] | None:
+        """Every object of ``resource`` (in ``namespace``, matching ``selectors``), read
+        ``LIST_PAGE`` at a time, and at most ``LIST_LIMIT`` in all: a cluster that holds more is
+        not a learner's, and meshtutor stops with one line. ``forbidden_ok``: None when the user
+        may not list them (403)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(LIST_PAGES):
+            try:
+                response = resource.get(
+                    namespace=namespace,
+                    limit=LIST_PAGE,
+                    _continue=token,
+                    serialize=False,
+                    _request_timeout=self.request_timeout,
+                    **selectors,
+                )
+            except client_errors() as exc:
+                if forbidden_ok and getattr(exc, "status", None) == 403:
+                    return None
+                raise KubeError(self._explain(exc, f"list {what}")) from None
+            page = self._answer(response, f"the list of {what}")
+            listed = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(listed, list):
+                raise KubeError(f"{self._server} answered the list of {what} without items")
+            items += [self._object(item, f"the list of {what}") for item in listed]
+            if len(items) > LIST_LIMIT:
+                break
+            token = _meta(page).get("continue")
+            if not token or not isinstance(token, str):
+                return items
+        raise KubeError(
+            f"{self._server} lists more than {LIST_LIMIT} {what} (or more than {LIST_PAGES} "
+            f"pages of them): more than meshtutor reads from a cluster; is this a learning "
+            "cluster?"
+        )
 
     def _journalled(self, ref: ResourceRef, api_version: str) -> dict[str, Any] | None:
         assert self.journal is not None
@@ -1067,6 +1166,10 @@ class KubeBackend:
                     "what is in it; `meshtutor reset` puts its labels and annotations back"
                 )
                 continue
+            kept = self._keeps_namespace(ref)
+            if kept:
+                lines.append(f"{what} left alone: {kept}")
+                continue
             if self.dry_run:
                 lines.append(f"{what} deleted (dry run)")
                 continue
@@ -1076,6 +1179,51 @@ class KubeBackend:
             lines.append(line)
         self._cluster = None
         return lines
+
+    def _keeps_namespace(self, ref: ResourceRef) -> str | None:
+        """Why meshtutor must not delete ``ref`` if it is a namespace: it holds objects that are
+        not meshtutor's (deleting a namespace deletes all it holds), or meshtutor may not list
+        them; None otherwise (or when ``ref`` is not a namespace)."""
+        if ref.kind != "Namespace":
+            return None
+        assert self.journal is not None
+        mine = {e.get("uid") for e in self.journal.here()} - {None}
+        theirs: list[str] = []
+        for api_version, kind in NAMESPACE_CONTENTS:
+            try:
+                resource = self._resource(api_version, kind)
+            except UnknownKind:
+                continue  # the cluster does not serve it: nothing of that kind can be there
+            what = f"{kind}s in namespace {ref.name}"
+            found = self._list(resource, what, ref.name, forbidden_ok=True)
+            if found is None:
+                return (
+                    f"meshtutor may not list the {what} (403), so it cannot tell that deleting "
+                    "the namespace would delete nothing of yours"
+                )
+            for obj in found:
+                meta = _meta(obj)
+                owners = meta.get("ownerReferences")
+                made = isinstance(owners, list) and any(
+                    isinstance(o, dict) and o.get("controller") and o.get("kind") in CHECKED_OWNERS
+                    for o in owners
+                )
+                if (
+                    meta.get("uid") in mine
+                    or made
+                    or (kind, meta.get("name")) in EVERY_NAMESPACE
+                    or (kind == "Secret" and obj.get("type") == SERVICE_ACCOUNT_TOKEN)
+                ):
+                    continue
+                theirs.append(f"{kind.lower()} {meta.get('name')}")
+        if not theirs:
+            return None
+        n = len(theirs)
+        named = ", ".join(theirs[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        return (
+            f"it holds {n} object{'s' if n > 1 else ''} meshtutor did not create ({named}), "
+            "which deleting it would delete"
+        )
 
     def _delete_object(self, resource: Any, ref: ResourceRef, current: dict[str, Any]) -> str:
         """Delete the object meshtutor read as ``current``, and only that one: the uid is a
@@ -1217,6 +1365,13 @@ class KubeBackend:
                     "gone, and this one has its name)"
                 )
             elif current is not None:
+                holds = self._keeps_namespace(ref)
+                if holds:
+                    lines.append(
+                        f"{what} left alone: {holds}; meshtutor keeps it in its journal, and "
+                        "`meshtutor reset` tries again"
+                    )
+                    continue
                 lines.append(self._delete_object(resource, ref, current))
             self.journal.remove(entry)
         self._cluster = None

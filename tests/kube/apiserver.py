@@ -242,6 +242,14 @@ CORE = APIGroup(
         _rt("", "events", "Event", _V1, short=("ev",)),
         _rt(
             "",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            _V1,
+            short=("pvc",),
+            subs=(Subresource("status", "PersistentVolumeClaim"),),
+        ),
+        _rt(
+            "",
             "nodes",
             "Node",
             _V1,
