@@ -29,10 +29,11 @@ class Target:
     cluster: str = ""  # the kubeconfig's cluster entry
     provider: str = ""  # the provider its extensions name (minikube writes one)
 
-    def locality_problem(self) -> str | None:
-        """Why this is not a cluster on this machine, or None (see ``locality``)."""
+    def locality_problem(self, **machine: Any) -> str | None:
+        """Why this is not a cluster on this machine, or None (see ``locality``; ``machine``:
+        its ``routes`` and ``platform``, when not this machine's)."""
         return locality_problem(
-            self.context, self.server, cluster=self.cluster, provider=self.provider
+            self.context, self.server, cluster=self.cluster, provider=self.provider, **machine
         )
 
 

@@ -10,13 +10,30 @@ Desktop ``https://kubernetes.docker.internal:6443``.
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 from kube_helpers import run_meshtutor, write_kubeconfig
 
 from meshtutor.backends.kubeclient import KubeError, Target, check_local, resolve_target
-from meshtutor.backends.locality import locality_problem
+from meshtutor.backends.locality import Route, locality_problem, parse_routes
+
+#: A Linux laptop: the default Docker bridge, kind's network, a k3d network, minikube's docker
+#: network and its kvm2 libvirt network on bridges; the home LAN on Wi-Fi, a corporate VPN.
+LAPTOP = [
+    Route(ip_network("172.17.0.0/16"), "docker0"),
+    Route(ip_network("172.18.0.0/16"), "br-3c9f2d6e8a41"),  # docker network "kind"
+    Route(ip_network("fc00:f853:ccd:e793::/64"), "br-3c9f2d6e8a41"),
+    Route(ip_network("172.19.0.0/16"), "br-77e0a1b2c3d4"),  # docker network "k3d-dev"
+    Route(ip_network("192.168.49.0/24"), "br-0a1b2c3d4e5f"),  # docker network "minikube"
+    Route(ip_network("192.168.58.0/24"), "br-5f4e3d2c1b0a"),
+    Route(ip_network("192.168.67.0/24"), "br-1234567890ab"),
+    Route(ip_network("192.168.39.0/24"), "virbr1"),  # libvirt network "mk-minikube"
+    Route(ip_network("192.168.100.0/24"), "wlp2s0"),  # the home LAN
+    Route(ip_network("172.20.0.0/14"), "tun0"),  # the company VPN
+    Route(ip_network("10.0.0.0/8"), "tun0"),
+]
 
 # context, cluster entry, server, local?, what the refusal says
 CASES = [
@@ -36,7 +53,6 @@ CASES = [
     ("docker-desktop", "docker-desktop", "https://kubernetes.docker.internal:6443", True, ""),
     # A tool's container address, when the name says which tool made the cluster.
     ("kind-meshtutor", "kind-meshtutor", "https://172.18.0.2:6443", True, ""),
-    ("kind-meshtutor", "kind-meshtutor", "https://172.31.0.4:6443", True, ""),
     ("kind-v6", "kind-v6", "https://[fc00:f853:ccd:e793::2]:6443", True, ""),
     ("k3d-dev", "k3d-dev", "https://172.19.0.3:6443", True, ""),
     ("minikube", "minikube", "https://192.168.49.2:8443", True, ""),
@@ -60,6 +76,12 @@ CASES = [
     ("minikube", "minikube", "https://192.168.1.20:8443", False, "outside the addresses minikube"),
     ("minikube", "minikube", "https://172.18.0.2:8443", False, "outside the addresses minikube"),
     ("k3d-x", "k3d-x", "https://[fc00::2]:6443", False, "outside the addresses k3d"),
+    # The tool's name and range, and yet not this machine's: a LAN, a VPN, another machine's
+    # Docker network (issue 13: the name alone was trusted for large private ranges).
+    ("kind-prod", "kind-prod", "https://172.20.1.10:6443", False, "on tun0's network"),
+    ("minikube", "minikube", "https://192.168.100.7:8443", False, "on wlp2s0's network"),
+    ("kind-meshtutor", "kind-meshtutor", "https://172.31.0.4:6443", False, "not on a network"),
+    ("minikube", "minikube", "https://192.168.77.2:8443", False, "not on a network"),
     # No server, no URL.
     ("kind-x", "kind-x", "", False, "no server address"),
     ("kind-x", "kind-x", "https://[::1:6443", False, "not a URL"),
@@ -70,7 +92,7 @@ CASES = [
 def test_locality_is_decided_on_the_address(
     context: str, cluster: str, server: str, local: bool, why: str
 ) -> None:
-    problem = locality_problem(context, server, cluster=cluster)
+    problem = locality_problem(context, server, cluster=cluster, routes=LAPTOP, platform="linux")
     assert (problem is None) == local, problem
     if not local:
         assert problem is not None and why in problem
@@ -79,9 +101,15 @@ def test_locality_is_decided_on_the_address(
 def test_minikube_is_known_by_its_kubeconfig_extension_too() -> None:
     """minikube names the context after the profile (``-p lab``), and writes a
     ``cluster_info`` extension with ``provider: minikube.sigs.k8s.io``."""
-    assert locality_problem("lab", "https://192.168.49.2:8443") is not None
+    assert locality_problem("lab", "https://192.168.49.2:8443", routes=LAPTOP) is not None
     assert (
-        locality_problem("lab", "https://192.168.49.2:8443", provider="minikube.sigs.k8s.io")
+        locality_problem(
+            "lab",
+            "https://192.168.49.2:8443",
+            provider="minikube.sigs.k8s.io",
+            routes=LAPTOP,
+            platform="linux",
+        )
         is None
     )
 
@@ -135,7 +163,45 @@ def test_resolve_target_reads_the_cluster_entry_and_its_provider(tmp_path: Path)
         "https://192.168.49.2:8443",
         "minikube.sigs.k8s.io",
     )
-    assert target.locality_problem() is None
+    assert target.locality_problem(routes=LAPTOP, platform="linux") is None
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_on_macos_and_windows_a_container_address_is_never_local(platform: str) -> None:
+    """There, kind, k3d and minikube's docker driver publish the API server on 127.0.0.1
+    (minikube: ``NeedsPortForward`` in pkg/minikube/driver/driver.go): a 172.18.x server is
+    not the container of a local cluster."""
+    problem = locality_problem(
+        "kind-meshtutor", "https://172.18.0.2:6443", routes=LAPTOP, platform=platform
+    )
+    assert problem is not None and "publish the API server on 127.0.0.1" in problem
+    assert locality_problem("kind-meshtutor", "https://127.0.0.1:6443", platform=platform) is None
+
+
+PROC_ROUTE = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+wlp2s0\t00000000\t0164A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+br-3c9f2d6e8a41\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+wlp2s0\t0064A8C0\t00000000\t0001\t0\t0\t600\t00FFFFFF\t0\t0\t0
+tun0\t000014AC\t0100140A\t0003\t0\t0\t50\t0000FCFF\t0\t0\t0
+"""
+PROC_IPV6_ROUTE = """\
+fc00f8530ccde7930000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 br-3c9f2d6e8a41
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000003 00000000 00000003     eth0
+"""
+
+
+def test_the_route_table_is_read_as_the_kernel_writes_it() -> None:
+    """/proc/net/route (little-endian hex, a gateway means not directly attached) and
+    /proc/net/ipv6_route."""
+    assert parse_routes(PROC_ROUTE, PROC_IPV6_ROUTE) == [
+        Route(ip_network("172.17.0.0/16"), "docker0"),
+        Route(ip_network("172.18.0.0/16"), "br-3c9f2d6e8a41"),
+        Route(ip_network("192.168.100.0/24"), "wlp2s0"),
+        Route(ip_network("fc00:f853:ccd:e793::/64"), "br-3c9f2d6e8a41"),
+    ]
+    assert parse_routes("garbage\nmore garbage here\n", "x y\n") == []
 
 
 @pytest.mark.parametrize("command", [["run", "4", "--dry-run"], ["doctor"]])
