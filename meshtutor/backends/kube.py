@@ -63,6 +63,8 @@ from meshtutor.backends.kubeclient import (
     client_errors,
     resolve_target,
     server_version,
+    shut,
+    socket_deadline,
 )
 from meshtutor.errors import ClusterStateError, MeshtutorError, ProbeSpecError
 from meshtutor.model.base import ObjectMeta, Resource, ResourceRef
@@ -83,7 +85,7 @@ READ_BACK = [
     ("v1", "Namespace"),
     ("v1", "ServiceAccount"),
     ("v1", "ConfigMap"),
-    ("v1", "Secret"),  # kubernetes.io/tls only, read without the private key
+    ("v1", "Secret"),  # only the TLS Secrets the edge names, their key dropped (_tls_secrets)
     ("v1", "Service"),
     ("apps/v1", "Deployment"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -449,11 +451,11 @@ def is_meshtutors(current: dict[str, Any], entry: dict[str, Any] | None) -> bool
     the object (a backup restored, a GitOps copy, ``kubectl get -o yaml | kubectl apply``)."""
     if entry is None:
         return False
-    meta = current.get("metadata") or {}
+    meta = _meta(current)
     if entry.get("uid"):
         return bool(meta.get("uid") == entry["uid"])
     token = entry.get("token")
-    return bool(token) and (meta.get("annotations") or {}).get(CREATED_ANNOTATION) == token
+    return bool(token) and _dict(meta.get("annotations")).get(CREATED_ANNOTATION) == token
 
 
 def metadata_patch(doc: Resource) -> dict[str, Any]:
@@ -482,6 +484,29 @@ def metadata_patch(doc: Resource) -> dict[str, Any]:
     }
     inner = {k: v for k, v in changed.items() if v}
     return {"metadata": inner} if inner else {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else {}: what a field of a malformed object reads as."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list_of_dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings of a list field, skipping whatever else a malformed object holds."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int:
+    """A replica count or generation, 0 when it is not a number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, Any]:
+    return _dict(_meta(obj).get("labels"))
+
+
+#: A Secret's name (a DNS-1123 subdomain): what meshtutor asks the API for by name.
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def _meta(obj: Any) -> dict[str, Any]:
@@ -615,14 +640,18 @@ class KubeBackend:
             await asyncio.to_thread(self._api.close)
             self._api = None
 
+    @staticmethod
+    def _explain_forbidden(doing: str) -> str:
+        return (
+            f"cannot {doing}: the API server said 403 Forbidden; your user lacks the "
+            "permission (check with `kubectl auth can-i`)"
+        )
+
     def _explain(self, exc: BaseException, doing: str) -> str:
         server = self._server
         status = getattr(exc, "status", None)
         if status == 403:
-            return (
-                f"cannot {doing}: the API server said 403 Forbidden; your user lacks the "
-                "permission (check with `kubectl auth can-i`)"
-            )
+            return self._explain_forbidden(doing)
         if status == 404:
             return f"cannot {doing}: not found (404)"
         if status == 409:
@@ -637,6 +666,11 @@ class KubeBackend:
         return f"cannot {doing}: {server} {client_error_reason(exc, self.request_timeout)}"
 
     async def _in_thread(self, doing: str, call: Callable[[], T]) -> T:
+        # The thread's wait is bounded by its requests': each ends within its deadline, answered
+        # or not (``socket_deadline``: its socket is shut, which a per-read timeout could not
+        # do), and a rollout waits ``rollout_timeout``. The thread itself reports the failure, after
+        # its request was cut off, so it can send nothing after meshtutor said it failed; a write
+        # cut off while its answer trickled in may have reached the server before.
         return await asyncio.to_thread(self._guard, doing, call)
 
     def _guard(self, doing: str, call: Callable[[], T]) -> T:
@@ -957,9 +991,12 @@ class KubeBackend:
                 _request_timeout=self.request_timeout,
             )
 
-    def _get(self, resource: Any, ref: ResourceRef) -> dict[str, Any] | None:
-        """The object as the API server has it, or None when it does not exist."""
-        from kubernetes.dynamic.exceptions import NotFoundError
+    def _get(
+        self, resource: Any, ref: ResourceRef, *, forbidden_ok: bool = False
+    ) -> dict[str, Any] | None:
+        """The object as the API server has it, or None when it does not exist (or, with
+        ``forbidden_ok``, when the user may not read it)."""
+        from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
 
         try:
             response = resource.get(
@@ -970,6 +1007,10 @@ class KubeBackend:
             )
         except NotFoundError:
             return None
+        except ForbiddenError:
+            if forbidden_ok:
+                return None
+            raise KubeError(self._explain_forbidden(f"read {ref}")) from None
         except client_errors() as exc:
             raise KubeError(self._explain(exc, f"read {ref}")) from None
         return self._object(self._answer(response, str(ref)), str(ref))
@@ -1087,8 +1128,8 @@ class KubeBackend:
                 f"components: install it with {self._install_hint(name)}, then run the "
                 "lesson again"
             )
-        want = (deployment.get("spec") or {}).get("replicas", 1)
-        available = (deployment.get("status") or {}).get("availableReplicas") or 0
+        want = _count(_dict(deployment.get("spec")).get("replicas", 1))
+        available = _count(_dict(deployment.get("status")).get("availableReplicas"))
         if available < 1:
             raise ClusterStateError(
                 f"{component['what']} is installed but not ready (deployment {ns}/{dep_name}: "
@@ -1114,20 +1155,9 @@ class KubeBackend:
 
     def _read(self, api_version: str, kind: str, name: str, namespace: str | None) -> Any:
         """One object as a dict, or None when it does not exist."""
-        from kubernetes.dynamic.exceptions import NotFoundError
-
         resource = self._resource(api_version, kind)
-        try:
-            return resource.get(
-                name=name,
-                namespace=namespace if resource.namespaced else None,
-                _request_timeout=self.request_timeout,
-            ).to_dict()
-        except NotFoundError:
-            return None
-        except Exception as exc:
-            where = f"{namespace}/{name}" if namespace else name
-            raise KubeError(self._explain(exc, f"read {kind} {where}")) from None
+        ref = ResourceRef(kind, namespace if resource.namespaced else None, name)
+        return self._get(resource, ref)
 
     async def delete(self, refs: Sequence[Resource | ResourceRef]) -> list[str]:
         return await self._in_thread("delete", lambda: self._delete(list(refs)))
@@ -1299,17 +1329,18 @@ class KubeBackend:
 
     def _wait_rollout(self, deployments: Any, namespace: str, name: str) -> None:
         deadline = time.monotonic() + self.rollout_timeout
+        ref = ResourceRef("Deployment", namespace, name)
         while True:
-            obj = deployments.get(
-                name=name, namespace=namespace, _request_timeout=self.request_timeout
-            ).to_dict()
-            spec, status = obj.get("spec") or {}, obj.get("status") or {}
-            want = spec.get("replicas", 1)
-            updated = status.get("updatedReplicas") or 0
-            available = status.get("availableReplicas") or 0
-            fresh = (status.get("observedGeneration") or 0) >= (
-                obj["metadata"].get("generation") or 0
-            )
+            obj = self._get(deployments, ref)
+            if obj is None:
+                raise ClusterStateError(
+                    f"deployment {namespace}/{name} was deleted as it rolled out"
+                )
+            spec, status = _dict(obj.get("spec")), _dict(obj.get("status"))
+            want = _count(spec.get("replicas", 1))
+            updated = _count(status.get("updatedReplicas"))
+            available = _count(status.get("availableReplicas"))
+            fresh = _count(status.get("observedGeneration")) >= _count(_meta(obj).get("generation"))
             self._progress(
                 f"deployment {namespace}/{name}: {updated}/{want} updated, {available} available"
             )
@@ -1317,7 +1348,7 @@ class KubeBackend:
                 fresh
                 and updated >= want
                 and available >= want
-                and (status.get("replicas") or 0) <= want
+                and _count(status.get("replicas")) <= want
             ):
                 return
             if time.monotonic() > deadline:
@@ -1449,94 +1480,119 @@ class KubeBackend:
             for c in COMPONENTS.values()
             for kind, key in (("Deployment", "deployment"), ("Service", "service"))
         }
-        cluster = Cluster(self.mesh)
+        listed: dict[str, list[dict[str, Any]]] = {}
         for api_version, kind in READ_BACK:
+            if kind == "Secret":
+                continue  # read last, only those the edge names (``_tls_secrets``)
             try:
                 resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 continue
-            # Secrets: only certificates (for TLS at the edge), never anything else.
-            selector = {"field_selector": f"type={TLS_SECRET_TYPE}"} if kind == "Secret" else {}
-            try:
-                items = resource.get(_request_timeout=self.request_timeout, **selector).to_dict()[
-                    "items"
-                ]
-            except Exception as exc:
-                if kind == "Secret" and getattr(exc, "status", None) == 403:
-                    continue  # not allowed to read Secrets: predict without the certificates
-                raise KubeError(self._explain(exc, f"list {kind}")) from None
-            items.sort(key=lambda o: o["metadata"].get("creationTimestamp") or "")
+            items = self._list(resource, f"{kind}s") or []
             for item in items:
-                ns = item["metadata"].get("namespace")
+                item.setdefault("apiVersion", api_version)
+                item["kind"] = kind
+            listed[kind] = items
+        listed["Secret"] = self._tls_secrets(listed)
+        cluster = Cluster(self.mesh)
+        for _, kind in READ_BACK:
+            items = sorted(
+                listed.get(kind, []), key=lambda o: str(_meta(o).get("creationTimestamp") or "")
+            )
+            for item in items:
+                meta = _meta(item)
+                ns, name = meta.get("namespace"), meta["name"]
                 if (
                     kind != "Namespace"
                     and ns in SYSTEM_NAMESPACES
                     and kind not in FROM_EVERY_NAMESPACE
-                    and (kind, ns, item["metadata"]["name"]) not in components
+                    and (kind, ns, name) not in components
                 ):
                     continue
-                if kind == "Secret":
-                    if item.get("type") != TLS_SECRET_TYPE:
-                        continue
-                    data = dict(item.get("data") or {})
-                    if "tls.key" in data:
-                        data["tls.key"] = ""  # the engine needs the chain, not the key
-                    item["data"] = data
-                if kind == "ConfigMap" and (ns, item["metadata"]["name"]) != (
-                    "istio-system",
-                    "istio",
-                ):
+                if kind == "ConfigMap" and (ns, name) != ("istio-system", "istio"):
                     continue
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                item["metadata"].pop("managedFields", None)
+                meta.pop("managedFields", None)
                 try:
-                    docs = load_yaml(
-                        yaml.safe_dump(item),
-                        source=f"cluster {kind} {ns}/{item['metadata']['name']}",
-                    )
+                    docs = load_yaml(yaml.safe_dump(item), source=f"cluster {kind} {ns}/{name}")
                     cluster.apply(docs)
                 except MeshtutorError:
                     continue  # fields this meshtutor does not know; the prediction ignores it
         return cluster
 
+    def _tls_secrets(self, listed: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The certificate Secrets the edge uses, read one by one: those a Gateway's
+        ``credentialName`` names (in the namespace of each gateway workload it selects: where
+        Istio looks, "the same namespace as the gateway workload" in its secure-ingress task),
+        and those an Ingress's ``secretName`` names (in its
+        namespace). No other Secret is read. The API cannot leave a field out of a Secret, so
+        each comes with its private key, which is dropped at once: the engine needs the chain,
+        and meshtutor keeps and shows no key."""
+        wanted: dict[tuple[str, str], None] = {}
+        workloads = [
+            (_meta(d).get("namespace"), _labels(_dict(_dict(d.get("spec")).get("template"))))
+            for d in listed.get("Deployment", [])
+        ]
+        for gateway in listed.get("Gateway", []):
+            spec = _dict(gateway.get("spec"))
+            selector = _dict(spec.get("selector"))
+            namespaces = [
+                ns for ns, labels in workloads if selector and selector.items() <= labels.items()
+            ]
+            for server in _list_of_dicts(spec.get("servers")):
+                name = _dict(server.get("tls")).get("credentialName")
+                for ns in namespaces:
+                    wanted[(str(ns), str(name))] = None
+        for ingress in listed.get("Ingress", []):
+            for tls in _list_of_dicts(_dict(ingress.get("spec")).get("tls")):
+                wanted[(str(_meta(ingress).get("namespace")), str(tls.get("secretName")))] = None
+        try:
+            resource = self._resource("v1", "Secret")
+        except UnknownKind:
+            return []
+        secrets: list[dict[str, Any]] = []
+        # A hostile cluster could name thousands: the first LIST_PAGE are plenty for a lesson.
+        for ns, name in [k for k in wanted if all(map(_SECRET_NAME.fullmatch, k))][:LIST_PAGE]:
+            # Not allowed to read it: predict without that certificate.
+            secret = self._get(resource, ResourceRef("Secret", ns, name), forbidden_ok=True)
+            if secret is None or secret.get("type") != TLS_SECRET_TYPE:
+                continue
+            data = _dict(secret.get("data"))
+            secret["data"] = {k: ("" if k == "tls.key" else v) for k, v in data.items()}
+            secret.update(apiVersion="v1", kind="Secret")
+            secrets.append(secret)
+        return secrets
+
     async def workloads(self) -> list[WorkloadStatus]:
         return await self._in_thread("list pods", self._workloads)
 
     def _workloads(self) -> list[WorkloadStatus]:
-        pods = self._resource("v1", "Pod").get(_request_timeout=self.request_timeout).to_dict()
+        pods = self._list(self._resource("v1", "Pod"), "pods") or []
         out = []
-        for pod in pods["items"]:
-            meta, spec = pod["metadata"], pod.get("spec") or {}
-            if meta.get("namespace") in SYSTEM_NAMESPACES:
+        for pod in pods:
+            meta, spec = _meta(pod), _dict(pod.get("spec"))
+            ns = meta.get("namespace")
+            if not isinstance(ns, str) or ns in SYSTEM_NAMESPACES:
                 continue
-            names = {
-                c["name"]
-                for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-            }
+            containers = _list_of_dicts(spec.get("containers"))
+            names = {c.get("name") for c in containers + _list_of_dicts(spec.get("initContainers"))}
             sidecar = (
                 "istio"
                 if "istio-proxy" in names
                 else ("linkerd" if "linkerd-proxy" in names else None)
             )
-            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            status = _dict(pod.get("status"))
+            statuses = _list_of_dicts(status.get("containerStatuses"))
             ready = bool(statuses) and all(s.get("ready") for s in statuses)
-            sa = spec.get("serviceAccountName") or "default"
+            sa = str(spec.get("serviceAccountName") or "default")
             identity = None
             if sidecar == "istio":
-                identity = f"spiffe://cluster.local/ns/{meta['namespace']}/sa/{sa}"
+                identity = f"spiffe://cluster.local/ns/{ns}/sa/{sa}"
             elif sidecar == "linkerd":
-                identity = f"{sa}.{meta['namespace']}.serviceaccount.identity.linkerd.cluster.local"
-            owner = (meta.get("labels") or {}).get("app") or meta["name"]
+                identity = f"{sa}.{ns}.serviceaccount.identity.linkerd.cluster.local"
+            owner = str(_labels(pod).get("app") or meta["name"])
             out.append(
                 WorkloadStatus(
-                    meta["namespace"],
-                    owner,
-                    sa,
-                    sidecar,
-                    identity,
-                    ready,
-                    (pod.get("status") or {}).get("podIP") or "",
+                    ns, owner, sa, sidecar, identity, ready, str(status.get("podIP") or "")
                 )
             )
         return out
@@ -1547,40 +1603,42 @@ class KubeBackend:
     def _pod_and_container(self, namespace: str, deployment: str) -> tuple[str, str]:
         """The newest running pod of a deployment and its default container (the API server
         wants a container name for multi-container pods; kubectl picks it client-side)."""
-        deployments = self._resource("apps/v1", "Deployment")
-        try:
-            dep = deployments.get(
-                name=deployment, namespace=namespace, _request_timeout=self.request_timeout
-            ).to_dict()
-        except Exception as exc:
+        ref = ResourceRef("Deployment", namespace, deployment)
+        dep = self._get(self._resource("apps/v1", "Deployment"), ref)
+        if dep is None:
+            raise ClusterStateError(f"there is no deployment {namespace}/{deployment}")
+        labels = _dict(_dict(dep.get("spec")).get("selector")).get("matchLabels") or {}
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
             raise KubeError(
-                self._explain(exc, f"read deployment {namespace}/{deployment}")
-            ) from None
-        labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        pods = (
-            self._resource("v1", "Pod")
-            .get(
-                namespace=namespace, label_selector=selector, _request_timeout=self.request_timeout
+                f"{self._server} answered {ref} with a selector that is not a map of labels"
             )
-            .to_dict()
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = self._list(
+            self._resource("v1", "Pod"),
+            f"pods of deployment {namespace}/{deployment}",
+            namespace,
+            label_selector=selector,
         )
         running = [
             p
-            for p in pods["items"]
-            if (p.get("status") or {}).get("phase") == "Running"
-            and not p["metadata"].get("deletionTimestamp")
+            for p in pods or []
+            if _dict(p.get("status")).get("phase") == "Running"
+            and not _meta(p).get("deletionTimestamp")
         ]
         if not running:
             raise ClusterStateError(f"deployment {namespace}/{deployment} has no running pod")
-        running.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+        running.sort(key=lambda p: str(_meta(p).get("creationTimestamp") or ""), reverse=True)
         pod = running[0]
-        annotations = pod["metadata"].get("annotations") or {}
-        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        annotations = _dict(_meta(pod).get("annotations"))
+        containers = [
+            str(c.get("name")) for c in _list_of_dicts(_dict(pod.get("spec")).get("containers"))
+        ]
         default = annotations.get("kubectl.kubernetes.io/default-container") or (
             containers[0] if containers else ""
         )
-        return str(pod["metadata"]["name"]), default
+        return str(_meta(pod)["name"]), str(default)
 
     def _exec(
         self, namespace: str, pod: str, container: str | None, command: list[str], timeout: float
@@ -1594,37 +1652,52 @@ class KubeBackend:
         api = api_client(configuration=self._configuration, timeout=self.request_timeout)
         core = kclient.CoreV1Api(api)
         bounded = _WEBSOCKET_TIMEOUT.set(self.request_timeout)
+        upgrade = 2 * self.request_timeout  # to connect, and to be answered in full
         try:
-            resp = stream(
-                core.connect_get_namespaced_pod_exec,
-                pod,
-                namespace,
-                command=command,
-                container=container,
-                stderr=True,
-                stdin=False,
-                stdout=True,
-                tty=False,
-                _preload_content=False,
-                _request_timeout=self.request_timeout,
-            )
+            with socket_deadline(upgrade) as watch:
+                resp = stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod,
+                    namespace,
+                    command=command,
+                    container=container,
+                    stderr=True,
+                    stdin=False,
+                    stdout=True,
+                    tty=False,
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
         except Exception as exc:
             api.close()
+            if watch.expired:
+                raise KubeError(
+                    f"cannot exec in {namespace}/{pod}: {self._server} did not answer in full in "
+                    f"{upgrade:g} s"
+                ) from None
             raise KubeError(self._explain(exc, f"exec in {namespace}/{pod}")) from None
         finally:
             _WEBSOCKET_TIMEOUT.reset(bounded)
         stdout, stderr = [], []
         deadline = time.monotonic() + timeout
         try:
-            while resp.is_open() and time.monotonic() < deadline:
-                resp.update(timeout=0.5)
-                if resp.peek_stdout():
-                    stdout.append(resp.read_stdout())
-                if resp.peek_stderr():
-                    stderr.append(resp.read_stderr())
-            timed_out = resp.is_open()
+            # The loop's own deadline is checked between frames; the socket's ends a frame
+            # that never ends.
+            with socket_deadline(timeout + self.request_timeout) as frames:
+                frames.add(lambda: shut(getattr(resp.sock, "sock", None)))
+                while resp.is_open() and time.monotonic() < deadline:
+                    resp.update(timeout=0.5)
+                    if resp.peek_stdout():
+                        stdout.append(resp.read_stdout())
+                    if resp.peek_stderr():
+                        stderr.append(resp.read_stderr())
+            timed_out = resp.is_open() or frames.expired
             code = resp.returncode
         except Exception as exc:  # the websocket dropped (node gone, API server restart)
+            if frames.expired:
+                raise KubeError(
+                    f"exec in {namespace}/{pod} did not finish in {timeout:g} s"
+                ) from None
             raise KubeError(
                 f"exec in {namespace}/{pod} was cut off: {type(exc).__name__}"
             ) from None
@@ -1767,13 +1840,13 @@ class KubeBackend:
         obj = self._read("v1", "Service", name, ns)
         if obj is None:
             raise ClusterStateError(f"Service {ns}/{name} is gone from the cluster")
-        spec = obj.get("spec") or {}
-        ports = spec.get("ports") or []
+        spec = _dict(obj.get("spec"))
+        ports = _list_of_dicts(spec.get("ports"))
         port: dict[str, Any] = next(
             (p for p in ports if p.get("port") == svc_port.port and p.get("name") == svc_port.name),
             next((p for p in ports if p.get("port") == svc_port.port), {}),
         )
-        ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        ingress = _list_of_dicts(_dict(_dict(obj.get("status")).get("loadBalancer")).get("ingress"))
         if spec.get("type") == "LoadBalancer" and ingress and url.port == port.get("port"):
             address = ingress[0].get("ip")
             if address:
@@ -1804,21 +1877,16 @@ class KubeBackend:
 
     def _node_address(self) -> str | None:
         """The first node's InternalIP (else any address it lists), or None."""
-        try:
-            nodes = (
-                self._resource("v1", "Node").get(_request_timeout=self.request_timeout).to_dict()
-            )
-        except Exception as exc:
-            if getattr(exc, "status", None) == 403:
-                return None  # not allowed to list nodes: no node address to use
-            raise KubeError(self._explain(exc, "list nodes")) from None
-        items = sorted(nodes["items"], key=lambda n: n["metadata"]["name"])
-        for node in items[:1]:
-            addresses = (node.get("status") or {}).get("addresses") or []
-            internal = [a["address"] for a in addresses if a.get("type") == "InternalIP"]
-            others = [a["address"] for a in addresses if a.get("type") == "ExternalIP"]
-            if internal or others:
-                return str((internal or others)[0])
+        nodes = self._list(self._resource("v1", "Node"), "nodes", forbidden_ok=True)
+        if nodes is None:
+            return None  # not allowed to list nodes: no node address to use
+        for node in sorted(nodes, key=lambda n: str(_meta(n)["name"]))[:1]:
+            addresses = _list_of_dicts(_dict(node.get("status")).get("addresses"))
+            internal = [a.get("address") for a in addresses if a.get("type") == "InternalIP"]
+            others = [a.get("address") for a in addresses if a.get("type") == "ExternalIP"]
+            found = [a for a in internal + others if isinstance(a, str) and a]
+            if found:
+                return found[0]
         return None
 
     @staticmethod
@@ -1902,10 +1970,12 @@ def _bracket(address: str) -> str:
 def describe_service_address(service: dict[str, Any]) -> str:
     """How a Service is reached, from its API object: ``LoadBalancer 172.18.255.200``,
     ``NodePort (node ports 31080, 31443)``, ``ClusterIP 10.96.0.10``."""
-    spec, status = service.get("spec") or {}, service.get("status") or {}
+    spec, status = _dict(service.get("spec")), _dict(service.get("status"))
     kind = spec.get("type") or "ClusterIP"
-    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
-    node_ports = ", ".join(str(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort"))
+    ingress = _list_of_dicts(_dict(status.get("loadBalancer")).get("ingress"))
+    node_ports = ", ".join(
+        str(p["nodePort"]) for p in _list_of_dicts(spec.get("ports")) if p.get("nodePort")
+    )
     if kind == "LoadBalancer" and ingress:
         return f"LoadBalancer {ingress[0].get('ip') or ingress[0].get('hostname')}"
     if kind == "LoadBalancer":

@@ -4,10 +4,14 @@ deadline, with its failures told in one line that names the server."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +126,112 @@ def check_local(target: Target, allow_remote: bool) -> None:
     )
 
 
-#: Seconds to wait for the API server to accept a connection, and then for each answer.
+#: Seconds to wait for the API server to accept a connection, and then for each answer; a
+#: request ends, answered in full or not, within twice that (``socket_deadline``).
 REQUEST_TIMEOUT = 10.0
+
+
+class DeadlineExceeded(TimeoutError):
+    """A request's answer did not come in full within its deadline: the server answered, but
+    too slowly (one byte now and then keeps every read's timeout from firing)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no full answer in {seconds:g} s")
+        self.seconds = seconds
+
+
+class _Watch:
+    """A deadline for everything one thread does with the network for a while: when it passes,
+    the sockets the thread registered are shut, which ends any read or write blocked on them
+    (a timeout per read does not: a server that sends a byte just before each read times out
+    holds it for ever)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._closers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def add(self, close: Callable[[], None]) -> None:
+        with self._lock:
+            if not self.expired:
+                self._closers.append(close)
+                return
+        close()  # the deadline passed already
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            closers, self._closers = self._closers, []
+        for close in closers:
+            with contextlib.suppress(OSError):
+                close()
+
+
+#: The watch of the thread's current request (each thread has its own context).
+_WATCH: ContextVar[_Watch | None] = ContextVar("meshtutor_socket_watch", default=None)
+
+
+@contextlib.contextmanager
+def socket_deadline(seconds: float) -> Iterator[_Watch]:
+    """Within the block, every connection to the API server the thread uses (the client's
+    HTTP connections, the exec websocket) is shut when ``seconds`` have passed."""
+    watch = _Watch(seconds)
+    token = _WATCH.set(watch)
+    watch._timer.start()
+    try:
+        yield watch
+    finally:
+        watch._timer.cancel()
+        _WATCH.reset(token)
+
+
+def shut(sock: Any) -> None:
+    """Shut a socket down from another thread, which wakes a thread blocked on it."""
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(sock: Any) -> None:
+    watch = _WATCH.get()
+    if watch is not None and sock is not None:
+        watch.add(lambda: shut(sock))
+
+
+@functools.cache
+def _watched_pools() -> dict[str, type]:
+    """urllib3 connection pools whose connections put their socket under the thread's current
+    ``socket_deadline`` before they wait for an answer."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class WatchedHTTPConnection(HTTPConnection):
+        def getresponse(self) -> Any:  # type: ignore[override]
+            _watched(self.sock)
+            return super().getresponse()
+
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def getresponse(self) -> Any:  # type: ignore[override]
+            _watched(self.sock)
+            return super().getresponse()
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    return {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+
+def _total(timeout: Any) -> float:
+    """A request's whole deadline: the time to connect and the time to answer."""
+    if isinstance(timeout, tuple):
+        return float(sum(t for t in timeout if t))
+    return 2 * float(timeout)
+
 
 # The exec websocket's deadline, set by ``KubeBackend._exec`` around its call (see
 # ``_bound_exec_websockets``); None elsewhere, which leaves other users of the library as they are.
@@ -155,9 +263,19 @@ def _deadline_api_client() -> type:
             post_params: Any = None,
             _request_timeout: Any = None,
         ) -> Any:
-            return super().call_api(
-                method, url, header_params, body, post_params, _request_timeout or self.deadline
-            )
+            timeout = _request_timeout or self.deadline
+            total = _total(timeout)
+            with socket_deadline(total) as watch:
+                try:
+                    response: Any = super().call_api(
+                        method, url, header_params, body, post_params, timeout
+                    )
+                    response.read()  # the whole answer, under the same deadline
+                    return response
+                except Exception:
+                    if watch.expired:
+                        raise DeadlineExceeded(total) from None
+                    raise
 
     return DeadlineApiClient
 
@@ -179,6 +297,9 @@ def _bound_exec_websockets() -> None:
             timeout = _WEBSOCKET_TIMEOUT.get()
             if timeout is not None:
                 options.setdefault("timeout", timeout)
+            watch = _WATCH.get()
+            if watch is not None:  # the upgrade and every frame after it, until the deadline
+                watch.add(lambda: shut(getattr(self, "sock", None)))
             super().connect(url, **options)
 
     ws_client.WebSocket = DeadlineWebSocket  # type: ignore[attr-defined]
@@ -218,6 +339,8 @@ def api_client(
         configuration = client_configuration(target, retries=retries)
     client = _deadline_api_client()(configuration)
     client.deadline = (timeout, timeout)
+    # Set before the first request: the pool manager makes a pool per server when it needs one.
+    client.rest_client.pool_manager.pool_classes_by_scheme = _watched_pools()
     return client
 
 
@@ -246,6 +369,8 @@ def client_error_reason(exc: BaseException, timeout: float) -> str:
     connections``, ``did not answer in 10 s``, ``did not complete a TLS handshake (...)``."""
     import urllib3.exceptions as u3
 
+    if isinstance(exc, DeadlineExceeded):
+        return f"did not answer in full in {exc.seconds:g} s"
     reason: BaseException = exc
     while isinstance(reason, u3.MaxRetryError) and reason.reason is not None:
         reason = reason.reason

@@ -260,7 +260,10 @@ def _component_checks(api: Any, mesh: str, timeout: float, context: str) -> list
 def _image_checks(api: Any, mesh: str, timeout: float) -> list[Check]:
     from kubernetes import client as kclient
 
-    nodes = kclient.CoreV1Api(api).list_node(_request_timeout=timeout).items
+    from meshtutor.backends.kube import LIST_PAGE
+
+    # One page: a learning cluster has a node or three, and the images are on every one.
+    nodes = kclient.CoreV1Api(api).list_node(limit=LIST_PAGE, _request_timeout=timeout).items
     present = {
         name
         for node in nodes

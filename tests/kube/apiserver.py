@@ -2242,14 +2242,14 @@ class FakeAPIServer:
         return self._route(handler, req, query_pairs)
 
     def _trickle(self, handler: _Handler, interval: float) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(1 << 30))
-        handler.end_headers()
-        handler.wfile.flush()
+        # The whole answer, status line included, one byte at a time: any read waits less than
+        # ``interval``, and the answer never ends.
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
         try:
-            while not self._stopping.wait(interval):
-                handler.wfile.write(b" ")
+            for byte in head + b" " * 1_000_000:
+                if self._stopping.wait(interval):
+                    break
+                handler.wfile.write(bytes([byte]))
                 handler.wfile.flush()
         except OSError:
             pass  # the client gave up: what the test waits for

@@ -433,7 +433,7 @@ def test_read_back_keeps_certificates_without_their_keys(
 
     from meshtutor.model.edge import Secret
 
-    fake_apiserver.add_namespace("istio-system")
+    put_component(fake_apiserver, "istio-ingressgateway")
 
     def secret(name: str, kind: str, data: dict[str, bytes]) -> dict[str, Any]:
         return {
@@ -448,6 +448,23 @@ def test_read_back_keeps_certificates_without_their_keys(
         secret("shop-cert", "kubernetes.io/tls", {"tls.crt": b"CHAIN", "tls.key": b"KEY"})
     )
     fake_apiserver.put_object(secret("db-password", "Opaque", {"password": b"hunter2"}))
+    fake_apiserver.put_object(  # a Gateway names the certificate (test_secret_reads.py)
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "shop", "namespace": "istio-system"},
+            "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["shop.example.com"],
+                        "tls": {"mode": "SIMPLE", "credentialName": "shop-cert"},
+                    }
+                ]
+            },
+        }
+    )
 
     async def read(kube: KubeBackend) -> Any:
         return await asyncio.to_thread(lambda: kube.cluster)
@@ -456,8 +473,7 @@ def test_read_back_keeps_certificates_without_their_keys(
     secrets = list(cluster.objects(Secret))
     assert [(s.namespace, s.name) for s in secrets] == [("istio-system", "shop-cert")]
     assert secrets[0].data == {"tls.crt": b"CHAIN", "tls.key": b""}
-    (listed,) = fake_apiserver.requests_to(r"/api/v1/secrets$", "GET")
-    assert listed.param("fieldSelector") == "type=kubernetes.io/tls"
+    assert fake_apiserver.requests_to(r"/api/v1/secrets$", "GET") == []  # no Secret listed
 
 
 def test_doctor_warns_about_missing_ingress_components(
