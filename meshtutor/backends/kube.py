@@ -779,8 +779,8 @@ class KubeBackend:
         )
 
     def _check_ownership(self, docs: list[Resource]) -> None:
-        # Read each object once, in lesson order: a lesson applies some twice (in a step,
-        # then in a quiz's setup).
+        # Read each object once, in lesson order: a lesson applies some twice (in two steps,
+        # or in a step and its solution).
         unique: dict[tuple[str, ResourceRef], Resource] = {}
         for doc in docs:
             unique.setdefault((doc.api_version, doc.ref), doc)

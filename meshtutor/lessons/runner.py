@@ -395,10 +395,20 @@ class LessonRunner:
         return grade
 
     async def scratch(self, question: Question) -> Any:
-        """A fresh sandbox with the lesson's topology and the question's setup."""
-        backend = await self._boot([*self.lesson.topology, *question.setup])
-        await self.run_actions(self.lesson.topology, quiet=True, backend=backend)
-        await self.run_actions(question.setup, quiet=True, backend=backend)
+        """A fresh sandbox with the lesson's topology and the question's setup, where the
+        question is graded. Always an embedded sandbox, also when the lesson runs on a real
+        cluster: a question needs a cluster in a known state, and the learner's YAML (or a
+        question's setup) must never change the learner's own cluster (DESIGN §6)."""
+        backend = self._factory(self.lesson.mesh)
+        if isinstance(backend, ChecksOwnership):  # a real cluster (not started: no connection)
+            backend = default_backend(self.lesson.mesh)
+        await backend.start()
+        try:
+            await self.run_actions(self.lesson.topology, quiet=True, backend=backend)
+            await self.run_actions(question.setup, quiet=True, backend=backend)
+        except BaseException:
+            await backend.stop()
+            raise
         return backend
 
     def answer_choice(self, question: Question, picked: Sequence[int]) -> Grade:
@@ -469,12 +479,11 @@ class LessonRunner:
 
 
 def lesson_actions(lesson: Lesson) -> list[Action]:
-    """Every action of a lesson, in the order a learner meets them: topology, each step's
-    actions and solution, quiz setups (applied to a scratch cluster, the same cluster when it
-    is a real one), cleanup."""
+    """Every action of a lesson that runs on the learner's cluster, in the order a learner meets
+    them: topology, each step's actions and solution, cleanup. Quiz setups run on a scratch
+    sandbox (``LessonRunner.scratch``)."""
     steps = [a for step in lesson.steps for a in (*step.actions, *step.solution)]
-    setups = [a for question in lesson.quiz for a in question.setup]
-    return [*lesson.topology, *steps, *setups, *lesson.cleanup]
+    return [*lesson.topology, *steps, *lesson.cleanup]
 
 
 def changed_objects(actions: Iterable[Action]) -> list[Resource]:

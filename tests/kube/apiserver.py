@@ -2244,7 +2244,9 @@ class FakeAPIServer:
     def _trickle(self, handler: _Handler, interval: float) -> None:
         # The whole answer, status line included, one byte at a time: any read waits less than
         # ``interval``, and the answer never ends.
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        )
         try:
             for byte in head + b" " * 1_000_000:
                 if self._stopping.wait(interval):

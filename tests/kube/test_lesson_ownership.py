@@ -4,8 +4,8 @@ Each apply stops before changing anything when one of its objects is not meshtut
 lesson is many applies, so a conflict at step 3 used to stop the lesson with the topology and
 steps 1–2 already on the user's cluster. When a lesson starts on a real cluster, meshtutor now
 reads every object any apply, label or annotate action of the lesson would change (topology,
-steps, solutions, quiz setups, cleanup) and refuses before the first change, naming every
-conflict at once, with the same ``--adopt`` offer. ``--adopt`` behaves as before: an object is
+steps, solutions, cleanup; quiz setups run on a scratch sandbox) and refuses before the first
+change, naming every conflict at once, with the same ``--adopt`` offer. ``--adopt`` behaves as before: an object is
 backed up when meshtutor first changes it.
 
 Lesson 6 (mesh-wide-strict) is the case of the issue: its step 3 applies
@@ -115,11 +115,12 @@ def test_every_conflict_of_the_lesson_is_named_at_once(
     assert writes(fake_apiserver) == []
 
 
-def test_quiz_setups_and_label_targets_are_checked_too(
+def test_label_targets_are_checked_and_quiz_setups_never_reach_the_cluster(
     fake_apiserver: FakeAPIServer, kubeconfig_path: Path
 ) -> None:
-    """Lesson 2 applies ``foo/only-toolbox`` only in a quiz question's setup (a scratch
-    cluster is the same cluster when it is a real one); lesson 3 labels namespace legacy."""
+    """Lesson 2 applies ``foo/only-toolbox`` only in a quiz question's setup, which runs on a
+    scratch sandbox (test_quiz_on_cluster.py): the user's object of that name is no conflict.
+    Lesson 3 labels namespace legacy."""
     factory = backend_factory("kube", CONTEXT, str(kubeconfig_path), False)
 
     async def namespaces() -> None:  # foo is meshtutor's, from an earlier lesson
@@ -139,9 +140,24 @@ def test_quiz_setups_and_label_targets_are_checked_too(
             "spec": {},
         }
     )
+    users = fake_apiserver.get_object(
+        "security.istio.io/v1", "AuthorizationPolicy", "only-toolbox", "foo"
+    )
     runner = LessonRunner(find_lesson("2"), backend_factory=factory)
-    with pytest.raises(OwnershipConflict, match=r"^AuthorizationPolicy foo/only-toolbox exists"):
-        asyncio.run(runner.start(resume=False))
+
+    async def start() -> None:
+        try:
+            await runner.start(resume=False)
+        finally:
+            await runner.stop()
+
+    asyncio.run(start())
+    assert (
+        fake_apiserver.get_object(
+            "security.istio.io/v1", "AuthorizationPolicy", "only-toolbox", "foo"
+        )
+        == users
+    )
 
     labelled = [
         (o.api_version, o.kind, o.name)

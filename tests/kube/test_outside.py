@@ -461,7 +461,7 @@ def test_read_back_keeps_certificates_without_their_keys(
                         "hosts": ["shop.example.com"],
                         "tls": {"mode": "SIMPLE", "credentialName": "shop-cert"},
                     }
-                ]
+                ],
             },
         }
     )
