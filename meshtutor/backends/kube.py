@@ -878,19 +878,30 @@ class KubeBackend:
                 return f"{doc.kind.lower()}/{doc.name} patched{suffix}"
             body = self._body(change)
             body["metadata"]["resourceVersion"] = version
-            resource.server_side_apply(
+            applied = resource.server_side_apply(
                 body=body,
                 name=doc.name,
                 namespace=change.ref.namespace,
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
                 dry_run="All" if self.dry_run else None,
+                serialize=False,
                 _request_timeout=self.request_timeout,
             )
         except client_errors() as exc:
             if getattr(exc, "status", None) == 409:
                 raise self._changed_meanwhile(change.ref) from None
             raise KubeError(self._explain(exc, f"apply {doc.kind} {doc.name}")) from None
+        if not self.dry_run:
+            # An apply creates the object if it was deleted since meshtutor read it (the API
+            # server does not hold a create to the resourceVersion): record the new one's uid.
+            uid = _meta(self._object(self._answer(applied, str(change.ref)), str(change.ref)))[
+                "uid"
+            ]
+            entry = self._journalled(change.ref, doc.api_version)
+            if entry is not None and entry.get("uid") != uid:
+                assert self.journal is not None
+                self.journal.put({**entry, "uid": uid})
         return f"{doc.kind.lower()}/{doc.name} serverside-applied{suffix}"
 
     @staticmethod

@@ -182,6 +182,25 @@ class TestAStaleEntry:
         )  # type: ignore[index]
 
 
+def test_an_adopted_object_meshtutor_deleted_and_created_again_is_still_restored(
+    fake_apiserver: FakeAPIServer, kubeconfig_path: Path
+) -> None:
+    """The journal follows the object meshtutor created again (a new uid), so reset still
+    recognises it and puts the user's original back."""
+    before = users_policy(fake_apiserver)
+    apply(kubeconfig_path, MESH_STRICT, adopt=True)
+    with_backend(kubeconfig_path, lambda kube: kube.delete(load_file(MESH_STRICT)))
+    apply(kubeconfig_path, MESH_STRICT)  # a later step applies it again: meshtutor creates it
+    (entry,) = Journal(CONTEXT).entries()
+    assert (
+        entry["adopted"] and entry["uid"] == fake_apiserver.get_object(*POLICY)["metadata"]["uid"]
+    )  # type: ignore[index]
+    assert reset(kubeconfig_path) == ['peerauthentication "default" restored']
+    after = fake_apiserver.get_object(*POLICY)
+    assert after is not None and after["spec"] == before["spec"]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+
+
 class TestLabels:
     def test_a_label_alone_does_not_make_an_object_meshtutors(
         self, fake_apiserver: FakeAPIServer, kubeconfig_path: Path
