@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,3 +48,23 @@ def run_meshtutor(
         cwd=ROOT,
         env={**os.environ, "MESHTUTOR_HOME": str(home), **(env or {})},
     )
+
+
+def https_gateway(name: str, namespace: str, credential: str, host: str) -> dict[str, Any]:
+    """An Istio Gateway for the default ingress gateway with one HTTPS server whose certificate
+    is the Secret ``credential``."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {
+                    "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                    "hosts": [host],
+                    "tls": {"mode": "SIMPLE", "credentialName": credential},
+                }
+            ],
+        },
+    }

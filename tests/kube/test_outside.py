@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
+from kube_helpers import https_gateway
 
 from meshtutor.backends.kube import Journal, KubeBackend, KubeError
 from meshtutor.errors import ClusterStateError, ProbeSpecError
@@ -448,22 +449,9 @@ def test_read_back_keeps_certificates_without_their_keys(
         secret("shop-cert", "kubernetes.io/tls", {"tls.crt": b"CHAIN", "tls.key": b"KEY"})
     )
     fake_apiserver.put_object(secret("db-password", "Opaque", {"password": b"hunter2"}))
-    fake_apiserver.put_object(  # a Gateway names the certificate (test_secret_reads.py)
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "shop", "namespace": "istio-system"},
-            "spec": {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
-                        "hosts": ["shop.example.com"],
-                        "tls": {"mode": "SIMPLE", "credentialName": "shop-cert"},
-                    }
-                ],
-            },
-        }
+    # A Gateway names the certificate (test_secret_reads.py).
+    fake_apiserver.put_object(
+        https_gateway("shop", "istio-system", "shop-cert", "shop.example.com")
     )
 
     async def read(kube: KubeBackend) -> Any:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver import CONTEXT, FakeAPIServer
+from apiserver import FakeAPIServer
+from kube_helpers import https_gateway
+from test_ownership import with_backend
 
-from meshtutor.backends.kube import KubeBackend
 from meshtutor.model.edge import Secret
 
 
@@ -57,23 +58,7 @@ def test_only_the_secrets_gateways_and_ingresses_name_are_read(
             },
         }
     )
-    fake.put_object(
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "web", "namespace": "demo"},
-            "spec": {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
-                        "hosts": ["demo.example.com"],
-                        "tls": {"mode": "SIMPLE", "credentialName": "demo-cert"},
-                    }
-                ],
-            },
-        }
-    )
+    fake.put_object(https_gateway("web", "demo", "demo-cert", "demo.example.com"))
     fake.put_object(
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -95,16 +80,7 @@ def test_only_the_secrets_gateways_and_ingresses_name_are_read(
             "data": {"password": "aHVudGVyMg=="},
         }
     )
-    kube = KubeBackend("istio", kubeconfig=str(kubeconfig_path), context=CONTEXT)
-
-    async def main() -> Any:
-        await kube.start()
-        try:
-            return await asyncio.to_thread(lambda: kube.cluster)
-        finally:
-            await kube.stop()
-
-    cluster = asyncio.run(main())
+    cluster = with_backend(kubeconfig_path, lambda kube: asyncio.to_thread(lambda: kube.cluster))
     read = sorted(r.path for r in fake.requests if "/secrets" in r.path)
     assert read == [
         "/api/v1/namespaces/istio-system/secrets/demo-cert",

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from apiserver import CONTEXT, FakeAPIServer
 from kube_helpers import ROOT
+from test_ownership import apply, with_backend
 
 from meshtutor.backends import kube as kube_module
-from meshtutor.backends.kube import KubeBackend, KubeError
-from meshtutor.model import load_file
+from meshtutor.backends.kube import KubeError
 
 DEMO = ROOT / "manifests/online-boutique/demo.yaml"
 
@@ -81,7 +81,7 @@ def test_a_trickled_answer_ends_at_the_deadline(
 def test_a_trickled_exec_upgrade_ends_at_the_deadline(
     fake_apiserver: FakeAPIServer, kubeconfig_path: Path, home: Path
 ) -> None:
-    KubeBackend_apply(kubeconfig_path)
+    apply(kubeconfig_path, DEMO)
     fake_apiserver.add_pod(
         "demo", "frontend-7d4b9c-x2x9z", owner="frontend", containers=["server", "istio-proxy"]
     )
@@ -94,42 +94,17 @@ def test_a_trickled_exec_upgrade_ends_at_the_deadline(
     )
 
 
-def KubeBackend_apply(config: Path) -> None:
-    import asyncio
-
-    async def main() -> None:
-        kube = KubeBackend("istio", kubeconfig=str(config), context=CONTEXT)
-        await kube.start()
-        try:
-            await kube.apply(load_file(DEMO))
-        finally:
-            await kube.stop()
-
-    asyncio.run(main())
-
-
 def test_cluster_wide_lists_are_read_a_page_at_a_time_and_bounded(
     fake_apiserver: FakeAPIServer, kubeconfig_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before: every pod, every secret of every namespace came in one answer, however many."""
-    import asyncio
-
     for n in range(7):
         fake_apiserver.add_namespace(f"team-{n}")
         fake_apiserver.add_pod(f"team-{n}", f"web-{n}")
     monkeypatch.setattr(kube_module, "LIST_PAGE", 2)
     monkeypatch.setattr(kube_module, "LIST_LIMIT", 5)
-    kube = KubeBackend("istio", kubeconfig=str(kubeconfig_path), context=CONTEXT)
-
-    async def main() -> object:
-        await kube.start()
-        try:
-            return await kube.workloads()
-        finally:
-            await kube.stop()
-
     with pytest.raises(KubeError) as caught:
-        asyncio.run(main())
+        with_backend(kubeconfig_path, lambda kube: kube.workloads())
     assert str(caught.value) == (
         f"{fake_apiserver.url} lists more than 5 pods (or more than 100 pages of them): more "
         "than meshtutor reads from a cluster; is this a learning cluster?"
