@@ -145,7 +145,7 @@ class TestConflicts:
     def test_with_its_journal_lost_meshtutors_label_alone_makes_nothing_meshtutors(
         self, fake_apiserver: FakeAPIServer, kubeconfig_path: Path
     ) -> None:
-        """The journal's uid decides (test_identity.py): the label is on every copy of the
+        """The journal's uid decides (test_object_identity.py): the label is on every copy of the
         object too. A learner who lost the journal adopts the objects back, and reset then
         puts each back as it was found."""
         apply(kubeconfig_path, DEMO)
