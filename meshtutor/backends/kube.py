@@ -214,6 +214,7 @@ class Journal:
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a+b") as lock:
+            lock.seek(0)  # Windows locks bytes from the position
             _lock_file(lock.fileno())
             yield  # closing the file releases the lock, also when the process dies
 
