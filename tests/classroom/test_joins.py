@@ -8,7 +8,6 @@ import asyncio
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from classroom_helpers import LESSON, Room, event, room, run_async
+from classroom_helpers import LESSON, Room, connect_from, event, machine, room, run_async
 
 from meshtutor.classroom.client import ClassroomClient, ClassroomRemoved
 from meshtutor.classroom.limits import JoinLimits
 from meshtutor.classroom.protocol import JOIN_ALPHABET, JOIN_CODE_LENGTH
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.0/8 loopback")
-
-
-def machine(url: str, address: str) -> aiohttp.ClientSession:
-    """An HTTP session whose connections come from ``address``."""
-    return aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(local_addr=(address, 0)))
 
 
 async def _join(http: aiohttp.ClientSession, code: str, name: str) -> tuple[int, dict[str, object]]:
@@ -272,7 +266,9 @@ async def test_a_room_behind_one_address_is_trusted_with_trust(data: Path) -> No
             statuses = [(await _join(other, code, f"bot {i}"))[0] for i in range(11)]
         assert statuses == [200] * 10 + [429]
         loop = asyncio.get_running_loop()
-        held = [await loop.run_in_executor(None, _connect, r.url, "127.0.6.2") for _ in range(12)]
+        held = [
+            await loop.run_in_executor(None, connect_from, r.url, "127.0.6.2") for _ in range(12)
+        ]
         try:
             async with machine(r.url, "127.0.6.2") as nat, nat.get("/healthz") as response:
                 assert response.status == 200  # the 13th connection from the NAT address
@@ -280,14 +276,6 @@ async def test_a_room_behind_one_address_is_trusted_with_trust(data: Path) -> No
             for s in held:
                 if s is not None:
                     s.close()
-
-
-def _connect(url: str, source: str) -> socket.socket | None:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    try:
-        return socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
-    except OSError:
-        return None
 
 
 @run_async

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from classroom_helpers import run_async
+from classroom_helpers import machine, run_async
 from textual_serve.download_manager import DownloadManager
 from web_helpers import Browser, alive, closed, screen_shows, serve_web, wait_until_dead
 
@@ -144,11 +144,6 @@ async def test_sigterm_with_sessions_open_exits_promptly(tmp_path: Path) -> None
         for browser in browsers:
             await browser.close()
         room.stop()
-
-
-def machine(url: str, address: str) -> aiohttp.ClientSession:
-    """An HTTP session whose connections come from ``address`` (its own loopback address)."""
-    return aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(local_addr=(address, 0)))
 
 
 async def api_join(http: aiohttp.ClientSession, code: str, name: str) -> int:
