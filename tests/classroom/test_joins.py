@@ -95,7 +95,7 @@ class Clock:
 
 def _wrong_codes(right: str) -> list[str]:
     rng = random.Random(13)
-    codes = set()
+    codes: set[str] = set()
     while len(codes) < 3000:
         code = "".join(rng.choice(JOIN_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
         if code != right:

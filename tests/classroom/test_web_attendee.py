@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -353,12 +354,16 @@ def test_servers_starting_together_agree_on_one_seat_key(tmp_path: Path) -> None
     assert len({out for out, _ in results}) == 1
 
 
+def _at(moment: float) -> Callable[[], float]:
+    return lambda: moment
+
+
 def test_a_seat_cookie_expires_after_a_workshop_week(tmp_path: Path) -> None:
     now = 1_800_000_000.0
     day = 86400
     key = SeatKey(tmp_path, clock=lambda: now)
     for age, accepted in ((0, True), (6 * day, True), (7 * day + 1, False), (-3600, False)):
-        issued = SeatKey(tmp_path, clock=lambda age=age: now - age).seal("B" * 22, "Bob")
+        issued = SeatKey(tmp_path, clock=_at(now - age)).seal("B" * 22, "Bob")
         assert (key.open(issued) is not None) == accepted, age
     browser, name, issued, mac = key.seal("B" * 22, "Bob").split(".")
     later = str(int(issued) + 5 * day)  # a cookie's issue time cannot be moved
