@@ -539,7 +539,14 @@ class WebClassroom(Server):
 
     async def handle_join(self, request: web.Request) -> web.StreamResponse:
         key = address_key(request.remote)
-        form = await request.post()
+        # What the form sends, and only that: a multipart body could carry files, and a
+        # malformed one (or bytes that are not UTF-8) made aiohttp raise: a 500 and a traceback.
+        if request.content_type != "application/x-www-form-urlencoded":
+            return _page(self.config.title, self._form(error="Send the form."), status=415)
+        try:
+            form = await request.post()
+        except ValueError:
+            return _page(self.config.title, self._form(error="Send the form."), status=400)
         name, code = str(form.get("name", "")), str(form.get("code", ""))
         joins, trusted = self.classroom.joins, self.classroom.trusted  # --trust only
         try:

@@ -185,6 +185,33 @@ async def test_wrong_codes_count_on_both_ports_together(tmp_path: Path) -> None:
 
 
 @run_async
+async def test_malformed_join_forms_are_refused_without_a_traceback(tmp_path: Path) -> None:
+    """POST /join takes the form as a browser sends it; anything else is a 4xx page (a
+    multipart body without names, or bytes that are not UTF-8, were a 500 and a traceback)."""
+    room = serve_web(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for content_type, body, status in (
+                ("multipart/form-data", b"garbage", 415),
+                (
+                    "multipart/form-data; boundary=x",
+                    b"--x\r\nContent-Disposition: form-data\r\n\r\nzz\r\n--x--\r\n",
+                    415,
+                ),
+                ("application/x-www-form-urlencoded", b"name=%ff%fe&code=\xff", 400),
+                ("text/plain", b"name=Eve", 415),
+            ):
+                headers = {"Content-Type": content_type}
+                async with http.post(room.web + "/join", data=body, headers=headers) as response:
+                    assert response.status == status, (content_type, body)
+                    assert 'name="name"' in await response.text()
+        assert room.apps() == []
+    finally:
+        err = room.stop()
+    assert "Traceback" not in err, err[:3000]
+
+
+@run_async
 async def test_new_browsers_take_joins_from_their_own_address(tmp_path: Path) -> None:
     """Each new browser becomes a new attendee (its app joins from this machine, which the
     classroom trusts): the browser's own address takes the join, so one machine looping on
