@@ -5,8 +5,9 @@
               GET  /api/pushes?since=N[&wait=s]      POST /api/push/lesson, /api/push/hint
               GET  /ws/attendee (pushes, live)       POST /api/quiz/start, /api/quiz/close
               POST /api/quiz/{id}/answer             GET  /api/quiz/{id}/results, /answers
-                                                     GET  /api/export.csv, /api/export.json
-                                                     DELETE /api/attendees/{id} (remove one)
+              GET  /api/attendees/{own id}/events    GET  /api/export.csv, /api/export.json
+                   (?after=ID&limit=N, paged)        DELETE /api/attendees/{id} (remove one)
+                                                     POST /api/join-code (a new join code)
     public    GET /healthz, /api/info, / (the instructor's page), /j/{code} (how to join),
               /simple/ and /wheels/ (meshtutor's wheelhouse as a package index, read-only)
 
@@ -31,11 +32,13 @@ import io
 import json
 import logging
 import math
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,18 +49,22 @@ from meshtutor import __version__
 from meshtutor.classroom import wheelhouse
 from meshtutor.classroom.limits import (
     REFUSED_WAITING,
+    Clock,
     ConnectionGuard,
     JoinGuard,
     JoinLimits,
     Refused,
     TokenBucket,
+    Trusted,
     address_key,
 )
 from meshtutor.classroom.protocol import (
     MAX_BODY,
+    EventIn,
     PayloadError,
+    display_join_code,
+    new_join_code,
     new_token,
-    normalize_join_code,
     parse_events,
     parse_int,
     parse_json,
@@ -70,6 +77,7 @@ from meshtutor.classroom.protocol import (
 from meshtutor.classroom.store import (
     AttendeeRecord,
     ClassroomStore,
+    OverBudget,
     Push,
     QuizRecord,
 )
@@ -82,9 +90,23 @@ ONLINE_SECONDS = 30.0  # an attendee heard from this recently shows as online
 STREAM_INTERVAL = 0.5  # seconds: room updates to the instructor are coalesced to this pace
 SEEN_FLUSH_SECONDS = 10.0
 BODY_SECONDS = 10.0  # a request body must arrive within this
-REFUSAL_PAUSE = 1.0  # seconds before a join refused by a per-address limit is answered
 KEEPALIVE_SECONDS = 30.0  # an idle connection (or one that never sends a request) closes
-FD_RESERVE = 64  # descriptors kept for SQLite, threads and the listener, beyond connections
+FD_RESERVE = 64  # descriptors kept for SQLite, threads and the listeners, beyond connections
+# What one --web browser session costs this process: the app's three pipes, a pidfd to learn
+# of its exit, and while it starts the child's ends of the pipes and the exec-error pipe.
+FDS_PER_WEB_SESSION = 9
+BACKLOG = 128  # the listen backlog, at most: also what asyncio accepts at one wake-up …
+ACCEPT_TURNS = 3  # … in each of the loop turns before the guard sees those connections
+LISTEN_QUEUE = 1024  # connections the kernel queues for accepting (no descriptor each)
+# Bytes of events one attendee may have stored (details as JSON, ids and names). Going
+# through all 15 shipped lessons failing every step ten times with the longest failure
+# message (1,000 characters), using every hint and answering each quiz question three times
+# stores 0.94 MB; 4 MiB is four such learners. Past it, events are refused (413, which the
+# client sets aside), so one token cannot fill the disk: 500 seats hold 2 GiB at most.
+EVENT_BUDGET = 4 * 1024 * 1024
+EVENT_ROW_BYTES = 64  # what a stored event costs beyond its text (times, ids, the index)
+EVENTS_PAGE = 200  # events per page of GET /api/attendees/{id}/events …
+EVENTS_PAGE_MAX = 1000  # … and at most, with ?limit=
 SOCKET_RETRY_SECONDS = 5  # Retry-After when a live connection is refused over a cap
 TOKEN_PROTOCOL = "meshtutor.token."
 
@@ -108,10 +130,17 @@ class ServerConfig:
     join: JoinLimits = field(default_factory=JoinLimits)
     connections_per_address: int = 32
     max_connections: int | None = None  # default 3 per seat + 100, below the fd limit
-    trusted: frozenset[str] = frozenset()  # address keys exempt from per-address limits
+    # Addresses and networks (CIDR) exempt from the per-address limits, not from the totals.
+    trusted: tuple[str, ...] = ()
+    # This machine's addresses --web's apps join from: exempt on the classroom's port only
+    # (a browser on the web port from one of them is limited like any other).
+    apps_from: tuple[str, ...] = ()
     wheelhouse: Path | None = (
         None  # the package index served at /simple/ (default: data/wheelhouse)
     )
+    web_sessions: int = 0  # --web's browser sessions at most: each costs descriptors here
+    event_budget: int = EVENT_BUDGET  # bytes of events stored per attendee
+    clock: Clock = time.monotonic  # the join limits' clock (tests move one by hand)
 
     @property
     def total_sockets(self) -> int:
@@ -170,6 +199,37 @@ async def _json_errors(
         )
 
 
+def _over_address_cap(connections: ConnectionGuard) -> web.Response:
+    """429 on a provisional connection whose request is not the instructor's; it closes."""
+    response = web.Response(
+        status=429,
+        text=json.dumps({"error": connections.refused_request()}),
+        content_type="application/json",
+        headers={"Retry-After": str(SOCKET_RETRY_SECONDS)},
+    )
+    response.force_close()
+    return response
+
+
+def connection_middleware(connections: ConnectionGuard) -> Any:
+    """The connection tracking of another port of the classroom (``--web``'s): busy or idle,
+    and a provisional connection refused (the instructor has nothing there)."""
+
+    @web.middleware
+    async def track(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        protocol = request.protocol
+        try:
+            if connections.busy(protocol):
+                return _over_address_cap(connections)
+            return await handler(request)
+        finally:
+            connections.idle(protocol)
+
+    return track
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     # allow_nan=False: NaN and Infinity are not JSON; an answer must never contain them.
     return web.Response(
@@ -221,21 +281,18 @@ class Classroom:
         self._buckets: dict[int, TokenBucket] = {}
         self.removed: dict[str, AttendeeRecord] = {}  # token hash → a removed attendee
         self._seating = 0  # joins accepted, their attendee row not yet committed
-        self.joins = JoinGuard(config.join, config.trusted)
-        # Descriptors: the connections, the refused ones waiting for their answer, a reserve.
-        total = config.max_connections or 3 * config.max_attendees + 100
-        budget = raise_fd_limit(total + REFUSED_WAITING + FD_RESERVE) - FD_RESERVE
-        waiting = min(REFUSED_WAITING, budget // 3)
-        self.connections = ConnectionGuard(
-            max(16, min(total, budget - waiting)),
-            config.connections_per_address,
-            config.trusted,
-            waiting,
-        )
+        self.stored: dict[int, int] = {}  # bytes of events stored, per attendee
+        self.trusted = Trusted(config.trusted)
+        here = Trusted((*config.trusted, *config.apps_from))
+        # One guard of each kind for every port (--web's too): the limits are per client.
+        self.joins = JoinGuard(config.join, here, config.clock)
+        self.connections = _connection_guard(config, here)
         self.accept_errors = AcceptErrorLog()
         self.wheelhouse = config.wheelhouse or config.data / wheelhouse.FOLDER
         self.index = wheelhouse.Index({})
-        self._index_stamp: tuple[int, int] | None = None
+        self._index_stamp: wheelhouse.Stamp | None = None
+        self._index_lock = asyncio.Lock()
+        self.web_url: str | None = None  # --web's address for browsers, once it listens
         self._sockets: dict[int, set[web.WebSocketResponse]] = {}
         self._open_sockets = 0
         self._polls: dict[int, int] = {}  # long polls waiting, per attendee
@@ -262,6 +319,7 @@ class Classroom:
             self.by_token[record.token_hash] = record
             self.by_id[record.id] = record
         self.pushes = await self.store.read(ClassroomStore.pushes)
+        self.stored = await self.store.read(_stored_bytes)
         quizzes = await self.store.read(ClassroomStore.quizzes)
         self.quiz = next((q for q in reversed(quizzes) if q.state == "open"), None)
         self.latest_quiz = quizzes[-1].id if quizzes else None
@@ -388,11 +446,23 @@ class Classroom:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Tell the connection guard which connections are busy: only idle ones are closed
-        to make room when the server is at its connection limit."""
+        """Tell the connection guard which connections are busy (only idle ones are closed
+        to make room at the connection limit) and which are the instructor's (they never
+        count against their address, and may use the address's reserve)."""
         protocol = request.protocol
-        self.connections.busy(protocol)
+        provisional = self.connections.busy(protocol)
         try:
+            token = self._bearer(request)
+            if token is not None and self._is_instructor(token):
+                self.connections.instructor(protocol)
+            elif provisional:
+                if request.method == "GET" and request.path == "/":
+                    # The instructor's page itself (its token stays in the URL fragment):
+                    # served, then the connection closes.
+                    page = await handler(request)
+                    page.force_close()
+                    return page
+                return _over_address_cap(self.connections)
             return await handler(request)
         finally:
             self.connections.idle(protocol)
@@ -412,26 +482,48 @@ class Classroom:
     def join_url(self) -> str:
         return f"{self.base_url}/j/{self.meta.join_code}"
 
+    @property
+    def browser_url(self) -> str | None:
+        """``--web``'s link for browsers, with the current join code (None without --web)."""
+        if self.web_url is None:
+            return None
+        return f"{self.web_url}/?code={display_join_code(self.meta.join_code)}"
+
     async def _code_matches(self, request: web.Request, code: str) -> bool:
-        """Compare a join code, under the address's guess limit (``/api/join`` and the join
-        page answer the same question, so they share the limit)."""
-        key = address_key(request.remote)
+        """Compare a join code, under the address's guess limit (``/api/join``, the join
+        page and --web's form answer the same question, so they share the limit)."""
         try:
-            self.joins.check(key)
-            if len(code) <= 64 and hmac.compare_digest(
-                normalize_join_code(code).encode(), self.meta.join_code.encode()
-            ):
-                return True
-            self.joins.wrong_code(key)
+            return self.joins.matches(address_key(request.remote), code, self.meta.join_code)
         except Refused as exc:
-            await self._refuse_join(exc)
+            await self.refuse_join(exc)
         return False
 
-    async def _refuse_join(self, refused: Refused) -> None:
+    async def refuse_join(self, refused: Refused) -> None:
         """429, after a pause: a flooding client waits for each refusal instead of making the
         server answer thousands a second (a person who meets a limit barely notices)."""
-        await asyncio.sleep(REFUSAL_PAUSE)
+        await asyncio.sleep(self.config.join.refusal_pause)
         raise _error(429, refused.message, retry_after=refused.retry_after)
+
+    async def new_join_code(self, request: web.Request) -> web.Response:
+        """``POST /api/join-code``: a fresh join code, for when a removed attendee would
+        rejoin with the old one. Attendees already in keep their tokens; the old code stops
+        working at once (saved before the answer, so a restart keeps the new one)."""
+        self.instructor(request)
+        code = new_join_code()
+        while code == self.meta.join_code:
+            code = new_join_code()
+        await self.store.set_meta("join_code", code)
+        self.meta = replace(self.meta, join_code=code)
+        _log.warning("the instructor made a new join code; the old one no longer works")
+        self._changed()
+        return _json(
+            {
+                "join_code": code,
+                "shown": display_join_code(code),
+                "join_url": self.join_url,
+                "browser_url": self.browser_url,
+            }
+        )
 
     async def join_page(self, request: web.Request) -> web.Response:
         good = await self._code_matches(request, request.match_info["code"])
@@ -453,6 +545,7 @@ class Classroom:
                 "package index: ask the instructor how to install it (the instructor prepares "
                 "one with `meshtutor classroom wheelhouse`)."
             )
+        browser = self.browser_url if good else None
         return _html(
             _asset("join.html"),
             title=self.meta.title,
@@ -460,6 +553,8 @@ class Classroom:
             problem="" if good else "This join code is not the room's: check the projector.",
             install_note=note,
             install="\n".join(commands),
+            browser_note="Or, with nothing to install, in a browser:" if browser else "",
+            browser=browser or "",
         )
 
     def install_commands(self, index: wheelhouse.Index | None = None) -> list[str]:
@@ -470,16 +565,14 @@ class Classroom:
     # --- the package index (read-only) -------------------------------------------------------
 
     async def _fresh_index(self) -> wheelhouse.Index:
-        """The wheelhouse as it is now: read again when its folder changed (the instructor
-        may build it while the server runs)."""
-        try:
-            info = self.wheelhouse.stat()
-            stamp = (info.st_mtime_ns, info.st_ino)
-        except OSError:
-            stamp = (0, 0)
-        if stamp != self._index_stamp:
-            self.index = await asyncio.to_thread(wheelhouse.scan, self.wheelhouse)
-            self._index_stamp = stamp
+        """The wheelhouse as it is now: read again when a file in it changed (the instructor
+        may build it while the server runs), hashing only the files that changed. One
+        request at a time looks: pip clients arriving together wait for one scan."""
+        async with self._index_lock:
+            stamp = await asyncio.to_thread(wheelhouse.stamp, self.wheelhouse)
+            if stamp != self._index_stamp:
+                self.index = await asyncio.to_thread(wheelhouse.scan, self.wheelhouse, self.index)
+                self._index_stamp = stamp
         return self.index
 
     async def simple_root(self, request: web.Request) -> web.Response:
@@ -522,7 +615,7 @@ class Classroom:
         try:
             self.joins.seat(address_key(request.remote))
         except Refused as exc:
-            await self._refuse_join(exc)
+            await self.refuse_join(exc)
         token = new_token()
         self._seating += 1
         try:
@@ -567,7 +660,22 @@ class Classroom:
             raise _error(400, exc.message, index=exc.index) from None
         if len(events) > 1:
             self._limit(record.id, len(events) - 1)
-        accepted, duplicates = await self.store.add_events(record.id, events)
+        # Past its budget an attendee's events are refused with 413 naming the first that
+        # does not fit (the client sets that one aside and sends the rest, which meet the
+        # same answer). Duplicates cost nothing, so the store decides, in the batch's commit.
+        left = self.config.event_budget - self.stored.get(record.id, 0)
+        try:
+            accepted, duplicates, stored = await self.store.add_events(
+                record.id, events, event_bytes, left
+            )
+        except OverBudget as exc:
+            raise _error(
+                413,
+                f"events[{exc.index}]: this attendee has stored its "
+                f"{self.config.event_budget // 1024} KiB of events; no more are kept",
+                index=exc.index,
+            ) from None
+        self.stored[record.id] = self.stored.get(record.id, 0) + stored
         if accepted:
             self._changed()
         return _json({"accepted": accepted, "duplicates": duplicates})
@@ -667,7 +775,9 @@ class Classroom:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data == "ping":
                     await ws.send_str("pong")
-                self.last_seen[record.id] = time.time()
+                now = time.time()
+                self.last_seen[record.id] = now
+                self._unsaved_seen[record.id] = now  # saved with the next batch
         finally:
             self._open_sockets -= 1
             mine.discard(ws)
@@ -799,6 +909,7 @@ class Classroom:
             "title": self.meta.title,
             "join_code": self.meta.join_code,
             "join_url": self.join_url,
+            "browser_url": self.browser_url,
             "version": self.room_version,
             "generated_at": now,
             "current_lesson": self.current_lesson,
@@ -1051,17 +1162,28 @@ class Classroom:
         }
 
     async def attendee_events(self, request: web.Request) -> web.Response:
-        """An attendee may read its own events; the instructor anyone's."""
+        """An attendee may read its own events (at its request rate); the instructor anyone's.
+        Paged: ``?after=ID`` (the last event id already read) and ``?limit=N`` (default
+        ``EVENTS_PAGE``); ``next`` is the ``after`` of the next page, null at the end."""
         target = _id(request.match_info["attendee"], "attendee")
         token = self._bearer(request)
-        if token is not None and self._is_instructor(token):
-            pass
-        else:
+        if token is None or not self._is_instructor(token):
             record = self.attendee(request)
             if record.id != target:
                 raise _error(403, "attendees can read only their own events")
-        rows = await self.store.read(lambda db: _event_rows(db, target))
-        return _json({"attendee": target, "events": [_event_json(r) for r in rows]})
+            self._limit(record.id, 1)
+        after = _query_int(request, "after", 0, minimum=0)
+        limit = min(_query_int(request, "limit", EVENTS_PAGE), EVENTS_PAGE_MAX)
+        rows = await self.store.read(lambda db: _event_rows(db, target, after, limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return _json(
+            {
+                "attendee": target,
+                "events": [_event_json(r) for r in rows],
+                "next": rows[-1][0] if more else None,
+            }
+        )
 
     async def remove_attendee(self, request: web.Request) -> web.Response:
         """``DELETE /api/attendees/{id}``: the attendee's token stops working, their live
@@ -1177,6 +1299,16 @@ def _protocol_token(request: web.Request) -> str | None:
             if offered.startswith(TOKEN_PROTOCOL) and len(offered) > len(TOKEN_PROTOCOL):
                 return offered[len(TOKEN_PROTOCOL) :]
     return None
+
+
+def _query_int(request: web.Request, name: str, default: int, *, minimum: int = 1) -> int:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        return parse_int(value, name, minimum=minimum, text=True)
+    except PayloadError as exc:
+        raise _error(400, exc.message) from None
 
 
 def _since(value: object) -> int:
@@ -1380,13 +1512,35 @@ def _leaderboard_rows(db: sqlite3.Connection) -> list[Any]:
     ).fetchall()
 
 
-def _event_rows(db: sqlite3.Connection, attendee: int) -> list[Any]:
+def _event_rows(db: sqlite3.Connection, attendee: int, after: int, limit: int) -> list[Any]:
     return db.execute(
         "SELECT e.id, e.attendee, t.name, e.client_event_id, e.kind, e.lesson, e.step, e.detail, "
         "e.client_at, e.at FROM events e JOIN attendees t ON t.id = e.attendee "
-        "WHERE e.attendee = ? ORDER BY e.id",
-        (attendee,),
+        "WHERE e.attendee = ? AND e.id > ? ORDER BY e.id LIMIT ?",
+        (attendee, after, limit),
     ).fetchall()
+
+
+def event_bytes(event: EventIn) -> int:
+    """What storing ``event`` costs against its attendee's budget (``_stored_bytes`` counts
+    the same from the database)."""
+    detail = json.dumps(dict(event.detail), ensure_ascii=False)
+    texts = (detail, event.client_id, event.kind, event.lesson, event.step or "")
+    return sum(len(t.encode()) for t in texts) + EVENT_ROW_BYTES
+
+
+def _stored_bytes(db: sqlite3.Connection) -> dict[int, int]:
+    """Bytes of events each attendee has stored, as ``event_bytes`` counts them."""
+    return {
+        attendee: int(total)
+        for attendee, total in db.execute(
+            "SELECT attendee, sum(length(CAST(detail AS BLOB)) + "
+            "length(CAST(client_event_id AS BLOB)) + length(CAST(kind AS BLOB)) + "
+            "length(CAST(lesson AS BLOB)) + coalesce(length(CAST(step AS BLOB)), 0) + ?) "
+            "FROM events GROUP BY attendee",
+            (EVENT_ROW_BYTES,),
+        )
+    }
 
 
 def _event_json(row: Sequence[Any]) -> dict[str, Any]:
@@ -1515,6 +1669,40 @@ def _export(db: sqlite3.Connection) -> dict[str, Any]:
 # --- descriptors --------------------------------------------------------------------------------
 
 
+def _connection_guard(config: ServerConfig, trusted: Trusted) -> ConnectionGuard:
+    """Connections fit the descriptors this process may open, after what the rest costs:
+    ``FD_RESERVE``, the refused connections waiting for their answer, and the connections
+    accepted but not yet seen by the guard (asyncio accepts up to the listen backlog at each
+    wake-up of a listener and the guard sees them a few loop turns later, so the backlog,
+    ``guard.backlog``, is sized to the budget too). --web's browser sessions take their
+    pipes' descriptors from the same total while they run (``guard.reserve``), and the web
+    port's connections count in it."""
+    total = config.max_connections or 3 * config.max_attendees + 100
+    sessions = FDS_PER_WEB_SESSION * config.web_sessions
+    ports = 2 if config.web_sessions else 1
+    wanted = total + sessions + REFUSED_WAITING + FD_RESERVE + ports * ACCEPT_TURNS * BACKLOG
+    limit = raise_fd_limit(wanted)
+    budget = limit - FD_RESERVE
+    backlog = max(8, min(BACKLOG, budget // 16))
+    budget -= ports * ACCEPT_TURNS * backlog
+    waiting = max(1, min(REFUSED_WAITING, budget // 3))
+    share = max(16 + FDS_PER_WEB_SESSION * min(1, config.web_sessions), budget - waiting)
+    guard = ConnectionGuard(
+        min(total + sessions, share), config.connections_per_address, trusted, waiting
+    )
+    guard.backlog = backlog
+    if guard.total < total + sessions:
+        _log.warning(
+            "the open-files limit (%d) leaves room for %d connections and browser sessions' "
+            "pipes, not the %d this room may need: raise it (ulimit -n)%s",
+            limit,
+            guard.total,
+            total + sessions,
+            " or lower --web-sessions" if sessions else "",
+        )
+    return guard
+
+
 def raise_fd_limit(wanted: int) -> int:
     """Raise this process's soft limit on open files toward ``wanted`` (never above the hard
     limit; 1024 is a common soft default, too few for 500 attendees). Returns the soft limit
@@ -1608,6 +1796,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/j/{code}", c.join_page)
     app.router.add_get("/api/info", c.info)
     app.router.add_post("/api/join", c.join)
+    app.router.add_post("/api/join-code", c.new_join_code)
     app.router.add_get("/api/me", c.me)
     app.router.add_post("/api/events", c.events)
     app.router.add_get("/api/pushes", c.poll_pushes)
@@ -1685,20 +1874,36 @@ async def start_server(
     assert runner.server is not None
     classroom.connections.attach(runner.server)
     classroom.accept_errors.install(asyncio.get_running_loop())
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=classroom.connections.backlog)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         classroom.accept_errors.uninstall()
         raise
-    sockets = getattr(site._server, "sockets", None) or []  # the real port when port is 0
-    bound = sockets[0].getsockname()[1] if sockets else port
+    sockets = listening_sockets(site)
+    bound = sockets[0].getsockname()[1] if sockets else port  # the real port when port is 0
     running = RunningServer(runner, host, int(bound))
     running.classroom.base_url = (
         _http_url(config.public_host, running.port) if config.public_host else running.url
     )
     return running
+
+
+def listening_sockets(site: web.TCPSite) -> list[Any]:
+    """The site's listening sockets, after deepening their kernel queue to ``LISTEN_QUEUE``:
+    asyncio uses one number for the listen backlog and for the connections it accepts at one
+    wake-up, which the descriptor budget keeps small; the queue, which costs no descriptor,
+    is set here again so that a burst of connections waits in it instead of being dropped."""
+    sockets = list(getattr(site._server, "sockets", None) or [])
+    for listening in sockets:
+        with contextlib.suppress(OSError):
+            twin = socket.socket(fileno=os.dup(listening.fileno()))
+            try:
+                twin.listen(LISTEN_QUEUE)  # the same socket: only this duplicate's fd closes
+            finally:
+                twin.close()
+    return sockets
 
 
 def _http_url(host: str, port: int) -> str:

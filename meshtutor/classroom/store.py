@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meshtutor.classroom.files import DataDirError, check_private
 from meshtutor.classroom.protocol import EventIn, new_join_code, new_token
 
 T = TypeVar("T")
@@ -127,6 +127,15 @@ _TABLES = (
 
 class StoreError(Exception):
     """The database cannot be used (unknown schema, unreadable file)."""
+
+
+class OverBudget(Exception):
+    """``add_events``: the event at ``index`` would take its attendee past its budget; none
+    of the batch was stored."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"events[{index}] is over the budget")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -278,13 +287,16 @@ class ClassroomStore:
     def __init__(self, path: Path, *, title: str | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # In a shared directory (1777) another user could have put the file there first,
+        # with an instructor token of their choosing, or its -wal with rows of theirs.
+        for part in ("", "-wal", "-shm", "-journal"):
+            try:
+                check_private(path.with_name(path.name + part))
+            except DataDirError as exc:
+                raise StoreError(str(exc)) from None
         # The file holds the instructor token: readable by its owner only.
         if not path.exists():
             path.touch(mode=0o600)
-        elif hasattr(os, "geteuid") and path.stat().st_uid != os.geteuid():
-            # In a shared directory (1777) another user could have put it there first,
-            # with an instructor token of their choosing.
-            raise StoreError(f"{path} belongs to another user; use a --data directory of yours")
         try:
             db = _connect(path)
             db.execute("PRAGMA journal_mode=WAL")
@@ -419,14 +431,22 @@ class ClassroomStore:
 
         return await self.write(job)
 
-    async def add_events(self, attendee: int, events: Sequence[EventIn]) -> tuple[int, int]:
+    async def add_events(
+        self,
+        attendee: int,
+        events: Sequence[EventIn],
+        cost: Callable[[EventIn], int] = lambda _event: 0,
+        budget: float = float("inf"),
+    ) -> tuple[int, int, int]:
         """Store a batch of events and fold them into the progress tables. Returns (accepted,
-        duplicates): an event whose client id this attendee already sent is ignored."""
+        duplicates, cost of the accepted): an event whose client id this attendee already
+        sent is ignored, and costs nothing. ``OverBudget`` (nothing stored) when the new
+        events would cost more than ``budget``."""
         now = time.time()
 
-        def job(db: sqlite3.Connection) -> tuple[int, int]:
-            accepted = 0
-            for event in events:
+        def job(db: sqlite3.Connection) -> tuple[int, int, int]:
+            accepted = stored = 0
+            for index, event in enumerate(events):
                 cur = db.execute(
                     "INSERT OR IGNORE INTO events (attendee, client_event_id, kind, lesson, "
                     "step, detail, client_at, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -443,8 +463,11 @@ class ClassroomStore:
                 )
                 if cur.rowcount:
                     accepted += 1
+                    stored += cost(event)
+                    if stored > budget:  # the job's savepoint undoes the batch
+                        raise OverBudget(index)
                     _fold(db, attendee, event, now)
-            return accepted, len(events) - accepted
+            return accepted, len(events) - accepted, stored
 
         return await self.write(job)
 

@@ -18,12 +18,15 @@ carries the file's sha256, which pip checks.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.parser
 import hashlib
 import html
 import importlib.metadata
 import importlib.util
 import json
+import logging
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +37,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshtutor.classroom.files import unsafe
 from meshtutor.errors import MeshtutorError
+
+_log = logging.getLogger("meshtutor.classroom")
 
 FOLDER = "wheelhouse"  # under the classroom's --data directory
 TARGETS_FILE = "targets.json"  # which platforms the build covered
@@ -78,6 +84,26 @@ class IndexFile:
     sha256: str
     requires_python: str | None
     path: Path
+    seen: tuple[int, int, int] = (0, 0, 0)  # (size, mtime_ns, inode) the sha256 was taken at
+
+
+# (name, size, mtime_ns, inode) of each file: a file rewritten in place changes its own
+# entry, where the folder's mtime would not change.
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+def stamp(folder: Path) -> Stamp:
+    """What ``scan`` would find in ``folder``, cheaply (one stat a file, no reading)."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    info = entry.stat()
+                    found.append((entry.name, info.st_size, info.st_mtime_ns, info.st_ino))
+    except OSError:
+        return ()
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True)
@@ -140,23 +166,41 @@ def _wheel_metadata(path: Path) -> email.message.Message | None:
         return None
 
 
-def scan(folder: Path) -> Index:
+def scan(folder: Path, previous: Index | None = None) -> Index:
     """Read a wheelhouse folder (missing or empty: an empty index). Files whose names are not
-    wheels or source archives are not served."""
+    wheels or source archives are not served, nor files another user could have put there
+    (see ``files.unsafe``; the server refuses to start with one, this covers a later one).
+    A file of ``previous`` whose size, mtime and inode are unchanged keeps its sha256."""
     projects: dict[str, list[IndexFile]] = {}
     requires: tuple[str, ...] = ()
     version = None
     targets: tuple[str, ...] = ()
+    if unsafe(folder) is not None:
+        _log.error("wheelhouse %s: %s; nothing of it is served", folder, unsafe(folder))
+        return Index({})
+    known = previous.files if previous is not None else {}
     try:
-        listed = json.loads((folder / TARGETS_FILE).read_text("utf-8"))["targets"]
-        targets = tuple(str(t) for t in listed)
+        if unsafe(folder / TARGETS_FILE) is None:
+            listed = json.loads((folder / TARGETS_FILE).read_text("utf-8"))["targets"]
+            targets = tuple(str(t) for t in listed)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             match = _WHEEL.match(path.name) or _SDIST.match(path.name)
+            try:
+                info = path.stat()
+            except OSError:
+                continue
             if match is None or not path.is_file():
                 continue
+            why = unsafe(path)
+            if why is not None:
+                _log.error("wheelhouse: %s %s; not served", path, why)
+                continue
+            seen = (info.st_size, info.st_mtime_ns, info.st_ino)
+            old = known.get(path.name)
+            digest = old.sha256 if old is not None and old.seen == seen else _sha256(path)
             project = normalize(match["name"])
             metadata = _wheel_metadata(path) if path.suffix == ".whl" else None
             requires_python = metadata.get("Requires-Python") if metadata else None
@@ -168,7 +212,7 @@ def scan(folder: Path) -> Index:
                     if "extra ==" not in line
                 )
             projects.setdefault(project, []).append(
-                IndexFile(project, path.name, _sha256(path), requires_python, path)
+                IndexFile(project, path.name, digest, requires_python, path, seen)
             )
     return Index(projects, requires, version, targets)
 
@@ -289,7 +333,7 @@ def build_own_wheel(dest: Path, run: Callable[[Sequence[str]], None] | None = No
     """meshtutor's wheel in ``dest``: built by pip from the source tree meshtutor runs from
     (offline when hatchling, its build backend, is installed; else pip fetches it), or
     repacked from the installed files."""
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = _source_tree()
     if root is None:
         return repack_installed(dest)
@@ -343,6 +387,19 @@ class Target:
         return [*command, "--python-version", self.python, "--implementation", "cp", str(wheel)]
 
 
+def _owner_writes_only(dest: Path) -> None:
+    """pip writes with the user's umask: under a common 002 the wheels come out
+    group-writable, which ``classroom serve`` refuses (another user could swap them).
+    The user's own files lose that bit (the folder itself is left as it is); anything else
+    is left to the check."""
+    me = os.geteuid() if hasattr(os, "geteuid") else None
+    for path in dest.iterdir():
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if info.st_uid == me and not path.is_symlink():
+                path.chmod(info.st_mode & 0o7755)
+
+
 def targets(platforms: Sequence[str], pythons: Sequence[str]) -> list[Target]:
     """This machine first, then each platform × Python version."""
     return [Target(None, None)] + [Target(p, v) for p in platforms for v in pythons]
@@ -358,7 +415,7 @@ def build(
     """Build the wheelhouse in ``dest``: meshtutor's wheel (replacing older ones), then the
     dependencies for each target. A target pip cannot serve (a dependency without a wheel
     for it) is reported and skipped; the others still count."""
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
     for old in dest.glob(f"{PROJECT}-*.whl"):
         old.unlink()
     wheel = build_own_wheel(dest)
@@ -375,6 +432,7 @@ def build(
                 covered.append(target.label)
     # What the join page tells attendees: the platforms every dependency has wheels for.
     (dest / TARGETS_FILE).write_text(json.dumps({"targets": covered}, indent=1) + "\n")
+    _owner_writes_only(dest)
     index = scan(dest)
     size = sum(f.path.stat().st_size for f in index.files.values())
     report(

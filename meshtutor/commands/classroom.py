@@ -35,6 +35,26 @@ def _lan_address() -> str:
     return socket.gethostname()
 
 
+def _own_addresses(host: str) -> tuple[str, ...]:
+    """The addresses ``host`` names on this machine (none for a wildcard): with --web, the
+    browsers' apps connect to the classroom from there."""
+    if host in ("", "0.0.0.0", "::"):
+        return ()
+    with contextlib.suppress(OSError, UnicodeError):
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        return tuple(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in found))
+    return ()
+
+
+def _trust(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from meshtutor.classroom.limits import parse_trust
+
+    try:
+        return tuple(parse_trust(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -76,6 +96,15 @@ def _is_loopback(host: str) -> bool:
     "as `classroom wheelhouse` builds it).",
 )
 @click.option(
+    "--trust",
+    multiple=True,
+    callback=_trust,
+    metavar="CIDR",
+    help="An address or network whose clients are exempt from the per-address limits (not "
+    "from the totals): a room that reaches the server through one NAT address, e.g. a "
+    "server on a cloud VM. Repeatable.",
+)
+@click.option(
     "--web", is_flag=True, help="Also serve the app to browser attendees (textual-serve)."
 )
 @click.option(
@@ -92,12 +121,15 @@ def serve(
     title: str | None,
     data: Path | None,
     wheels: Path | None,
+    trust: tuple[str, ...],
     web: bool,
     web_sessions: int,
 ) -> None:
     """Start a classroom server and print how to join it."""
     if title is not None and not (1 <= len(title.strip()) <= 80 and title.isprintable()):
         raise click.UsageError("--title must be 1 to 80 printable characters")
+    from meshtutor.classroom import wheelhouse
+    from meshtutor.classroom.files import check_tree
     from meshtutor.classroom.limits import LOOPBACK
     from meshtutor.classroom.protocol import display_join_code
     from meshtutor.classroom.server import ServerConfig, start_server
@@ -109,15 +141,22 @@ def serve(
         secure_dir(folder)
     except OSError as exc:
         raise MeshtutorError(f"cannot use --data {folder}: {exc.strerror or exc}") from None
+    # What the server reads there must be this user's own (--data may be a shared 1777
+    # directory); the database is checked as it opens, --web's folder as --web starts.
+    check_tree(wheels if wheels is not None else folder / wheelhouse.FOLDER)
     public = host if not host.startswith("0.0.0.0") and host not in ("", "::") else _lan_address()
+    # --web runs each browser attendee's app on this machine, joining from loopback or from
+    # the address the server listens on: those are exempt from the per-address limits (the
+    # session cap bounds them; each browser's own address took its join on the web port).
+    own = (*LOOPBACK, *_own_addresses(host)) if web else ()
     config = ServerConfig(
         data=folder,
         title=title.strip() if title else None,
         public_host=public,
         wheelhouse=wheels,
-        # --web runs each browser attendee's app on this machine: they all join over loopback,
-        # so loopback is exempt from the per-address limits (the session cap bounds them).
-        trusted=LOOPBACK if web else frozenset(),
+        trusted=trust,
+        apps_from=own,
+        web_sessions=web_sessions if web else 0,
     )
     public = f"[{public}]" if ":" in public else public
 
@@ -148,18 +187,19 @@ def serve(
                 await server.close()
                 raise MeshtutorError(f"--web needs textual-serve: {exc}") from None
             web_config = WebConfig(
-                # The browsers' app processes run here: they join over loopback.
-                join_url=f"{server.url}/j/{meta.join_code}",
-                join_code=meta.join_code,
+                # The browsers' app processes run here: they join through this machine's
+                # own address for the server (loopback for a wildcard).
+                app_url=server.url,
                 data=config.data,
                 host=host,
                 port=web_port,
                 public_url=f"http://{public}:{web_port}",
                 title=meta.title,
                 sessions=web_sessions,
+                homes=config.max_attendees,
             )
             try:
-                web_runner = await start_web(web_config)
+                web_runner = await start_web(web_config, server.classroom)
             except (OSError, MeshtutorError) as exc:
                 await server.close()
                 raise MeshtutorError(f"--web on port {web_port}: {exc}") from None
@@ -179,7 +219,7 @@ def serve(
             )
         if web_runner is not None:
             echo(
-                f"  Browser attendees: http://{public}:{web_port}/?code={display_join_code(meta.join_code)} "
+                f"  Browser attendees: {server.classroom.browser_url} "
                 f"(nothing to install; {web_sessions} at once)"
             )
         echo(f"  Instructor page:   {server.url}/#token={meta.instructor_token}")
@@ -248,6 +288,7 @@ def wheelhouse(
     import re
 
     from meshtutor.classroom import wheelhouse as wh
+    from meshtutor.classroom.files import check_private
     from meshtutor.classroom.store import secure_dir
     from meshtutor.paths import data_dir
 
@@ -264,6 +305,7 @@ def wheelhouse(
         except OSError as exc:
             raise MeshtutorError(f"cannot use --data {base}: {exc.strerror or exc}") from None
         folder = base / wh.FOLDER
+    check_private(folder)  # another user's folder would be served to attendees as ours
     click.echo(f"Building the wheelhouse in {folder} (this needs internet) …")
     index = wh.build(
         folder, wh.targets(chosen, pythons), dependencies=not no_deps, report=click.echo

@@ -10,7 +10,9 @@ Every string the server sends (names, failure messages, titles, quiz text) is sh
 
 ``x`` on the selected row removes that attendee (``DELETE /api/attendees/{id}``, as the page's
 ✕ button does) after a dialog that names them; the grid keeps its cursor on the same attendee
-across refreshes, so the row the instructor chose is the one the dialog asks about.
+across refreshes, so the row the instructor chose is the one the dialog asks about. ``n``
+makes a new join code (``POST /api/join-code``, as the page's button does) after a dialog:
+a removed attendee who knows the old code cannot rejoin with it.
 
 The classroom package stays free of Textual: the little HTTP client lives here.
 """
@@ -159,6 +161,10 @@ class RoomClient:
             body["lesson"] = lesson
         return dict(await self.request("POST", "/api/push/hint", body))
 
+    async def new_join_code(self) -> dict[str, Any]:
+        """The old code stops working; attendees already in keep their tokens."""
+        return dict(await self.request("POST", "/api/join-code", {}))
+
     async def remove_attendee(self, attendee: str) -> dict[str, Any]:
         """Their token stops working and their seat frees; their results stay in the exports."""
         return dict(await self.request("DELETE", f"/api/attendees/{attendee}"))
@@ -248,48 +254,72 @@ def histogram_text(results: Mapping[str, Any]) -> Text:
     return out
 
 
-class RemoveAttendeeScreen(ModalScreen[bool]):
-    """Asks "Remove NAME from the room?": dismissed with True to remove. Cancel has the focus, so
-    an Enter meant for the grid removes nobody."""
+class ConfirmScreen(ModalScreen[bool]):
+    """Asks ``question`` (plain text): dismissed with True to go ahead. Cancel has the focus,
+    so an Enter meant for the grid does nothing. Widget ids start with ``prefix``."""
 
     DEFAULT_CSS = """
-    RemoveAttendeeScreen { align: center middle; }
-    RemoveAttendeeScreen > Vertical { width: 70; max-width: 100%; height: auto;
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: 70; max-width: 100%; height: auto;
         border: round $error; background: $panel; padding: 1 2; }
-    RemoveAttendeeScreen Horizontal { height: auto; margin-top: 1; }
-    RemoveAttendeeScreen Button { margin-right: 2; }
+    ConfirmScreen Horizontal { height: auto; margin-top: 1; }
+    ConfirmScreen Button { margin-right: 2; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Remove"),
+        Binding("y", "answer(True)", "Yes"),
         Binding("escape,n", "answer(False)", "Cancel"),
     ]
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, question: Text, confirm: str, prefix: str) -> None:
         super().__init__()
-        self.attendee_name = name
+        self.question = question
+        self.confirm = confirm
+        self.prefix = prefix
 
     def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, id=f"{self.prefix}-question")
+            with Horizontal():
+                yield Button(f"{self.confirm} (y)", id=f"{self.prefix}-confirm", variant="error")
+                yield Button("Cancel (esc)", id=f"{self.prefix}-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.prefix}-cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == f"{self.prefix}-confirm")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class RemoveAttendeeScreen(ConfirmScreen):
+    """Asks "Remove NAME from the room?" (the name as typed, never markup)."""
+
+    def __init__(self, name: str) -> None:
         question = Text("Remove ")
-        question.append_text(plain(self.attendee_name, style="bold"))
+        question.append_text(plain(name, style="bold"))
         question.append(
             " from the room?\nTheir token stops working and their seat frees; what they "
             "recorded stays in the exports."
         )
-        with Vertical():
-            yield Static(question, id="remove-question")
-            with Horizontal():
-                yield Button("Remove (y)", id="remove-confirm", variant="error")
-                yield Button("Cancel (esc)", id="remove-cancel")
+        super().__init__(question, "Remove", "remove")
+        self.attendee_name = name
 
-    def on_mount(self) -> None:
-        self.query_one("#remove-cancel", Button).focus()
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "remove-confirm")
+class NewJoinCodeScreen(ConfirmScreen):
+    """Asks before making a new join code."""
 
-    def action_answer(self, remove: bool) -> None:
-        self.dismiss(remove)
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            plain(
+                f"Make a new join code?\nThe current one ({code}) stops working at once, so "
+                "a removed attendee cannot rejoin with it; attendees already in stay in."
+            ),
+            "New code",
+            "code",
+        )
 
 
 class DashboardApp(PlainTextApp[None]):
@@ -312,6 +342,7 @@ class DashboardApp(PlainTextApp[None]):
         Binding("s", "toggle_stuck", "Stuck filter"),
         Binding("e", "export", "Export"),
         Binding("x,delete", "remove_attendee", "Remove attendee"),
+        Binding("n", "new_join_code", "New join code"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -580,6 +611,13 @@ class DashboardApp(PlainTextApp[None]):
 
         self.push_screen(RemoveAttendeeScreen(name), answered)
 
+    def action_new_join_code(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_action_call("new join code", self.client.new_join_code())
+
+        self.push_screen(NewJoinCodeScreen(clean(self.room.get("join_code", "?"))), answered)
+
     @work(group="actions")
     async def run_action_call(self, what: str, call: Any, done: str | None = None) -> None:
         try:
@@ -592,6 +630,11 @@ class DashboardApp(PlainTextApp[None]):
             return
         if what == "export":
             self.notify("exported " + ", ".join(str(p) for p in result))
+        elif what == "new join code":
+            self.notify(
+                f"new join code {clean(result.get('shown'))}: the old one no longer works",
+                timeout=10,
+            )
         elif what == "close quiz":
             with contextlib.suppress(NoMatches):
                 self.show_results(result)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -75,6 +76,35 @@ class Room:
             return int(db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
         finally:
             db.close()
+
+
+def machine(url: str, address: str) -> aiohttp.ClientSession:
+    """An HTTP session whose connections come from ``address``: one "machine" of a venue
+    LAN, as its own loopback address (127.0.0.0/8 is all loopback on Linux)."""
+    return aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+
+def connect_from(url: str, source: str) -> socket.socket | None:
+    """A raw TCP connection to ``url``'s server from ``source`` (None when refused)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    try:
+        return socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
+    except OSError:
+        return None
+
+
+async def real_join(served: Served, source: str = "127.0.4.1") -> int:
+    """A real student's join, while the server is under attack: its HTTP status."""
+    code = served.banner["Join code"]
+    async with (
+        machine(served.url, source) as http,
+        http.post(
+            "/api/join",
+            json={"code": code, "name": "Real Student"},
+            timeout=aiohttp.ClientTimeout(total=20),
+        ) as response,
+    ):
+        return response.status
 
 
 def config(data: Path, **kwargs: Any) -> ServerConfig:

@@ -92,3 +92,12 @@ def test_lan_binding_prints_the_join_url_and_a_warning(tmp_path: Path) -> None:
     # The database, with the token in it, is readable by its owner only.
     assert (tmp_path / "classroom").stat().st_mode & 0o077 == 0
     assert (tmp_path / "classroom" / "classroom.sqlite").stat().st_mode & 0o077 == 0
+
+
+def test_a_bad_trust_is_one_line(tmp_path: Path) -> None:
+    result = _run("--trust", "10.0.0.0/33", home=tmp_path)
+    assert result.returncode == 2
+    assert "--trust" in result.stderr and "'10.0.0.0/33' is not an address or a network" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

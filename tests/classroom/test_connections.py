@@ -11,22 +11,15 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
 import pytest
-from classroom_helpers import room, run_async, serve
+from classroom_helpers import connect_from, machine, real_join, room, run_async, serve
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.0/8 loopback, /proc")
-
-
-def _connect(url: str, source: str) -> socket.socket | None:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    try:
-        return socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
-    except OSError:
-        return None
 
 
 def _answer(sock: socket.socket, timeout: float = 5.0) -> bytes:
@@ -72,7 +65,7 @@ async def test_one_address_cannot_hold_every_connection(data: Path) -> None:
     async with room(data, connections_per_address=8) as r:
         loop = asyncio.get_running_loop()
         held = await asyncio.gather(
-            *(loop.run_in_executor(None, _connect, r.url, "127.0.0.41") for _ in range(12))
+            *(loop.run_in_executor(None, connect_from, r.url, "127.0.0.41") for _ in range(12))
         )
         try:
             with ThreadPoolExecutor(len(held)) as pool:  # every socket read at once
@@ -106,7 +99,7 @@ async def test_idle_connections_make_room_for_attendees(data: Path) -> None:
             s
             for s in await asyncio.gather(
                 *(
-                    loop.run_in_executor(None, _connect, r.url, f"127.0.2.{i % 50 + 1}")
+                    loop.run_in_executor(None, connect_from, r.url, f"127.0.2.{i % 50 + 1}")
                     for i in range(60)
                 )
             )
@@ -124,6 +117,19 @@ async def test_idle_connections_make_room_for_attendees(data: Path) -> None:
                 s.close()
 
 
+def _open_files(limit: int) -> Callable[[], None]:
+    """For the server's subprocess: at most ``limit`` descriptors. This process keeps enough
+    for the connections it opens."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return low_limit
+
+
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -132,12 +138,7 @@ def test_out_of_descriptors_joins_still_work_and_the_log_stays_small(tmp_path: P
     """The server runs with 128 descriptors; 700 connections and anonymous websocket
     upgrades from 14 addresses hit it at once. A real join still gets in, the descriptors in
     use stay under the limit and the log holds a few lines, not one per failed accept."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 2048:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
-
-    def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    low_limit = _open_files(128)
 
     log = tmp_path / "stderr.log"
     with (
@@ -156,7 +157,7 @@ def test_out_of_descriptors_joins_still_work_and_the_log_stays_small(tmp_path: P
         peak = 0
         try:
             for i in range(700):
-                s = _connect(served.url, f"127.0.3.{i % 14 + 1}")
+                s = connect_from(served.url, f"127.0.3.{i % 14 + 1}")
                 if s is not None:
                     if i % 2:
                         with contextlib.suppress(OSError):
@@ -165,19 +166,7 @@ def test_out_of_descriptors_joins_still_work_and_the_log_stays_small(tmp_path: P
                 if i % 50 == 0:
                     peak = max(peak, _fds(pid))
 
-            async def join() -> int:
-                code = served.banner["Join code"]
-                async with (
-                    aiohttp.ClientSession(
-                        served.url,
-                        connector=aiohttp.TCPConnector(local_addr=("127.0.4.1", 0)),
-                        timeout=aiohttp.ClientTimeout(total=20),
-                    ) as http,
-                    http.post("/api/join", json={"code": code, "name": "Real Student"}) as response,
-                ):
-                    return response.status
-
-            assert asyncio.run(join()) == 200
+            assert asyncio.run(real_join(served)) == 200
             time.sleep(2.5)  # a few more rounds of accepting, failing and retrying
             peak = max(peak, _fds(pid))
         finally:
@@ -188,4 +177,99 @@ def test_out_of_descriptors_joins_still_work_and_the_log_stays_small(tmp_path: P
     text = log.read_text() + err
     assert served.process.returncode == 0
     assert len(text) < 5_000, text[:2000]
+    assert "Traceback" not in text
+
+
+def _held(url: str, source: str, count: int) -> list[socket.socket]:
+    with ThreadPoolExecutor(16) as pool:
+        found = pool.map(lambda _: connect_from(url, source), range(count))
+    return [s for s in found if s is not None]
+
+
+@run_async
+async def test_the_instructors_connections_never_count_against_their_address(data: Path) -> None:
+    """A room behind one address (no --trust): the instructor's page holds its stream and
+    its calls, attendees fill the address's cap, and the instructor still gets in, on a
+    reserve of connections that only the instructor's token may use."""
+    async with room(data, connections_per_address=8) as r:
+        loop = asyncio.get_running_loop()
+        async with machine(r.url, "127.0.0.61") as teacher:
+            # The page: its stream and a few calls, on connections kept alive.
+            stream = await teacher.get("/api/room/stream", headers=r.instructor)
+            assert stream.status == 200
+            calls = [
+                teacher.get("/api/room", headers=r.instructor),
+                teacher.get("/api/lessons", headers=r.instructor),
+            ]
+            for response in await asyncio.gather(*calls):
+                assert response.status == 200
+                response.release()
+            # Attendees at the same address take their whole cap: the instructor's
+            # connections are not counted in it.
+            held = await loop.run_in_executor(None, _held, r.url, "127.0.0.61", 8)
+            try:
+                async with machine(r.url, "127.0.0.61") as attendee:
+                    status, _ = await r.call("GET", "/healthz")  # from another address
+                    assert status == 200
+                    with ThreadPoolExecutor(8) as pool:
+                        answers = await asyncio.gather(
+                            *(loop.run_in_executor(pool, _answer, s, 0.5) for s in held)
+                        )
+                    assert answers == [b""] * 8  # all eight kept
+                    # Over the cap, a connection that is not the instructor's is refused …
+                    async with attendee.get("/api/info") as response:
+                        assert response.status == 429
+                # … and the instructor, arriving now on a new connection, is served.
+                async with machine(r.url, "127.0.0.61") as again:
+                    async with again.get("/", headers={}) as page:
+                        assert page.status == 200  # the page itself (its token is in #)
+                    async with again.get("/api/room", headers=r.instructor) as response:
+                        assert response.status == 200
+            finally:
+                for s in held:
+                    s.close()
+                stream.close()
+
+
+def test_the_web_port_shares_the_connection_limits(tmp_path: Path) -> None:
+    """``serve --web`` with 300 descriptors: 400 idle connections to the browsers' port used
+    to exhaust them (a real join then timed out, "Too many open files" in the log). The web
+    port is under the classroom's own connection guard, and the browser sessions' pipes are
+    counted in the budget: a real join still gets in and the descriptors stay under 300."""
+    low_limit = _open_files(300)
+
+    log = tmp_path / "stderr.log"
+    with (
+        log.open("w") as stderr,
+        serve(
+            "--web",
+            "--data",
+            str(tmp_path / "room"),
+            home=tmp_path,
+            preexec=low_limit,
+            stderr=stderr,
+        ) as served,
+    ):
+        pid = served.process.pid
+        web = served.banner["Browser attendees"].split("/?", 1)[0]
+        held: list[socket.socket] = []
+        peak = 0
+        try:
+            for i in range(400):
+                s = connect_from(web, "127.0.0.1" if i % 2 else f"127.0.8.{i % 20 + 1}")
+                if s is not None:
+                    held.append(s)
+                if i % 50 == 0:
+                    peak = max(peak, _fds(pid))
+
+            assert asyncio.run(real_join(served)) == 200
+            peak = max(peak, _fds(pid))
+        finally:
+            for s in held:
+                s.close()
+        assert peak < 300
+        err = served.stop()
+    text = log.read_text() + err
+    assert served.process.returncode == 0
+    assert "Too many open files" not in text, text[:2000]
     assert "Traceback" not in text

@@ -26,6 +26,7 @@ from textual.widgets import Checkbox, DataTable, Select, Static
 from meshtutor.classroom.server import ServerConfig, start_server
 from meshtutor.tui.dashboard import (
     DashboardApp,
+    NewJoinCodeScreen,
     RemoveAttendeeScreen,
     normalise_url,
     token_from_url,
@@ -438,3 +439,37 @@ async def test_removing_an_attendee_already_gone_is_a_one_line_notification(data
             assert "404" in message and "Bob" in message and "\n" not in message, message
             await until(pilot, lambda: table.row_count == 1)
             assert app.is_running and app.return_code is None
+
+
+@run_async
+async def test_the_instructor_makes_a_new_join_code_from_the_dashboard(data: Path) -> None:
+    """``n`` asks first (cancelling changes nothing), then makes a new join code: the old one
+    is refused, attendees already in keep their tokens, and the status line shows the new
+    code."""
+    async with room(data) as r:
+        _, ada = await r.join("Ada")
+        old = r.server.classroom.meta.join_code
+        token = r.server.classroom.meta.instructor_token
+        app = DashboardApp(r.url, token, refresh_seconds=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: bool(app.room))
+            footer = {b.binding.key: b.binding.description for b in app.active_bindings.values()}
+            assert footer.get("n") == "New join code", footer
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, NewJoinCodeScreen))
+            question = str(app.screen.query_one("#code-question", Static).render())
+            assert f"current one ({old}) stops working" in question, question
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, NewJoinCodeScreen))
+            assert r.server.classroom.meta.join_code == old
+
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, NewJoinCodeScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: r.server.classroom.meta.join_code != old)
+            new = r.server.classroom.meta.join_code
+            status = app.grid.query_one("#status", Static)
+            await until(pilot, lambda: f"join code {new}" in str(status.render()))
+        refused = await r.call("POST", "/api/join", json={"code": old, "name": "Troll"})
+        assert refused[0] == 403
+        assert (await r.call("GET", "/api/me", ada))[0] == 200

@@ -562,3 +562,90 @@ async def test_room_stream_sends_updates(data: Path) -> None:
             second = await asyncio.wait_for(next_room(), 5)
             cell = second["attendees"][0]["cells"][STEPS[0]]  # type: ignore[index]
             assert cell["state"] == "passed"
+
+
+@run_async
+async def test_an_attendees_stored_events_have_a_budget(data: Path) -> None:
+    """An attendee token cannot fill the disk: past its stored-bytes budget (here 20 kB) the
+    server answers 413 naming the first event that does not fit (the client sets that one
+    aside), and the count survives a restart."""
+    message = "x" * 1900
+    batches = [
+        [event(f"{b}-{i}", "step_failed", message=message) for i in range(4)] for b in range(3)
+    ]
+    async with room(data, event_budget=20_000) as r:
+        _, auth = await r.join("Ada")
+        for batch in batches[:2]:
+            status, body = await r.call("POST", "/api/events", auth, json={"events": batch})
+            assert status == 200 and body["accepted"] == 4, body
+        status, body = await r.call("POST", "/api/events", auth, json={"events": batches[2]})
+        assert status == 413 and body["index"] == 1, body
+        assert "has stored its 19 KiB of events" in body["error"]
+        assert r.count("events") == 8
+        # A re-sent batch costs nothing: duplicates are not stored again.
+        status, body = await r.call("POST", "/api/events", auth, json={"events": batches[0]})
+        assert status == 200 and body["duplicates"] == 4
+    async with room(data, event_budget=20_000) as r:
+        first, second = batches[2][0], batches[2][1]
+        status, _ = await r.call("POST", "/api/events", auth, json={"events": [first]})
+        assert status == 200
+        status, body = await r.call("POST", "/api/events", auth, json={"events": [second]})
+        assert status == 413 and body["index"] == 0, body
+        assert r.count("events") == 9
+
+
+@run_async
+async def test_an_attendees_events_come_in_pages(data: Path) -> None:
+    async with room(data, rate=1000, burst=1000) as r:
+        ada, auth = await r.join("Ada")
+        for b in range(7):
+            batch = [event(f"{b}-{i}") for i in range(40)]
+            assert (await r.call("POST", "/api/events", auth, json={"events": batch}))[0] == 200
+        path = f"/api/attendees/{ada}/events"
+        status, page = await r.call("GET", path, r.instructor)
+        assert status == 200 and len(page["events"]) == 200 and page["next"] is not None
+        status, rest = await r.call("GET", f"{path}?after={page['next']}", r.instructor)
+        assert len(rest["events"]) == 80 and rest["next"] is None
+        ids = [e["id"] for e in page["events"] + rest["events"]]
+        assert ids == sorted(ids) and len(set(ids)) == 280
+        status, small = await r.call("GET", f"{path}?limit=30", auth)
+        assert status == 200 and len(small["events"]) == 30
+        assert small["next"] == small["events"][-1]["id"]
+        status, capped = await r.call("GET", f"{path}?limit=5000", r.instructor)
+        assert len(capped["events"]) == 280 and capped["next"] is None
+        for bad in ("limit=0", "limit=x", "after=-1", "after=" + "9" * 30):
+            status, body = await r.call("GET", f"{path}?{bad}", r.instructor)
+            assert status == 400 and "must be an integer" in body["error"], bad
+
+
+@run_async
+async def test_reading_ones_events_is_rate_limited(data: Path) -> None:
+    """An attendee reads its own events at its request rate (20 a second, 40 at once)."""
+    async with room(data) as r:
+        ada, auth = await r.join("Ada")
+        statuses = [
+            (await r.call("GET", f"/api/attendees/{ada}/events", auth))[0] for _ in range(45)
+        ]
+        assert statuses[:40] == [200] * 40 and 429 in statuses[40:]
+        # The instructor is not limited.
+        for _ in range(45):
+            assert (await r.call("GET", f"/api/attendees/{ada}/events", r.instructor))[0] == 200
+
+
+@run_async
+async def test_websocket_traffic_counts_as_seen(data: Path) -> None:
+    """An attendee heard from only on its websocket: when it was last heard from is saved
+    too (the server kept it in memory only, so a restart showed it as gone since joining)."""
+    async with room(data) as r:
+        ada, auth = await r.join("Ada")
+        async with r.http.ws_connect("/ws/attendee", headers=auth) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            heard = time.time()
+            await ws.send_str("ping")
+            assert (await ws.receive(timeout=5)).data == "pong"
+    db = sqlite3.connect(data / "classroom.sqlite")
+    try:
+        (seen,) = db.execute("SELECT last_seen FROM attendees WHERE id = ?", (ada,)).fetchone()
+    finally:
+        db.close()
+    assert seen >= heard

@@ -222,3 +222,38 @@ def test_wheelhouse_arguments_are_checked(tmp_path: Path) -> None:
         result = _cli(*args, home=tmp_path)
         assert result.returncode == 2 and what in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@run_async
+async def test_a_wheel_rewritten_in_place_is_hashed_again(
+    data: Path, own_wheel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index is read again when any file changes, not only when the folder does: a wheel
+    rewritten in place (same name, the folder's mtime unchanged) gets its new sha256, which
+    pip checks. Requests arriving together scan the folder once, and a scan hashes only the
+    files that changed."""
+    served = _stock(data, own_wheel)
+    folder = served.parent
+    (folder / "other-1.0-py3-none-any.whl").write_bytes(b"another wheel")
+    hashed: list[str] = []
+    sha256 = wheelhouse._sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return sha256(path)
+
+    monkeypatch.setattr(wheelhouse, "_sha256", counting)
+    async with room(data) as r:
+        pages = await asyncio.gather(*(r.call("GET", "/simple/meshtutor/") for _ in range(20)))
+        assert {status for status, _ in pages} == {200}
+        assert sorted(hashed) == sorted([served.name, "other-1.0-py3-none-any.whl"])
+        hashed.clear()
+        stamp = folder.stat()
+        content = served.read_bytes()
+        with served.open("r+b") as file:  # in place: same inode, same folder
+            file.seek(len(content) - 1)
+            file.write(bytes([content[-1] ^ 0xFF]))
+        os.utime(folder, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        _, page = await r.call("GET", "/simple/meshtutor/")
+        assert f"#sha256={hashlib.sha256(served.read_bytes()).hexdigest()}" in page
+        assert hashed == [served.name]  # the other wheel kept its hash

@@ -47,10 +47,14 @@ class WebRoom:
         """The server's descendants: the browsers' app processes and what they started."""
         return descendants(self.process.pid)
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """SIGINT, as Ctrl+C would; returns what the server wrote to stderr (once)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-            self.process.communicate(timeout=20)
+            return self.process.communicate(timeout=20)[1] or ""
+        if self.process.stderr is not None and not self.process.stderr.closed:
+            return self.process.communicate(timeout=20)[1] or ""
+        return ""
 
 
 def serve_web(home: Path, *args: str) -> WebRoom:
@@ -132,9 +136,13 @@ def wait_until_dead(pids: list[int], timeout: float) -> list[int]:
 class Browser:
     """One browser: its own cookies, the pages, and the app's websocket."""
 
-    def __init__(self, room: WebRoom) -> None:
+    def __init__(self, room: WebRoom, source: str | None = None) -> None:
         self.room = room
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        # ``source``: the browser's machine, as a loopback address of its own (Linux).
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        self.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector
+        )
 
     async def close(self) -> None:
         await self.http.close()
