@@ -461,9 +461,18 @@ class ConnectionGuard:
         address (it still counts in the total)."""
         self._uncount(handler)
 
-    def refused_request(self) -> str:
-        """Count a provisional connection's request refused; returns why, for the 429."""
+    async def refused_request(self) -> str:
+        """Count a provisional connection's request refused and hold its answer as long as a
+        connection refused outright waits (a client reconnecting in a loop into the reserve
+        must not make the server answer thousands of refusals a second); returns why, for
+        the 429."""
         self.refused += 1
+        if self._waiting < self.max_waiting:
+            self._waiting += 1
+            try:
+                await asyncio.sleep(REFUSAL_PAUSE)
+            finally:
+                self._waiting -= 1
         return self._too_many()
 
     def idle(self, handler: Any) -> None:

@@ -199,11 +199,11 @@ async def _json_errors(
         )
 
 
-def _over_address_cap(connections: ConnectionGuard) -> web.Response:
+async def _over_address_cap(connections: ConnectionGuard) -> web.Response:
     """429 on a provisional connection whose request is not the instructor's; it closes."""
     response = web.Response(
         status=429,
-        text=json.dumps({"error": connections.refused_request()}),
+        text=json.dumps({"error": await connections.refused_request()}),
         content_type="application/json",
         headers={"Retry-After": str(SOCKET_RETRY_SECONDS)},
     )
@@ -222,7 +222,7 @@ def connection_middleware(connections: ConnectionGuard) -> Any:
         protocol = request.protocol
         try:
             if connections.busy(protocol):
-                return _over_address_cap(connections)
+                return await _over_address_cap(connections)
             return await handler(request)
         finally:
             connections.idle(protocol)
@@ -462,7 +462,7 @@ class Classroom:
                     page = await handler(request)
                     page.force_close()
                     return page
-                return _over_address_cap(self.connections)
+                return await _over_address_cap(self.connections)
             return await handler(request)
         finally:
             self.connections.idle(protocol)
