@@ -308,6 +308,14 @@ class RemoveAttendeeScreen(ConfirmScreen):
         self.attendee_name = name
 
 
+def _shown_code(room: Mapping[str, Any]) -> str:
+    """The room's join code as the projector and the page show it (ABCD-EFGH)."""
+    from meshtutor.classroom.protocol import display_join_code
+
+    code = room.get("join_code")
+    return display_join_code(code) if isinstance(code, str) and code else "?"
+
+
 class NewJoinCodeScreen(ConfirmScreen):
     """Asks before making a new join code."""
 
@@ -510,7 +518,7 @@ class DashboardApp(PlainTextApp[None]):
         shown = len(room.get("attendees", []))
         filt = f", {shown} stuck > {stuck:g} min" if stuck is not None else ""
         self._status(
-            f"{room.get('title') or 'classroom'} · join code {room.get('join_code', '?')} · "
+            f"{room.get('title') or 'classroom'} · join code {_shown_code(room)} · "
             f"{room.get('online', 0)}/{room.get('total', 0)} online{filt} · lesson "
             f"{lesson.get('title', '—')} · cells: glyph + word, N× attempts, Nh hints"
         )
@@ -616,7 +624,7 @@ class DashboardApp(PlainTextApp[None]):
             if yes:
                 self.run_action_call("new join code", self.client.new_join_code())
 
-        self.push_screen(NewJoinCodeScreen(clean(self.room.get("join_code", "?"))), answered)
+        self.push_screen(NewJoinCodeScreen(clean(_shown_code(self.room))), answered)
 
     @work(group="actions")
     async def run_action_call(self, what: str, call: Any, done: str | None = None) -> None:
