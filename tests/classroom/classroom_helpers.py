@@ -162,11 +162,11 @@ class Served:
         return err or ""
 
 
-@contextlib.contextmanager
-def serve(
+def spawn_serve(
     *args: str, home: Path, preexec: Callable[[], None] | None = None, stderr: Any = None
-) -> Iterator[Served]:
-    """Run ``meshtutor classroom serve --port 0 ARGS`` until its banner is printed."""
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``meshtutor classroom serve --port 0 ARGS`` in its own process and read its
+    banner: the lines up to "Press Ctrl+C" (all it printed, if it stopped before)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "meshtutor", "classroom", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -176,13 +176,25 @@ def serve(
         preexec_fn=preexec,
     )
     assert process.stdout is not None
-    banner: dict[str, str] = {}
+    lines: list[str] = []
     for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Press Ctrl+C"):
+            break
+    return process, lines
+
+
+@contextlib.contextmanager
+def serve(
+    *args: str, home: Path, preexec: Callable[[], None] | None = None, stderr: Any = None
+) -> Iterator[Served]:
+    """Run ``meshtutor classroom serve --port 0 ARGS`` until its banner is printed."""
+    process, lines = spawn_serve(*args, home=home, preexec=preexec, stderr=stderr)
+    banner: dict[str, str] = {}
+    for line in lines:
         key, sep, value = line.strip().partition(":")
         if sep and value.strip():
             banner[key.strip()] = value.strip()
-        if line.startswith("Press Ctrl+C"):
-            break
     served = Served(process, banner)
     try:
         assert "Instructor token" in banner, served.stop()

@@ -13,12 +13,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from classroom_helpers import spawn_serve
 
 # Terminal control sequences, to read the app's output as text.
 ANSI = re.compile(rb"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][A-Z0-9]|.)")
@@ -59,30 +59,7 @@ class WebRoom:
 
 def serve_web(home: Path, *args: str) -> WebRoom:
     for _ in range(5):  # --port 0 puts --web on the port after it, which may be taken
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "meshtutor",
-                "classroom",
-                "serve",
-                "--port",
-                "0",
-                "--web",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "MESHTUTOR_HOME": str(home)},
-        )
-        assert process.stdout is not None
-        lines: list[str] = []
-        while not lines or "Ctrl+C" not in lines[-1]:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
+        process, lines = spawn_serve("--web", *args, home=home)
         out = "".join(lines)
         if "Ctrl+C" not in out:
             _, err = process.communicate(timeout=10)
