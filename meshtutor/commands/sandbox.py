@@ -327,3 +327,73 @@ async def _shell_command(sb: Any, words: list[str]) -> None:
             )
     else:
         raise ValueError(f"unknown command {command!r}")
+
+
+@sandbox.command("serve")
+@FILES_OPTION
+@MESH_OPTION
+@NAMESPACE_OPTION
+@click.option(
+    "--kubeconfig",
+    "kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the context `meshtutor` into this kubeconfig (merged: other contexts stay). "
+    "Default: a file of its own in meshtutor's data folder.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the API on 127.0.0.1 (0: any free port).",
+)
+def serve_command(
+    files: Sequence[Path], mesh: str, namespace: str | None, kubeconfig: Path | None, port: int
+) -> None:
+    """Boot a sandbox from the files and serve its Kubernetes API on 127.0.0.1, so that
+    kubectl (and any Kubernetes client) drives it. Runs until Ctrl-C.
+
+    The API is HTTPS with a certificate authority and a client certificate of its own, like
+    kind's; the kubeconfig line to paste is printed at start.
+    """
+    batches = load_manifests(files, namespace)
+    from meshtutor.kubeapi.kubeconfig import check_kubeconfig_path
+    from meshtutor.kubeapi.server import default_kubeconfig
+
+    path = kubeconfig or default_kubeconfig()
+    check_kubeconfig_path(path)
+    asyncio.run(_serve(mesh, batches, path, port))
+
+
+async def _serve(mesh: str, batches: Sequence[Sequence[Any]], kubeconfig: Path, port: int) -> None:
+    import signal
+
+    from meshtutor.kubeapi.kubeconfig import issue_credentials, write_kubeconfig
+    from meshtutor.kubeapi.service import start_sandbox_api
+    from meshtutor.paths import data_dir
+
+    credentials = issue_credentials(data_dir() / "sandbox-api")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    served = await start_sandbox_api(mesh, batches, credentials, port=port)
+    try:
+        write_kubeconfig(kubeconfig, served.api.url, credentials, context="meshtutor")
+        pods = len(served.sandbox.cluster.pods())
+        click.echo(
+            f"meshtutor sandbox ({mesh}): {pods} pod{'s' if pods != 1 else ''}, "
+            f"Kubernetes API at {served.api.url}"
+        )
+        click.echo(f"kubeconfig: {kubeconfig} (context meshtutor)")
+        click.echo("In another terminal:")
+        click.echo(f"  export KUBECONFIG={shlex.quote(str(kubeconfig))}")
+        click.echo("  kubectl get pods -A")
+        click.echo("Ctrl-C stops the sandbox.", nl=True)
+        await stop.wait()
+    finally:
+        await served.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    click.echo("sandbox stopped")

@@ -1,0 +1,77 @@
+"""A served sandbox for tests: the sandbox and its Kubernetes API in a thread of their own,
+with a kubeconfig in a temporary folder, so a test drives it with the real ``kubectl``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kubectl_path() -> str | None:
+    return os.environ.get("MESHTUTOR_TEST_KUBECTL") or shutil.which("kubectl")
+
+
+class ServedSandboxThread:
+    """``meshtutor sandbox serve`` in-process: start() boots it, stop() leaves nothing."""
+
+    def __init__(self, tmp: Path, mesh: str = "istio", files: Sequence[Path] = ()) -> None:
+        self.tmp = tmp
+        self.mesh = mesh
+        self.files = list(files)
+        self.kubeconfig = tmp / "kubeconfig"
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.served: Any = None
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def start(self) -> ServedSandboxThread:
+        from meshtutor.kubeapi.kubeconfig import issue_credentials, write_kubeconfig
+        from meshtutor.kubeapi.service import start_sandbox_api
+        from meshtutor.model import load_file
+
+        self._thread.start()
+        batches = [load_file(path) for path in self.files]
+        credentials = issue_credentials(self.tmp / "pki")
+        self.served = self.run(start_sandbox_api(self.mesh, batches, credentials))
+        write_kubeconfig(self.kubeconfig, self.served.api.url, credentials, context="meshtutor")
+        return self
+
+    def stop(self) -> None:
+        if self.served is not None:
+            self.run(self.served.stop())
+            self.served = None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def kubectl(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        path = kubectl_path()
+        assert path is not None
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HOME": str(self.tmp),  # kubectl's discovery cache goes here, not the user's
+        }
+        return subprocess.run(
+            [path, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
