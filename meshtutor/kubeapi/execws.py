@@ -83,6 +83,8 @@ RESIZE_BACKLOG = 16
 # After the status, how long to wait for the client's close frame. kubectl answers at once once
 # it has read everything before it; one that neither reads nor closes is cut off after this.
 CLOSE_TIMEOUT = 30.0
+# When the server stops, how long each open session may take to say so to its client.
+STOP_CLOSE_TIMEOUT = 2.0
 
 
 class Stdin(Protocol):
@@ -289,9 +291,31 @@ def _upgrade_to(request: web.BaseRequest) -> str | None:
 
 def _spdy_refused() -> ExecError:
     return _bad_request(
-        "this API serves exec over websockets only (v5.channel.k8s.io), not SPDY/3.1: "
-        "use kubectl 1.30 or later and leave KUBECTL_REMOTE_COMMAND_WEBSOCKETS unset"
+        "this API serves exec over websockets (v5.channel.k8s.io), not SPDY/3.1: use kubectl "
+        "1.29 or later with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true (the default since 1.30)"
     )
+
+
+# What an open session is told when the server stops (the words of kube-apiserver's own
+# refusal while it shuts down, filters/with_retry_after.go, without its "try again later").
+SHUTTING_DOWN = ExecError(503, "ServiceUnavailable", "the API server is shutting down")
+_SESSIONS: web.AppKey[set[_Session]] = web.AppKey("meshtutor.execws.sessions")
+
+
+def track_exec_sessions(app: web.Application) -> None:
+    """Make ``app`` end its open exec sessions when it shuts down (call before it starts).
+
+    Without it, stopping the server waits for every running command: aiohttp gives a busy
+    handler its shutdown timeout (60 s by default) twice before cancelling it, and a shell
+    left open in ``kubectl exec -it`` never finishes by itself. With it, ``on_shutdown``
+    cancels each command and ends its session with a ``ServiceUnavailable`` status."""
+    app[_SESSIONS] = set()
+    app.on_shutdown.append(_stop_sessions)
+
+
+async def _stop_sessions(app: web.Application) -> None:
+    sessions = app[_SESSIONS]
+    await asyncio.gather(*(session.stop() for session in list(sessions)))
 
 
 async def serve_exec(
@@ -344,7 +368,14 @@ async def serve_exec(
         # A handshake aiohttp refuses (no key, a version other than 13).
         return _bad_request(f"websocket handshake failed: {exc.text or exc.reason}").response()
     session = _Session(ws, protocol, params)
-    await session.serve(run)
+    sessions = request.config_dict.get(_SESSIONS)
+    if sessions is not None:
+        sessions.add(session)
+    try:
+        await session.serve(run)
+    finally:
+        if sessions is not None:
+            sessions.discard(session)
     return ws
 
 
@@ -361,6 +392,14 @@ class _Session:
         self._gone = False
         self.stdin = _StdinPipe(STDIN_BUFFER) if params.stdin else None
         self.resize: asyncio.Queue[tuple[int, int]] = asyncio.Queue(maxsize=RESIZE_BACKLOG)
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+
+    async def stop(self) -> None:
+        """End the session now (the server is stopping): the command is cancelled and the
+        client told so."""
+        self._stopping.set()
+        await self._done.wait()
 
     async def send(self, channel: int, data: bytes) -> None:
         """One message on ``channel``; raises ``ConnectionResetError`` once the client is gone."""
@@ -395,33 +434,40 @@ class _Session:
             resize=self.resize,
         )
         reader = asyncio.create_task(self._read(), name="exec-ws-reader")
-        command: asyncio.Task[int] | None = None
+        stopping = asyncio.create_task(self._stopping.wait(), name="exec-stopping")
+        tasks: list[asyncio.Task[Any]] = [reader, stopping]
         try:
             # The kubelet's "connection is established" notice (remotecommand/websocket.go).
             await self.send(first, b"")
             command = asyncio.create_task(_call(run, streams), name="exec-command")
-            await asyncio.wait({reader, command}, return_when=asyncio.FIRST_COMPLETED)
-            if not command.done():
+            tasks.append(command)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                await _cancel(command, reader)
+                # Said as a status, so kubectl prints one line ("error: the API server is
+                # shutting down") rather than a websocket error. Bounded: a client that
+                # neither reads nor answers the close must not hold the server.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._end(SHUTTING_DOWN.status()), STOP_CLOSE_TIMEOUT)
+            elif not command.done():
                 # The client went away (or broke the protocol): nobody is left to answer.
                 if self.stdin is not None:
                     self.stdin.feed_eof()
-                return
-            if self.stdin is not None:
-                # Like the translator's finish(): input still arriving is dropped from now on.
-                self.stdin.close()
-            reader.cancel()
-            await _quietly(reader)
-            await self._finish(command)
+                if not self.ws.closed:
+                    await self.ws.close()  # what wsstream does after a malformed close signal
+            else:
+                if self.stdin is not None:
+                    # Like the translator's finish(): input still arriving is dropped now.
+                    self.stdin.close()
+                await _cancel(reader)
+                await self._finish(command)
         except ConnectionResetError:
             pass
         finally:
-            for task in (command, reader):
-                if task is not None and not task.done():
-                    task.cancel()
-                    await _quietly(task)
-            if not self.ws.closed:
-                with contextlib.suppress(Exception):
-                    await self.ws.close()
+            # Also when this handler is cancelled (aiohttp giving up on it): the command and
+            # the reader end with it; the connection is then aiohttp's to drop.
+            await _cancel(*tasks)
+            self._done.set()
 
     async def _finish(self, command: asyncio.Task[int]) -> None:
         try:
@@ -431,6 +477,10 @@ class _Session:
         except Exception as exc:
             log.exception("exec of %s failed", list(self.params.argv))
             status = _internal_error(exc)
+        await self._end(status)
+
+    async def _end(self, status: dict[str, Any]) -> None:
+        """Send the final status on the error channel, then close the websocket normally."""
         if self.protocol in _STATUS_JSON:
             await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
         elif status["status"] != "Success":
@@ -476,9 +526,13 @@ async def _call(run: ExecRun, streams: ExecStreams) -> int:
     return await run(streams)
 
 
-async def _quietly(task: asyncio.Task[Any]) -> None:
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until they are over, whatever they end with."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def _terminal_sizes(payload: bytes) -> list[tuple[int, int]]:
