@@ -76,6 +76,8 @@ MAX_MESSAGE = 1024 * 1024
 # Stdin the command has not read yet, at most: past it the server stops reading the socket
 # until the command reads, as the kubelet's io.Pipe does. A pasted file fits; a flood waits.
 STDIN_BUFFER = 256 * 1024
+# While stdin is full, how often to look whether the client is still connected.
+STDIN_STALL_CHECK = 1.0
 # Output goes out in messages of at most this much, as the kubelet copies with 32 KiB buffers.
 OUTPUT_CHUNK = 32 * 1024
 # Resize events not yet taken by the command: only the latest size matters, older ones drop.
@@ -367,7 +369,7 @@ async def serve_exec(
     except web.HTTPException as exc:
         # A handshake aiohttp refuses (no key, a version other than 13).
         return _bad_request(f"websocket handshake failed: {exc.text or exc.reason}").response()
-    session = _Session(ws, protocol, params)
+    session = _Session(request, ws, protocol, params)
     sessions = request.config_dict.get(_SESSIONS)
     if sessions is not None:
         sessions.add(session)
@@ -382,7 +384,10 @@ async def serve_exec(
 class _Session:
     """One upgraded exec: the websocket, the streams the command sees, and their ends."""
 
-    def __init__(self, ws: web.WebSocketResponse, protocol: str, params: ExecParams) -> None:
+    def __init__(
+        self, request: web.Request, ws: web.WebSocketResponse, protocol: str, params: ExecParams
+    ) -> None:
+        self.request = request
         self.ws = ws
         self.protocol = protocol
         self.params = params
@@ -416,6 +421,17 @@ class _Session:
             except ConnectionResetError:
                 self._gone = True
                 raise
+
+    async def connected(self) -> bool:
+        """Whether the client is still there, asked without reading from the socket: a ping
+        written to a peer that is gone fails (at the latest on the next one), and aiohttp
+        does not see a closed connection while it is not reading."""
+        try:
+            await self.ws.ping()
+        except Exception:
+            return False
+        transport = self.request.transport
+        return transport is not None and not transport.is_closing()
 
     def writer(self, channel: int, enabled: bool) -> Out:
         return _ChannelWriter(self, channel) if enabled else _Discard()
@@ -513,7 +529,8 @@ class _Session:
                 except binascii.Error:
                     continue  # wsstream logs it and reads on
             if channel == STDIN and self.stdin is not None:
-                await self.stdin.feed(payload)
+                if not await self.stdin.feed(payload, self.connected):
+                    return
             elif channel == RESIZE:
                 for size in _terminal_sizes(payload):
                     if self.resize.full():
@@ -604,15 +621,24 @@ class _StdinPipe:
             self._drained.set()
         return data
 
-    async def feed(self, data: bytes) -> None:
-        """Buffer ``data``; wait while the buffer is full, so the client waits with it."""
+    async def feed(self, data: bytes, connected: Callable[[], Awaitable[bool]]) -> bool:
+        """Buffer ``data``; wait while the buffer is full, so the client waits with it.
+
+        While it waits nothing reads the socket, so a client leaving would go unnoticed and
+        the command would run on: ``connected`` is asked now and then. Returns ``False`` when
+        the client is gone."""
         if self._eof or self._closed:
-            return
+            return True
         self._buffer += data
         self._readable.set()
         if len(self._buffer) >= self._limit:
             self._drained.clear()
-            await self._drained.wait()
+            while not self._drained.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), STDIN_STALL_CHECK)
+                if not self._drained.is_set() and not await connected():
+                    return False
+        return True
 
     def feed_eof(self) -> None:
         self._eof = True

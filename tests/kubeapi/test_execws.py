@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from meshtutor.kubeapi.execws import (
     MAX_MESSAGE,
+    STDIN_BUFFER,
     ExecError,
     ExecParams,
     ExecStreams,
@@ -750,3 +751,38 @@ def test_kubectl_says_when_the_server_stops_under_it(tmp_path: Path) -> None:
         assert (proc.returncode, out, err) == (1, b"", b"error: the API server is shutting down\n")
 
     asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_kubectl_killed_while_its_stdin_backs_up_cancels_the_command(tmp_path: Path) -> None:
+    """The command never reads stdin, so once STDIN_BUFFER is full the server stops reading
+    the socket (backpressure, as the kubelet's io.Pipe); the client leaving must still be
+    noticed and the command cancelled."""
+    binary = _kubectl("1.33")
+
+    async def main() -> None:
+        commands = Commands()
+        async with api(commands) as url:
+            proc = await start_kubectl(
+                binary, tmp_path, url, "exec", "-i", "p", "-c", "app", "--", "hang"
+            )
+            await commands.started.wait()
+            assert proc.stdin is not None
+            feeding = asyncio.create_task(_feed_forever(proc.stdin))
+            stdin = commands.seen[0].stdin
+            while len(stdin._buffer) < STDIN_BUFFER:  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)  # until the server holds a full buffer and waits
+            proc.kill()
+            await proc.wait()
+            await commands.cancelled.wait()
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+async def _feed_forever(pipe: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            pipe.write(b"x" * 65536)
+            await pipe.drain()
