@@ -786,3 +786,43 @@ async def _feed_forever(pipe: asyncio.StreamWriter) -> None:
         while True:
             pipe.write(b"x" * 65536)
             await pipe.drain()
+
+
+# ---- the official Python client (what KubeBackend uses) -----------------------------------
+
+
+def _python_client_exec(url: str, command: list[str], stdin: bytes | None) -> tuple[str, str, int]:
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    configuration = client.Configuration()
+    configuration.host = url
+    with client.ApiClient(configuration) as api_client:
+        response = stream(
+            client.CoreV1Api(api_client).connect_get_namespaced_pod_exec,
+            "p",
+            "ns",
+            container="app",
+            command=command,
+            stdin=stdin is not None,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+        )
+        if stdin is not None:
+            response.write_stdin(stdin.decode())
+            response.close_channel(0)  # v5's close signal
+        response.run_forever(timeout=30)
+        out = response.read_stdout()
+        err = response.read_stderr()
+        return out, err, response.returncode
+
+
+@run_async
+async def test_the_python_client_reads_output_and_exit_codes() -> None:
+    async with api(Commands()) as url:
+        failed = await asyncio.to_thread(_python_client_exec, url, ["warn", "56", "reset"], None)
+        echoed = await asyncio.to_thread(_python_client_exec, url, ["cat"], b"from python\n")
+    assert failed == ("out\n", "warn: reset\n", 56)
+    assert echoed == ("from python\n", "", 0)
