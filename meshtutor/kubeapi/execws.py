@@ -162,15 +162,8 @@ class ExecError(Exception):
         self.message = message
 
     def status(self) -> dict[str, Any]:
-        """The ``Status`` as a channel-3 message carries it: ``json.Marshal(status.Status())``
-        of an ``apierrors.StatusError``, which has no kind or apiVersion."""
-        return {
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
+        """The ``Status`` as a channel-3 message carries it."""
+        return _failure(self.message, self.reason, code=self.code)
 
     def response(self) -> web.Response:
         """The ``Status`` as an HTTP answer, which carries kind and apiVersion."""
@@ -241,27 +234,38 @@ def exit_status(code: int, argv: list[str], protocol: str) -> dict[str, Any]:
         cause = f"command terminated with exit code {code}"
     else:
         cause = f"error executing command [{' '.join(argv)}], exit code {code}"
-    return {
-        "metadata": {},
-        "status": "Failure",
-        "message": f"command terminated with non-zero exit code: {cause}",
-        "reason": "NonZeroExitCode",
-        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-    }
+    return _failure(
+        f"command terminated with non-zero exit code: {cause}",
+        "NonZeroExitCode",
+        causes=[{"reason": "ExitCode", "message": str(code)}],
+    )
 
 
 def _internal_error(exc: BaseException) -> dict[str, Any]:
     # kubelet remotecommand ServeExec: apierrors.NewInternalError(fmt.Errorf("error executing
     # command in container: %v", err)).
     cause = f"error executing command in container: {exc}"
-    return {
+    return _failure(
+        f"Internal error occurred: {cause}", "InternalError", causes=[{"message": cause}], code=500
+    )
+
+
+def _failure(
+    message: str, reason: str, *, causes: list[dict[str, str]] | None = None, code: int = 0
+) -> dict[str, Any]:
+    """A failure ``Status`` as ``json.Marshal(status.Status())`` writes it on channel 3: no
+    kind or apiVersion, ``metadata`` always, ``details`` and ``code`` only when set."""
+    status: dict[str, Any] = {
         "metadata": {},
         "status": "Failure",
-        "message": f"Internal error occurred: {cause}",
-        "reason": "InternalError",
-        "details": {"causes": [{"message": cause}]},
-        "code": 500,
+        "message": message,
+        "reason": reason,
     }
+    if causes:
+        status["details"] = {"causes": causes}
+    if code:
+        status["code"] = code
+    return status
 
 
 def choose_protocol(offered: list[str]) -> str | None:

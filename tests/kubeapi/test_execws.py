@@ -199,6 +199,17 @@ def query(*argv: str, container: str = "app", **flags: str) -> list[tuple[str, s
     return params + list(({"stdout": "true", "stderr": "true"} | flags).items())
 
 
+@contextlib.asynccontextmanager
+async def connect(
+    url: str, params: Sequence[tuple[str, str]], protocols: Sequence[str] = (V5,)
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url + EXEC_PATH, params=params, protocols=protocols) as ws,
+    ):
+        yield ws
+
+
 async def exchange(
     url: str,
     params: Sequence[tuple[str, str]],
@@ -206,10 +217,7 @@ async def exchange(
     send: Sequence[bytes | str] = (),
 ) -> Session:
     """Open an exec websocket, send ``send``, read everything until the server closes."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(url + EXEC_PATH, params=params, protocols=protocols) as ws,
-    ):
+    async with connect(url, params, protocols) as ws:
         session = Session(ws.protocol)
         for message in send:
             if isinstance(message, str):
@@ -296,10 +304,7 @@ async def test_a_malformed_close_signal_ends_the_session_and_the_command() -> No
     """apimachinery wsstream ends the connection on a close signal that is not 2 bytes."""
     commands = Commands()
     async with api(commands) as url:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(url + EXEC_PATH, params=query("hang"), protocols=(V5,)) as ws,
-        ):
+        async with connect(url, query("hang")) as ws:
             await commands.started.wait()
             await ws.send_bytes(b"\xff\x00\x01")
             async for _ in ws:
@@ -386,14 +391,7 @@ async def test_base64_protocols_carry_text_frames() -> None:
 
 
 async def _cat_base64(url: str) -> tuple[str | None, bytes]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(
-            url + EXEC_PATH,
-            params=query("cat", stdin="true"),
-            protocols=("base64.channel.k8s.io",),
-        ) as ws,
-    ):
+    async with connect(url, query("cat", stdin="true"), ("base64.channel.k8s.io",)) as ws:
         await ws.send_str("0!!not base64")  # wsstream drops what does not decode
         await ws.send_str("0" + base64.b64encode(b"over text\n").decode())
         got = b""
@@ -416,10 +414,7 @@ async def test_base64_stdin_reaches_the_command() -> None:
 async def test_a_client_leaving_mid_command_cancels_it() -> None:
     commands = Commands()
     async with api(commands) as url:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(url + EXEC_PATH, params=query("hang"), protocols=(V5,)) as ws,
-        ):
+        async with connect(url, query("hang")) as ws:
             await commands.started.wait()
             await ws.close()
         await commands.cancelled.wait()
@@ -431,12 +426,7 @@ async def test_a_client_leaving_mid_command_cancels_it() -> None:
 async def test_a_message_over_the_limit_closes_the_session() -> None:
     commands = Commands()
     async with api(commands) as url:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(
-                url + EXEC_PATH, params=query("hang", stdin="true"), protocols=(V5,)
-            ) as ws,
-        ):
+        async with connect(url, query("hang", stdin="true")) as ws:
             await commands.started.wait()
             await ws.send_bytes(b"\x00" + b"x" * MAX_MESSAGE)
             async for _ in ws:
@@ -720,10 +710,7 @@ async def test_stopping_the_server_ends_open_sessions_with_a_status() -> None:
     """aiohttp alone would wait 2 x 60 s for a command that never ends (an open shell)."""
     commands = Commands()
     url, runner = await start_api(commands)
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(url + EXEC_PATH, params=query("hang"), protocols=(V5,)) as ws,
-    ):
+    async with connect(url, query("hang")) as ws:
         await commands.started.wait()
         stopping = asyncio.create_task(runner.cleanup())
         frames = [msg.data async for msg in ws]
