@@ -5,7 +5,7 @@ What happens on the wire, and where each rule comes from (kubernetes v1.33 sourc
 * The client sends ``GET …/pods/NAME/exec?command=sh&command=-c&command=…&stdin=true&…`` with
   ``Upgrade: websocket`` and the subprotocols it speaks, best first. kubectl ≥ 1.30 offers only
   ``v5.channel.k8s.io`` (client-go ``tools/remotecommand/websocket.go``
-  ``NewWebSocketExecutor``); the official Python client offers ``v4.channel.k8s.io``. The server
+  ``NewWebSocketExecutor``); the official Python client (37) offers v5, then v4. The server
   takes the first protocol of the client's list it knows (apimachinery
   ``util/httpstream/wsstream/conn.go`` ``handshake``). Known here, as a cluster knows them:
   ``v5.channel.k8s.io`` (kube-apiserver's stream translator,
@@ -27,8 +27,10 @@ What happens on the wire, and where each rule comes from (kubernetes v1.33 sourc
   reason ``NonZeroExitCode`` and cause ``ExitCode`` carrying the number, which client-go turns
   into ``command terminated with exit code 56`` and kubectl into its own exit code
   (``tools/remotecommand/v4.go`` ``errorDecoderV4``). v1 sends only a failure's message, as
-  text. Then the server closes the websocket normally (1000) and waits briefly for the
-  client's close.
+  text. Then the server closes the websocket normally (1000) and waits for the client's
+  close (at most ``CLOSE_TIMEOUT``), so output still on its way is not cut off.
+* A client leaving cancels the command; so does the server stopping, if the application
+  was given :func:`track_exec_sessions` (the client is then told so in a status).
 
 Errors a real API server answers *before* the upgrade (pod not found, container not valid,
 no streams) are HTTP ``Status`` responses here too: ``admit`` runs before the upgrade. kubectl
