@@ -320,6 +320,7 @@ class SandboxBridge:
         current = core.get("", "pods", pod.namespace, name)
         if current is not None and current["status"].get("podIP") == pod.ip:
             return (pod.namespace, name)  # this pod is already written; pods are immutable
+        template_containers = [str(c.get("name")) for c in spec.get("containers") or []]
         spec = self._injected(spec, pod)
         spec.setdefault("nodeName", NODE_NAME)
         spec.setdefault("serviceAccountName", pod.service_account)
@@ -327,6 +328,10 @@ class SandboxBridge:
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("terminationGracePeriodSeconds", 30)
         annotations = dict(pod.annotations)
+        if pod.sidecar is not None and template_containers:
+            # Both injectors name the app as kubectl's default container, so `kubectl exec`
+            # and `kubectl logs` without -c reach the app, not the proxy the injector added.
+            annotations.setdefault("kubectl.kubernetes.io/default-container", template_containers[0])
         if pod.sidecar == "istio":
             annotations.setdefault("sidecar.istio.io/status", _istio_status(spec))
         if pod.sidecar == "linkerd":

@@ -90,6 +90,9 @@ class SandboxAPI:
 
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 16384})
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        from meshtutor.kubeapi.execws import track_exec_sessions
+
+        track_exec_sessions(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         ctx = server_ssl_context(self.credentials)
@@ -200,7 +203,37 @@ class SandboxAPI:
         from meshtutor.kubeapi.execws import serve_exec
 
         namespace, name = parts[3], parts[5]
-        return await serve_exec(request, self._runner_for(namespace, name))
+        return await serve_exec(
+            request, self._runner_for(namespace, name), admit=self._exec_admit(namespace, name)
+        )
+
+    def _exec_admit(self, namespace: str, name: str) -> Any:
+        """Checked before the websocket upgrade, so kubectl prints the refusal as the API
+        server's (``Error from server (BadRequest): container x is not valid for pod y``)."""
+        from dataclasses import replace
+
+        from meshtutor.kubeapi.execws import ExecError
+
+        def admit(params: Any) -> Any:
+            obj = self.core.get("", "pods", namespace, name)
+            if obj is None:
+                raise ExecError(404, "NotFound", f'pods "{name}" not found')
+            container = params.container or _default_container(obj)
+            if container not in _container_names(obj):
+                raise ExecError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+            if self.bridge.sandbox_pod(namespace, name) is None:
+                # what the API server says of a pod that is not running
+                phase = "Terminating" if obj["metadata"].get("deletionTimestamp") else "Pending"
+                raise ExecError(
+                    400,
+                    "BadRequest",
+                    f"unable to upgrade connection: pod {name} is {phase.lower()}"
+                    if phase == "Terminating"
+                    else f"unable to upgrade connection: container not found ({container!r})",
+                )
+            return replace(params, container=container)
+
+        return admit
 
     def _runner_for(self, namespace: str, name: str) -> Any:
         from meshtutor.kubeapi.shell import run
@@ -209,21 +242,10 @@ class SandboxAPI:
         async def run_in_pod(streams: Any) -> int:
             from meshtutor.kubeapi.execws import ExecError
 
-            obj = self.core.get("", "pods", namespace, name)
-            if obj is None:
-                raise ExecError(404, "NotFound", f'pods "{name}" not found')
-            containers = [c["name"] for c in obj["spec"].get("containers") or []]
-            container = streams.container or _default_container(obj)
-            if container not in containers:
-                raise ExecError(
-                    400,
-                    "BadRequest",
-                    f"container {container} is not valid for pod {name}",
-                )
             pod = self.bridge.sandbox_pod(namespace, name)
             if pod is None:
-                raise ExecError(400, "BadRequest", f"pod {name} is not running")
-            host = SandboxPodHost(self.sandbox, pod, container, name)
+                raise ExecError(500, "InternalError", f"pod {name} stopped")
+            host = SandboxPodHost(self.sandbox, pod, streams.container, name)
             return await run(
                 streams.argv, host, streams.stdin, streams.stdout, streams.stderr, tty=streams.tty
             )
@@ -236,8 +258,7 @@ class SandboxAPI:
         if obj is None:
             return _status(404, "NotFound", f'pods "{name}" not found')
         container = request.query.get("container") or _default_container(obj)
-        names = [c["name"] for c in obj["spec"].get("containers") or []]
-        if container not in names:
+        if container not in _container_names(obj):
             return _status(
                 400,
                 "BadRequest",
@@ -259,6 +280,10 @@ def _is_pod_subresource(parts: list[str], sub: str) -> bool:
         and parts[4] == "pods"
         and parts[6] == sub
     )
+
+
+def _container_names(pod: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in pod["spec"].get("containers") or []]
 
 
 def _default_container(pod: dict[str, Any]) -> str:
