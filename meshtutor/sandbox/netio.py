@@ -101,6 +101,13 @@ async def splice(
     return sent, received
 
 
+def host_port(address: object) -> str | None:
+    """``ip:port`` of a socket address (``get_extra_info("peername")``), None if unknown."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return None
+
+
 async def close_quietly(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError, OSError):

@@ -20,6 +20,7 @@ from meshtutor.policy import authz as istio_authz
 from meshtutor.policy import linkerd as linkerd_policy
 from meshtutor.policy import netpol
 from meshtutor.policy.cluster import PodState
+from meshtutor.policy.edge import role_of
 from meshtutor.policy.mtls import CLUSTER_DOMAIN, client_tls_decision, effective_peer_authentication
 from meshtutor.policy.predict import (
     ENVOY_503,
@@ -33,6 +34,7 @@ from meshtutor.policy.predict import (
     resolve_service,
     service_endpoints,
 )
+from meshtutor.sandbox.edge import DOWNSTREAM_HEADER
 from meshtutor.sandbox.handshake import looks_like_tls, parse_client_hello
 from meshtutor.sandbox.http import (
     HTTPParseError,
@@ -41,7 +43,14 @@ from meshtutor.sandbox.http import (
     read_request,
     read_response,
 )
-from meshtutor.sandbox.netio import close_quietly, prepend, read_initial, reset, splice
+from meshtutor.sandbox.netio import (
+    close_quietly,
+    host_port,
+    prepend,
+    read_initial,
+    reset,
+    splice,
+)
 from meshtutor.sandbox.podlog import (
     EnvoyAccess,
     EnvoyRequest,
@@ -84,13 +93,6 @@ def _envoy_reply(status: int, body: str, keep: bool = False) -> bytes:
 
 
 # --- access logs ------------------------------------------------------------------------------
-
-
-def _addr(info: object) -> str | None:
-    """``ip:port`` of a socket address (``writer.get_extra_info("peername")``)."""
-    if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return None
 
 
 def _envoy_request(
@@ -271,8 +273,6 @@ def _linkerd_access(
 def _probe_header_for(pod: PodState) -> str:
     """The probe id header is meshtutor's, so apps never see it; an ingress proxy passes it on,
     so the hops behind it are filed under the same probe."""
-    from meshtutor.policy.edge import role_of
-
     return "" if role_of(pod) else PROBE_HEADER
 
 
@@ -378,7 +378,7 @@ async def _to_app_raw(
         return
     key = up_writer.get_extra_info("sockname")
     if log is not None:
-        log.upstream(f"{runtime.state.ip}:{port}", _addr(key))
+        log.upstream(f"{runtime.state.ip}:{port}", host_port(key))
     if hop is not None and key:
         sb.opaque_hops[tuple(key[:2])] = hop
     if first:
@@ -423,7 +423,7 @@ async def _linkerd_opaque(
         ),
     )
     if not decision.allowed:
-        client = _addr(writer.get_extra_info("peername")) or "-"
+        client = host_port(writer.get_extra_info("peername")) or "-"
         _linkerd_denied(sb, runtime, port, client, peer_identity, decision, None)
         return False
     hop: dict[str, object] = {
@@ -452,7 +452,7 @@ async def _istio_inbound(
     mode = effective_peer_authentication(sb.cluster, pod, port).mode
     where: dict[str, Any] = {
         "downstream_local": f"{pod.ip}:{port}",
-        "downstream_remote": _addr(writer.get_extra_info("peername")),
+        "downstream_remote": host_port(writer.get_extra_info("peername")),
     }
     if looks_like_tls(first):
         hello = parse_client_hello(first)
@@ -623,7 +623,7 @@ async def _forward_to_app(
         await close_quietly(writer)
         return failed()
     if log is not None:
-        log.upstream(f"{runtime.state.ip}:{port}", _addr(up_writer.get_extra_info("sockname")))
+        log.upstream(f"{runtime.state.ip}:{port}", host_port(up_writer.get_extra_info("sockname")))
     outcome: tuple[int | None, int | None]
     try:
         up_writer.write(request.with_headers(remove={"connection"}).to_bytes())
@@ -729,7 +729,7 @@ async def _linkerd_http(
     peer_identity: str | None,
 ) -> None:
     pod = runtime.state
-    client = _addr(writer.get_extra_info("peername")) or "-"
+    client = host_port(writer.get_extra_info("peername")) or "-"
     try:
         request = await read_request(reader)
     except (HTTPParseError, ConnectionError, OSError, ssl.SSLError):
@@ -833,22 +833,38 @@ def _outbound_log(
     if runtime.state.sidecar == "linkerd":
         return None
     fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
-    cluster = f"outbound|{svc_port.port}||{fqdn}" if svc_port else "PassthroughCluster"
+    # DOWNSTREAM_LOCAL_ADDRESS is the original destination: the Service's cluster IP (when
+    # the object has one) or the address asked for.
     cluster_ip = service.raw.get("spec", {}).get("clusterIP") if service else None
     number = svc_port.port if svc_port else request.port
     original = f"{cluster_ip}:{number}" if cluster_ip and cluster_ip != "None" else None
     if original is None and _is_ipv4(request.host):
         original = f"{request.host}:{request.port}"
+    where: dict[str, str | None] = {
+        "downstream_local": original,
+        "downstream_remote": host_port(writer.get_extra_info("peername")),
+        "server_name": None,
+    }
+    route = "default" if svc_port else "allow_any"
+    forwarded = request.header(DOWNSTREAM_HEADER)
+    if forwarded and role_of(runtime.state) == "istio-gateway":
+        # The gateway's router and this outbound side are one Envoy on a real cluster: the
+        # line names the outside client, the gateway's listener and the SNI it was reached
+        # with, and the VirtualService route (unnamed, so "-").
+        values = [None if v == "-" else v for v in forwarded.split(" ", 2)]
+        where = dict(
+            zip(("downstream_remote", "downstream_local", "server_name"), values, strict=False)
+        )
+        route = "-"
     # A port the mesh treats as TCP, or a CONNECT (curl's own TLS), is proxied as TCP.
     http = not request.is_connect and (svc_port is None or is_http_port(svc_port))
     return _envoy_request(
         runtime,
         request,
         http=http,
-        upstream_cluster=cluster,
-        downstream_local=original,
-        downstream_remote=_addr(writer.get_extra_info("peername")),
-        route=None if not http else "default" if svc_port else "allow_any",
+        upstream_cluster=f"outbound|{svc_port.port}||{fqdn}" if svc_port else "PassthroughCluster",
+        route=route if http else None,
+        **where,
     )
 
 
@@ -954,7 +970,7 @@ async def _outbound_request(
         )
         return
     if log is not None:
-        log.upstream(f"{target.ip}:{port}", _addr(up_writer.get_extra_info("sockname")))
+        log.upstream(f"{target.ip}:{port}", host_port(up_writer.get_extra_info("sockname")))
 
     fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
     tls: TLSStream | None = None
@@ -1028,7 +1044,7 @@ async def _outbound_request(
             up_w.close()  # also when the sandbox stops mid-tunnel: ends a TLS pump task
         await close_quietly(up_w)  # type: ignore[arg-type]
         return
-    upstream = request.with_headers(remove={"proxy-connection", "connection"})
+    upstream = request.with_headers(remove={"proxy-connection", "connection", DOWNSTREAM_HEADER})
     if log is not None and http:
         upstream = _with_request_id(upstream, log)
     try:

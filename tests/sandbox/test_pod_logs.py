@@ -451,3 +451,104 @@ metadata: {name: legacy}
             )
 
         _run(body, mesh="linkerd")
+
+
+GATEWAY_ROUTES = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["shop.example.com", "old.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: demo}
+spec:
+  hosts: ["shop.example.com"]
+  gateways: ["istio-system/gw"]
+  http:
+  - match: [{uri: {prefix: /static}}]
+    directResponse: {status: 418}
+  - match: [{uri: {prefix: /missing}}]
+    route: [{destination: {host: nothing-here}}]
+  - match: [{uri: {prefix: /}}]
+    route: [{destination: {host: frontend, port: {number: 80}}}]
+"""
+
+
+class TestEdge:
+    def test_the_ingress_gateway_logs_what_it_routed_and_what_it_answered_itself(self) -> None:
+        """The gateway's Envoy writes one line per request: the proxied one names the
+        outside client and the upstream cluster; its own answers carry Envoy's details
+        (``404 NR route_not_found``, ``503 NC cluster_not_found``, ``direct_response``)."""
+
+        async def body(sb: Sandbox) -> None:
+            await sb.apply(load_file(ROOT / "manifests/components/istio-ingressgateway.yaml"))
+            await sb.apply(load_file(ROOT / "manifests/online-boutique/demo.yaml"))
+            await sb.apply(_yaml(GATEWAY_ROUTES))
+            results = await run_probes(
+                sb,
+                [
+                    Probe.from_outside("http://shop.example.com/", timeout=5),
+                    Probe.from_outside("http://shop.example.com/static/logo.png", timeout=5),
+                    Probe.from_outside("http://shop.example.com/missing", timeout=5),
+                    Probe.from_outside("http://old.example.com/", timeout=5),
+                ],
+            )
+            assert [r.http_code for r in results] == ["200", "418", "503", "404"]
+            by_path = {
+                (s["authority"], s["path"]): s
+                for s in _access(sb, "istio-system", "istio-ingressgateway")
+            }
+            routed = by_path[("shop.example.com", "/")]
+            assert (routed["code"], routed["details"]) == ("200", "via_upstream")
+            assert routed["cluster"] == "outbound|80||frontend.demo.svc.cluster.local"
+            assert routed["downstream_remote"].startswith("127.43.255.254:")
+            own = {
+                path: (s["code"], s["flags"], s["details"])
+                for (host, path), s in by_path.items()
+                if (host, path) != ("shop.example.com", "/")
+            }
+            assert own == {
+                "/static/logo.png": ("418", "-", "direct_response"),
+                "/missing": ("503", "NC", "cluster_not_found"),
+                "/": ("404", "NR", "route_not_found"),
+            }
+            [inbound] = _access(sb, "demo", "frontend")
+            assert inbound["request_id"] == routed["request_id"]
+
+        _run(body)
+
+    def test_ingress_nginx_writes_its_upstream_log_format(self) -> None:
+        """The controller container logs each request in ingress-nginx's default
+        ``log-format-upstream`` (internal/ingress/controller/config/config.go), naming the
+        upstream ``<namespace>-<service>-<port>``."""
+
+        async def body(sb: Sandbox) -> None:
+            shop = ROOT / "manifests/lessons/linkerd-ingress"
+            for path in (
+                ROOT / "manifests/components/ingress-nginx.yaml",
+                shop / "shop.yaml",
+                shop / "ingress.yaml",
+            ):
+                await sb.apply(load_file(path))
+            [result] = await run_probes(
+                sb, [Probe.from_outside("http://shop.example.com/get", timeout=5)]
+            )
+            assert result.http_code == "200"
+            controller = next(
+                p for p in sb.cluster.pods("ingress-nginx") if "controller" in p.deployment
+            )
+            [line] = sb.pod_log(controller, controller.spec.containers[0].name).splitlines()
+            web = _pod(sb, "shop", "web")
+            assert re.match(
+                r"^203\.0\.113\.10 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "
+                r'"GET /get HTTP/1\.1" 200 (\d+) "-" "curl/[^"]+" \d+ \d+\.\d{3} '
+                rf"\[shop-web-80\] \[\] {re.escape(web.ip)}:8080 \1 \d+\.\d{{3}} 200 [0-9a-f]{{32}}$",
+                line,
+            ), line
+
+        _run(body, mesh="linkerd")
