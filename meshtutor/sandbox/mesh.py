@@ -38,6 +38,7 @@ from meshtutor.sandbox.handshake import HandshakeRecorder, HandshakeTrace, enabl
 from meshtutor.sandbox.netio import close_quietly, hold_until_closed
 from meshtutor.sandbox.podlog import (
     LINKERD_ACCESS_LOG,
+    LogLine,
     PodLogs,
     istio_startup_lines,
     linkerd_startup_lines,
@@ -236,6 +237,11 @@ class Sandbox:
         pod Y", a 400)."""
         return self._pod_logs(pod).container(container).text()
 
+    def pod_log_lines(self, pod: PodState, container: str) -> list[LogLine]:
+        """The same log as :meth:`pod_log`, each line with the time it was written (for
+        ``--timestamps``, ``--since`` and ``--since-time``)."""
+        return list(self._pod_logs(pod).container(container).lines)
+
     def follow_log(self, pod: PodState, container: str) -> asyncio.Queue[str]:
         """``kubectl logs -f``: a queue of the lines written from now on, one per item with its
         newline. The item ``""`` ends the stream: the pod was deleted or replaced, or the
@@ -243,7 +249,8 @@ class Sandbox:
 
         Read ``pod_log`` and call this without an ``await`` in between, and no line is lost or
         repeated. To stop following before the end, call :meth:`unfollow_log` with the queue.
-        A follower that stops reading loses its oldest lines, never the sandbox its memory."""
+        A follower that stops reading loses its oldest lines, never the sandbox its memory.
+        Call it on the sandbox's event loop: lines are put with ``put_nowait`` from there."""
         return self._pod_logs(pod).container(container).follow()
 
     def unfollow_log(self, queue: asyncio.Queue[str]) -> None:

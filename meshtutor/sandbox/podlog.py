@@ -37,13 +37,13 @@ from meshtutor.errors import ClusterStateError, printable
 from meshtutor.policy.cluster import PodState
 
 __all__ = [
-    "ISTIO_ACCESS_LOG",
     "LINKERD_ACCESS_LOG",
     "MAX_LINES",
     "MAX_LINE_CHARS",
     "ContainerLog",
     "EnvoyAccess",
     "EnvoyRequest",
+    "LogLine",
     "PodLogs",
     "envoy_reset",
     "go_duration",
@@ -64,9 +64,6 @@ MAX_LINE_CHARS = 2048
 LINKERD_ACCESS_LOG = "config.linkerd.io/access-log"
 """The annotation (pod template or namespace) that turns on linkerd-proxy's HTTP access log."""
 
-ISTIO_ACCESS_LOG = "/dev/stdout"
-"""``meshConfig.accessLogFile`` of the mesh the sandbox stands for (see the module docstring)."""
-
 # The release the linkerd-proxy start-up line names: linkerd2-proxy tag release/v2.366.0, its
 # short commit and build date (``{profile} {version} ({sha}) by {vendor} on {date}``, main.rs).
 LINKERD_PROXY_RELEASE = "release 2.366.0 (0dcf4e1) by linkerd on 2026-08-12T18:13:11Z"
@@ -79,11 +76,20 @@ def utc_now() -> datetime:
 # --- the rings -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a container's log and when it was written (``kubectl logs --timestamps``
+    and ``--since`` read the time; kubelet stamps each line as the runtime receives it)."""
+
+    time: datetime
+    text: str
+
+
 class ContainerLog:
     """One container's log: the last :data:`MAX_LINES` lines, and the queues following it."""
 
     def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=MAX_LINES)
+        self.lines: deque[LogLine] = deque(maxlen=MAX_LINES)
         self._followers: set[asyncio.Queue[str]] = set()
         self.closed = False
 
@@ -96,12 +102,12 @@ class ContainerLog:
         text = "\t".join(printable(part) for part in line.rstrip("\n").split("\t"))
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS]
-        self.lines.append(text)
+        self.lines.append(LogLine(utc_now(), text))
         for queue in self._followers:
             _offer(queue, text + "\n")
 
     def text(self) -> str:
-        return "".join(f"{line}\n" for line in self.lines)
+        return "".join(f"{line.text}\n" for line in self.lines)
 
     def follow(self) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=MAX_LINES)

@@ -343,6 +343,10 @@ class TestPodLifecycle:
             line = queue.get_nowait()
             assert line.endswith("\n") and 'msg="200 GET /uuid ' in line
             assert sb.pod_log(pod, "httpbin") == before + line
+            # --timestamps: the same lines, each with when it was written.
+            stamped = sb.pod_log_lines(pod, "httpbin")
+            assert "".join(f"{e.text}\n" for e in stamped) == before + line
+            assert stamped[0].time <= stamped[-1].time
             sb.unfollow_log(queue)
             await run_probes(sb, [Probe("foo", "sleep", "http://httpbin.foo:8000/uuid")])
             assert queue.empty()
