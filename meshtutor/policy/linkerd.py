@@ -211,15 +211,26 @@ class _Authorizer:
         return not saz.identities and not saz.service_accounts
 
 
-def evaluate(cluster: Cluster, pod: PodState, req: LinkerdRequest) -> LinkerdDecision:
-    """Decide one HTTP request arriving at ``pod``'s linkerd-proxy on container port ``req.port``."""
-    servers = [
+def _servers_for(cluster: Cluster, pod: PodState, port: int) -> list[Server]:
+    """The Servers that select ``pod``'s ``port``, oldest first."""
+    return [
         s
         for s in cluster.objects(Server)
         if s.namespace == pod.namespace
         and s.pod_selector.matches(pod.labels)
-        and _server_port_matches(s, pod, req.port)
+        and _server_port_matches(s, pod, port)
     ]
+
+
+def server_for(cluster: Cluster, pod: PodState, port: int) -> Server | None:
+    """The Server whose policy governs ``pod``'s ``port`` (the oldest that selects it)."""
+    servers = _servers_for(cluster, pod, port)
+    return servers[0] if servers else None
+
+
+def evaluate(cluster: Cluster, pod: PodState, req: LinkerdRequest) -> LinkerdDecision:
+    """Decide one HTTP request arriving at ``pod``'s linkerd-proxy on container port ``req.port``."""
+    servers = _servers_for(cluster, pod, req.port)
     if not servers:
         default = pod.default_inbound_policy or cluster.linkerd_default_inbound_policy
         ok, why = _default_policy_allows(default, req)

@@ -19,8 +19,10 @@ import json
 import logging
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,6 +34,7 @@ from meshtutor.sandbox.http import (
     read_request,
     reason_phrase,
 )
+from meshtutor.sandbox.podlog import go_duration
 
 __all__ = ["MAX_BYTES", "MAX_DELAY", "AppServer", "canonical_header_name", "request_headers"]
 
@@ -216,10 +219,20 @@ class AppServer:
     Created with :meth:`start`; :meth:`close` stops listening and drops every connection.
     """
 
-    def __init__(self, app: App, *, pod_name: str, namespace: str) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        pod_name: str,
+        namespace: str,
+        image: str = "",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.pod_name = pod_name
         self.namespace = namespace
+        self.image = image.lower()
+        self._log = log
         self.host = ""
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -229,19 +242,35 @@ class AppServer:
 
     @classmethod
     async def start(
-        cls, app: App, host: str, port: int = 0, *, pod_name: str, namespace: str
+        cls,
+        app: App,
+        host: str,
+        port: int = 0,
+        *,
+        pod_name: str,
+        namespace: str,
+        image: str = "",
+        log: Callable[[str], None] | None = None,
+        listen_port: int | None = None,
     ) -> AppServer:
         """Serve ``app`` on ``host:port`` (port 0: an ephemeral one, then read ``.port``).
+
+        ``log`` receives the lines the container's image would print (``kubectl logs``): its
+        start-up line, then one per request it answers; ``image`` chooses their format and
+        ``listen_port`` is the container port the start-up line names.
 
         Raises ValueError for a client-only app, which listens on nothing, and OSError when
         the address cannot be bound.
         """
         if app.kind == "client":
             raise ValueError(f"container {app.container!r} is client-only and listens on no port")
-        self = cls(app, pod_name=pod_name, namespace=namespace)
+        self = cls(app, pod_name=pod_name, namespace=namespace, image=image, log=log)
         self._server = await asyncio.start_server(self._accept, host, port)
         bound = self._server.sockets[0].getsockname()
         self.host, self.port = str(bound[0]), int(bound[1])
+        if log is not None:
+            for line in startup_lines(app, self.image, listen_port or self.port):
+                log(line)
         return self
 
     async def close(self) -> None:
@@ -295,7 +324,19 @@ class AppServer:
                     return
                 if request is None:
                     return
+                started = time.perf_counter()
                 data, close_after = await self._respond(request, peer_ip)
+                if self._log is not None:
+                    line = request_line(
+                        self.app,
+                        self.image,
+                        request,
+                        data,
+                        peer,
+                        time.perf_counter() - started,
+                    )
+                    if line is not None:
+                        self._log(line)
                 writer.write(data)
                 await writer.drain()
                 if close_after:
@@ -422,3 +463,102 @@ class AppServer:
         # A seed makes the bytes reproducible, as go-httpbin's ?seed= does.
         rng = random.Random(int(seed)) if seed.lstrip("-").isdigit() else random.Random()
         return rng.randbytes(count)
+
+
+# --- the container's log (kubectl logs) ---------------------------------------------------------
+#
+# What each image prints, checked against the images the manifests name:
+# - mccutchen/go-httpbin v2.15.0: slog's text handler on stderr (httpbin/cmd/cmd.go), a start-up
+#   line "go-httpbin listening on http://0.0.0.0:8080", then StdLogObserver's line per request
+#   (httpbin/middleware.go): INFO, WARN for 4xx, ERROR for 5xx.
+# - kennethreitz/httpbin: gunicorn 19.9 with gevent workers and no --access-logfile, so only
+#   gunicorn's start-up lines and nothing per request (gunicorn's access log is off by default).
+# - hashicorp/http-echo 1.0: "[INFO] server is listening on :5678" (main.go), then httpLog's
+#   line per request (handlers.go).
+# - any other image runs meshtutor's echo stand-in, which says so and logs each request in the
+#   common log format.
+
+
+def _flavour(app: App, image: str) -> str:
+    if app.kind == "httpbin":
+        return "go-httpbin" if 8080 in app.ports else "gunicorn"
+    return "http-echo" if "http-echo" in image else "echo"
+
+
+def _go_time(now: datetime) -> str:
+    # slog's text handler: RFC 3339 with milliseconds (the images run in UTC).
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _slog_value(value: str) -> str:
+    """slog's text handler quotes a value that is empty or holds a space, ``=``, ``"`` or a
+    character that is not printable (log/slog ``needsQuoting``), as Go's strconv.Quote."""
+    if value and not any(ch.isspace() or ch in '="' or not ch.isprintable() for ch in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _go_float(value: float) -> str:
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def startup_lines(app: App, image: str, port: int) -> list[str]:
+    """The lines the container prints when it starts."""
+    now = datetime.now(UTC)
+    flavour = _flavour(app, image)
+    if flavour == "go-httpbin":
+        return [
+            f'time={_go_time(now)} level=INFO msg="go-httpbin listening on http://0.0.0.0:{port}"'
+        ]
+    if flavour == "gunicorn":
+        stamp = now.strftime("[%Y-%m-%d %H:%M:%S +0000]")
+        return [
+            f"{stamp} [1] [INFO] Starting gunicorn 19.9.0",
+            f"{stamp} [1] [INFO] Listening at: http://0.0.0.0:{port} (1)",
+            f"{stamp} [1] [INFO] Using worker: gevent",
+            f"{stamp} [8] [INFO] Booting worker with pid: 8",
+        ]
+    if flavour == "http-echo":
+        return [f"{now.strftime('%Y/%m/%d %H:%M:%S')} [INFO] server is listening on :{port}"]
+    return [f"meshtutor echo: listening on :{port} (standing in for {image or 'the image'})"]
+
+
+def request_line(
+    app: App, image: str, request: Request, data: bytes, peer: object, seconds: float
+) -> str | None:
+    """The line the container prints for one request it answered with ``data``; None for an
+    image that prints nothing per request."""
+    flavour = _flavour(app, image)
+    if flavour == "gunicorn":
+        return None
+    status = int(data[9:12])
+    head = data.find(b"\r\n\r\n")
+    size = len(data) - head - 4 if head >= 0 else 0
+    peer_ip, peer_port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
+    user_agent = request.header("user-agent") or ""
+    now = datetime.now(UTC)
+    target = request.path + (f"?{request.query}" if request.query else "")
+    if flavour == "go-httpbin":
+        level = "ERROR" if status >= 500 else "WARN" if status >= 400 else "INFO"
+        # Go measures whole nanoseconds, so its float has no binary noise to print.
+        millis = round(seconds * 1e9) / 1e6
+        return (
+            f"time={_go_time(now)} level={level} "
+            f"msg={_slog_value(f'{status} {request.method} {target} {millis:.1f}ms')} "
+            f"status={status} method={_slog_value(request.method)} uri={_slog_value(target)} "
+            f"size_bytes={size} duration_ms={_go_float(millis)} "
+            f"user_agent={_slog_value(user_agent)} "
+            f"client_ip={_slog_value(_client_ip(request, peer_ip))}"
+        )
+    if flavour == "http-echo":
+        return (
+            f"{now.strftime('%Y/%m/%d %H:%M:%S')} {request.header('host') or ''} "
+            f'{peer_ip}:{peer_port} "{request.method} {request.path} {request.version}" '
+            f'{status} {size} "{user_agent}" {go_duration(seconds)}'
+        )
+    stamp = now.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return (
+        f'{peer_ip} - - [{stamp}] "{request.method} {target} {request.version}" {status} {size}'
+        f' "-" "{user_agent}"'
+    )

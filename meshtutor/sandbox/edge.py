@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from meshtutor.policy import edge
@@ -36,7 +37,15 @@ from meshtutor.sandbox.http import (
     read_request,
     read_response,
 )
-from meshtutor.sandbox.netio import close_quietly, prepend, read_initial, reset, splice
+from meshtutor.sandbox.netio import (
+    close_quietly,
+    host_port,
+    prepend,
+    read_initial,
+    reset,
+    splice,
+)
+from meshtutor.sandbox.podlog import EnvoyAccess, EnvoyRequest, utc_now
 from meshtutor.sandbox.tlsstream import TLSStream
 
 if TYPE_CHECKING:
@@ -49,6 +58,9 @@ OUTSIDE_LOOPBACK = "127.43.255.254"
 NODE_ADDRESS = "127.44.0.1"
 UPSTREAM_TIMEOUT = 30.0
 PROBE_HEADER = "x-meshtutor-probe"
+#: How the gateway's router tells its own outbound proxy (the same Envoy on a real cluster)
+#: where the request came from, for the access log line: "<remote> <local> <sni or ->".
+DOWNSTREAM_HEADER = "x-meshtutor-downstream"
 
 
 async def _reply(
@@ -252,6 +264,7 @@ class EdgeServer:
             reset(writer)
             return
         tls: TLSStream | None = None
+        sni = ""
         if looks_like_tls(first):
             tls_servers = [b for b in servers if b.server.terminates_tls]
             if not tls_servers:
@@ -262,6 +275,18 @@ class EdgeServer:
             sni = (hello.sni if hello else None) or ""
             bound = edge.server_for_sni(tls_servers, sni)
             if bound is None or bound.server.tls is None:
+                # No filter chain for that SNI: Envoy's listener logs it and closes.
+                self.runtime.proxy_log(
+                    EnvoyAccess(
+                        start=utc_now(),
+                        code=0,
+                        flags="NR",
+                        details="filter_chain_not_found",
+                        downstream_local=f"{self.pod.ip}:{self.container_port}",
+                        downstream_remote=host_port(writer.get_extra_info("peername")),
+                        server_name=sni,
+                    ).line()
+                )
                 reset(writer)
                 return
             name = bound.server.tls.credential_name or ""
@@ -288,7 +313,7 @@ class EdgeServer:
                 return
             r, w = prepend(first, reader), writer  # type: ignore[assignment]
         try:
-            await self._gateway_request(r, w, tls, chosen)  # type: ignore[arg-type]
+            await self._gateway_request(r, w, tls, chosen, sni)  # type: ignore[arg-type]
         finally:
             if tls is not None:
                 await tls.close()
@@ -318,6 +343,7 @@ class EdgeServer:
         writer: asyncio.StreamWriter,
         tls: TLSStream | None,
         chosen: list[edge.BoundServer],
+        sni: str,
     ) -> None:
         cluster = self.sb.cluster
         try:
@@ -333,8 +359,31 @@ class EdgeServer:
             )
         envoy = [("server", "istio-envoy")]
         host = request.host
+        remote = host_port(writer.get_extra_info("peername"))
+        local = f"{self.pod.ip}:{self.container_port}"
+        request = request.with_headers(
+            [] if request.header("x-request-id") else [("x-request-id", str(uuid.uuid4()))]
+        )
+        # Answers the gateway's Envoy makes itself (envoy StreamInfo ResponseCodeDetails:
+        # route_not_found with NR, cluster_not_found with NC, direct_response); what it
+        # proxies is logged by its outbound side, which knows how the upstream answered.
+        log = EnvoyRequest(
+            self.runtime.proxy_log,
+            method=request.method,
+            path=request.target,
+            protocol=request.version,
+            request_id=request.header("x-request-id"),
+            authority=request.header("host"),
+            user_agent=request.header("user-agent"),
+            forwarded_for=edge.OUTSIDE_IP,
+            bytes_received=len(request.body),
+            downstream_local=local,
+            downstream_remote=remote,
+            server_name=sni,
+        )
         redirect = edge.redirecting_server(chosen, host) if tls is None else None
         if redirect is not None:
+            log.finish(301, details="direct_response")
             await _reply(writer, 301, "", [*envoy, ("location", f"https://{host}{request.target}")])
             return
         headers = {k.lower(): v for k, v in request.headers}
@@ -343,13 +392,18 @@ class EdgeServer:
         )
         vs, rule = route.vs, route.rule
         if vs is None or rule is None:
+            log.finish(404, flags="NR", details="route_not_found")
             await _reply(writer, 404, "", envoy)
             return
         if rule.direct_response is not None:
-            await _reply(writer, rule.direct_response[0], rule.direct_response[1], envoy)
+            status, body = rule.direct_response
+            log.finish(status, details="direct_response", bytes_sent=len(body.encode()))
+            await _reply(writer, status, body, envoy)
             return
         if rule.redirect is not None:
-            await _reply(writer, int(rule.redirect.get("redirectCode", 301)), "", envoy)
+            status = int(rule.redirect.get("redirectCode", 301))
+            log.finish(status, details="direct_response")
+            await _reply(writer, status, "", envoy)
             return
         destination = edge.chosen_destination(rule)
         assert destination is not None
@@ -358,6 +412,7 @@ class EdgeServer:
         )
         number = edge.destination_port(destination, service, self.container_port) if service else 0
         if service is None or service.port(number) is None:
+            log.finish(503, flags="NC", details="cluster_not_found")
             await _reply(writer, 503, "", envoy)
             return
         path = edge.rewritten_path(rule, request.target)
@@ -374,6 +429,7 @@ class EdgeServer:
                 ("x-forwarded-for", client_ip),
                 ("x-forwarded-proto", "https" if tls else "http"),
                 ("x-envoy-external-address", client_ip),
+                (DOWNSTREAM_HEADER, f"{remote or '-'} {local} {sni or '-'}"),
             ],
             body=request.body,
         )
@@ -387,16 +443,17 @@ class EdgeServer:
         *,
         error_status: int,
         error_body: str,
-    ) -> None:
-        """Send ``request`` (absolute-form) through this pod's own outbound proxy."""
+    ) -> tuple[int, int]:
+        """Send ``request`` (absolute-form) through this pod's own outbound proxy; returns the
+        status and body size sent back."""
         port = self.runtime.outbound_port
         assert port is not None
         try:
             up_reader, up_writer = await asyncio.open_connection(self.pod.ip, port)
         except OSError:
             await _reply(writer, error_status, error_body, extra)
-            return
-        await self._exchange(
+            return error_status, len(error_body)
+        return await self._exchange(
             up_reader, up_writer, request, writer, extra, False, error_status, error_body
         )
 
@@ -410,7 +467,8 @@ class EdgeServer:
         origin_form: bool,
         error_status: int,
         error_body: str,
-    ) -> None:
+    ) -> tuple[int, int]:
+        """Relay ``request`` and its answer; returns the status and body size sent back."""
         try:
             up_writer.write(request.to_bytes(origin_form=origin_form))
             await up_writer.drain()
@@ -426,7 +484,7 @@ class EdgeServer:
         ):
             with contextlib.suppress(ConnectionError, OSError):
                 await _reply(writer, error_status, error_body, extra)
-            return
+            return error_status, len(error_body)
         finally:
             await close_quietly(up_writer)
         names = {k.lower() for k, _ in extra}
@@ -438,6 +496,7 @@ class EdgeServer:
         with contextlib.suppress(ConnectionError, OSError):
             writer.write(response.to_bytes(head_only=request.method == "HEAD"))
             await writer.drain()
+        return response.status, 0 if request.method == "HEAD" else len(response.body)
 
     # --- ingress-nginx ---
 
@@ -478,6 +537,35 @@ class EdgeServer:
                 await tls.close()
             await close_quietly(writer)
 
+    def _nginx_log(
+        self,
+        request: Request,
+        started: float,
+        status: int,
+        sent: int,
+        upstream: tuple[str, str, int] | None = None,
+    ) -> None:
+        """The controller's access log line, ingress-nginx's default ``log-format-upstream``
+        (internal/ingress/controller/config/config.go): ``$remote_addr - $remote_user
+        [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+        $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name]
+        $upstream_addr $upstream_response_length $upstream_response_time $upstream_status
+        $req_id``. ``upstream``: (upstream name, address, status) when nginx proxied."""
+        container = next(
+            c.name for c in self.pod.spec.containers if "ingress-nginx" in c.image.lower()
+        )
+        elapsed = f"{time.monotonic() - started:.3f}"
+        name, address, upstream_status = upstream or ("", "-", 0)
+        tail = f"{address} {sent} {elapsed} {upstream_status}" if upstream else "- - - -"
+        line = (
+            f"{edge.OUTSIDE_IP} - - [{utc_now().strftime('%d/%b/%Y:%H:%M:%S +0000')}] "
+            f'"{request.method} {request.target} {request.version}" {status} {sent} '
+            f'"{request.header("referer") or "-"}" "{request.header("user-agent") or "-"}" '
+            f"{len(request.to_bytes(origin_form=False))} {elapsed} [{name}] [] {tail} "
+            f"{uuid.uuid4().hex}"
+        )
+        self.runtime.logs.write(container, line)
+
     async def _nginx_request(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: TLSStream | None
     ) -> None:
@@ -488,6 +576,7 @@ class EdgeServer:
             return
         if request is None:
             return
+        started = time.monotonic()
         probe_id = request.header(PROBE_HEADER)
         if tls is not None:
             self.sb.record_edge_handshake(
@@ -504,6 +593,7 @@ class EdgeServer:
             if entry is not None and (
                 entry[0].metadata.annotations.get(edge.SSL_REDIRECT, "true").lower() != "false"
             ):
+                self._nginx_log(request, started, 308, len(NGINX_308))
                 await _reply(
                     writer,
                     308,
@@ -513,11 +603,13 @@ class EdgeServer:
                 return
         route = edge.ingress_route(cluster, host, request.path)
         if route is None:
+            self._nginx_log(request, started, 404, len(NGINX_404))
             await _reply(writer, 404, NGINX_404, server)
             return
         ns = route.ingress.namespace or "default"
         service, svc_port, endpoints = edge.ingress_backend(cluster, route)
         if not endpoints or service is None or svc_port is None:
+            self._nginx_log(request, started, 503, len(NGINX_503))
             await _reply(writer, 503, NGINX_503, server)
             return
         target, target_port = endpoints[0]
@@ -541,11 +633,14 @@ class EdgeServer:
             headers=headers,
             body=request.body,
         )
+        # ingress-nginx names an upstream <namespace>-<service>-<port>.
+        name = f"{ns}-{service.name}-{svc_port.port}"
         if self.pod.sidecar is not None:
             # Meshed: the connect is captured by the controller's own proxy.
-            await self._via_outbound(
+            status, sent = await self._via_outbound(
                 upstream, writer, server, error_status=502, error_body=NGINX_502
             )
+            self._nginx_log(request, started, status, sent, (name, authority, status))
             return
         # Unmeshed, both ways end at the same pod: nginx's own pick of the endpoint, or
         # kube-proxy's behind the cluster IP (the oldest pod, as everywhere in meshtutor).
@@ -555,9 +650,13 @@ class EdgeServer:
                 host_ip, entry_port, local_addr=(self.pod.ip, 0) if self.sb.aliases else None
             )
         except OSError:
+            self._nginx_log(request, started, 502, len(NGINX_502), (name, authority, 502))
             await _reply(writer, 502, NGINX_502, server)
             return
-        await self._exchange(up_reader, up_writer, upstream, writer, server, True, 502, NGINX_502)
+        status, sent = await self._exchange(
+            up_reader, up_writer, upstream, writer, server, True, 502, NGINX_502
+        )
+        self._nginx_log(request, started, status, sent, (name, authority, status))
 
 
 def bind_address(source: Any) -> str | None:

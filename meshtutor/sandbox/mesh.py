@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,13 @@ from meshtutor.sandbox.apps import AppServer
 from meshtutor.sandbox.edge import OUTSIDE_LOOPBACK, EdgeServer, ExternalAddresses
 from meshtutor.sandbox.handshake import HandshakeRecorder, HandshakeTrace, enable_keylog
 from meshtutor.sandbox.netio import close_quietly, hold_until_closed
+from meshtutor.sandbox.podlog import (
+    LINKERD_ACCESS_LOG,
+    LogLine,
+    PodLogs,
+    istio_startup_lines,
+    linkerd_startup_lines,
+)
 
 DROP_HOLD = 120.0
 _EVENTS_KEPT = 512
@@ -79,8 +87,32 @@ class PodRuntime:
     linkerd_port: int | None = None
     credential: Any = None
     credential_error: str | None = None
+    #: each container's log, born with the pod: a replaced pod starts with an empty log
+    logs: PodLogs = field(init=False)
+    #: ``apache`` or ``json`` when linkerd-proxy writes an HTTP access log (decided by the
+    #: injector from ``config.linkerd.io/access-log`` when the pod was created)
+    linkerd_access_log: str | None = None
     _contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _serial: int | None = None
+
+    def __post_init__(self) -> None:
+        self.logs = PodLogs(self.state)
+
+    @property
+    def proxy_container(self) -> str | None:
+        """The container whose log the pod's proxy writes: its sidecar, or the gateway's
+        own Envoy container."""
+        pod = self.state
+        if pod.sidecar == "istio":
+            return "istio-proxy"
+        if pod.sidecar == "linkerd":
+            return "linkerd-proxy"
+        if edge_policy.role_of(pod) == "istio-gateway":
+            return next(c.name for c in pod.spec.containers if "proxyv2" in c.image.lower())
+        return None
+
+    def proxy_log(self, line: str) -> None:
+        self.logs.write(self.proxy_container, line)
 
     def _fresh(self) -> None:
         serial = self.credential.certificate.serial_number if self.credential else None
@@ -185,6 +217,48 @@ class Sandbox:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def _pod_logs(self, pod: PodState) -> PodLogs:
+        from meshtutor.errors import ClusterStateError
+
+        runtime = self._runtimes.get((pod.namespace, pod.name))
+        if runtime is None or runtime.state.created != pod.created:
+            raise ClusterStateError(f"pod {pod.namespace}/{pod.name} is not running in the sandbox")
+        return runtime.logs
+
+    def pod_log(self, pod: PodState, container: str) -> str:
+        """What ``kubectl logs POD -c CONTAINER`` prints: the container's whole log so far, one
+        line each ending in a newline (``""`` when it has written nothing).
+
+        Raises ClusterStateError when the pod is not running here (deleted, or replaced by a
+        newer pod) or has no such container (the API server's "container X is not valid for
+        pod Y", a 400)."""
+        return self._pod_logs(pod).container(container).text()
+
+    def pod_log_lines(self, pod: PodState, container: str) -> list[LogLine]:
+        """The same log as :meth:`pod_log`, each line with the time it was written (for
+        ``--timestamps``, ``--since`` and ``--since-time``)."""
+        return list(self._pod_logs(pod).container(container).lines)
+
+    def follow_log(self, pod: PodState, container: str) -> asyncio.Queue[str]:
+        """``kubectl logs -f``: a queue of the lines written from now on, one per item with its
+        newline. The item ``""`` ends the stream: the pod was deleted or replaced, or the
+        sandbox stopped (kubelet ends a follow when the container stops).
+
+        Read ``pod_log`` and call this without an ``await`` in between, and no line is lost or
+        repeated. To stop following before the end, call :meth:`unfollow_log` with the queue.
+        A follower that stops reading loses its oldest lines, never the sandbox its memory.
+        Call it on the sandbox's event loop: lines are put with ``put_nowait`` from there."""
+        return self._pod_logs(pod).container(container).follow()
+
+    def unfollow_log(self, queue: asyncio.Queue[str]) -> None:
+        """Stop feeding ``queue`` (from :meth:`follow_log`); unknown queues are ignored."""
+        for runtime in self._runtimes.values():
+            for log in runtime.logs.containers.values():
+                if log.unfollow(queue):
+                    return
 
     async def stop(self) -> None:
         """Close every listener, connection and task: nothing keeps listening afterwards."""
@@ -309,17 +383,26 @@ class Sandbox:
             for port in app.ports:
                 if port not in runtime.apps:
                     runtime.apps[port] = await AppServer.start(
-                        app, pod.ip, 0, pod_name=pod.name, namespace=pod.namespace
+                        app,
+                        pod.ip,
+                        0,
+                        pod_name=pod.name,
+                        namespace=pod.namespace,
+                        image=container.image,
+                        log=runtime.logs.sink(container.name),
+                        listen_port=port,
                     )
         if pod.sidecar is not None or role == "istio-gateway":
             from meshtutor.errors import PKIError
 
+            started = time.perf_counter()
             try:
                 runtime.credential = self.ca.credential(pod.namespace, pod.service_account)
             except PKIError as exc:
                 # istio-agent / linkerd identity cannot get a certificate (e.g. the CA expired):
                 # the sidecar runs but every mutual TLS handshake through it fails.
                 runtime.credential_error = str(exc)
+            self._proxy_started(runtime, time.perf_counter() - started)
             server = await asyncio.start_server(
                 self._handler(lambda r, w, rt=runtime: proxy.outbound(self, rt, r, w)), pod.ip, 0
             )
@@ -327,7 +410,32 @@ class Sandbox:
             runtime.outbound_port = server.sockets[0].getsockname()[1]
         return runtime
 
+    def _proxy_started(self, runtime: PodRuntime, latency: float) -> None:
+        """The proxy's start-up lines, and whether linkerd-proxy keeps an access log."""
+        pod = runtime.state
+        credential = runtime.credential
+        if pod.sidecar == "linkerd":
+            from meshtutor.policy.linkerd import linkerd_identity
+
+            # The injector reads the annotation from the pod template, else the namespace,
+            # when the pod is created (linkerd website features/access-logging.md).
+            value = pod.annotations.get(LINKERD_ACCESS_LOG) or self.cluster.namespace_annotations(
+                pod.namespace
+            ).get(LINKERD_ACCESS_LOG)
+            if value is not None and value.lower() in ("apache", "json"):
+                runtime.linkerd_access_log = value.lower()
+            identity = linkerd_identity(pod.namespace, pod.service_account)
+            lines = linkerd_startup_lines(runtime.logs, identity, certified=credential is not None)
+        else:
+            ttl = None
+            if credential is not None:
+                ttl = (credential.current.not_after - self.ca.clock.now()).total_seconds()
+            lines = istio_startup_lines(latency=latency, ttl=ttl)
+        for line in lines:
+            runtime.proxy_log(line)
+
     async def _stop_pod(self, runtime: PodRuntime) -> None:
+        runtime.logs.close()
         for server in runtime.servers:
             server.close()
         for server in runtime.servers:

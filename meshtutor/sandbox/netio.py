@@ -70,30 +70,42 @@ async def splice(
     writer_b: asyncio.StreamWriter,
     *,
     mirror_reset: bool = False,
-) -> None:
-    """Copy bytes both ways until either side closes. With ``mirror_reset`` a reset on one
+) -> tuple[int, int]:
+    """Copy bytes both ways until either side closes; returns the bytes copied from a to b
+    and from b to a (what a proxy's access log counts). With ``mirror_reset`` a reset on one
     side resets the other, as a NAT in the path (kube-proxy) would pass the RST on."""
 
-    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> int:
+        count = 0
         try:
             while True:
                 data = await src.read(65536)
                 if not data:
                     break
+                count += len(data)
                 dst.write(data)
                 await dst.drain()
         except ConnectionResetError:
             if mirror_reset:
                 reset(dst)
-                return
+                return count
         except (ConnectionError, OSError):
             pass
         finally:
             with contextlib.suppress(OSError, RuntimeError):
                 if dst.can_write_eof():
                     dst.write_eof()
+        return count
 
-    await asyncio.gather(copy(reader_a, writer_b), copy(reader_b, writer_a))
+    sent, received = await asyncio.gather(copy(reader_a, writer_b), copy(reader_b, writer_a))
+    return sent, received
+
+
+def host_port(address: object) -> str | None:
+    """``ip:port`` of a socket address (``get_extra_info("peername")``), None if unknown."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return None
 
 
 async def close_quietly(writer: asyncio.StreamWriter) -> None:

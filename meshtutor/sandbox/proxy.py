@@ -13,12 +13,14 @@ import contextlib
 import hashlib
 import ssl
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from meshtutor.policy import authz as istio_authz
 from meshtutor.policy import linkerd as linkerd_policy
 from meshtutor.policy import netpol
 from meshtutor.policy.cluster import PodState
+from meshtutor.policy.edge import role_of
 from meshtutor.policy.mtls import CLUSTER_DOMAIN, client_tls_decision, effective_peer_authentication
 from meshtutor.policy.predict import (
     ENVOY_503,
@@ -32,6 +34,7 @@ from meshtutor.policy.predict import (
     resolve_service,
     service_endpoints,
 )
+from meshtutor.sandbox.edge import DOWNSTREAM_HEADER
 from meshtutor.sandbox.handshake import looks_like_tls, parse_client_hello
 from meshtutor.sandbox.http import (
     HTTPParseError,
@@ -40,7 +43,21 @@ from meshtutor.sandbox.http import (
     read_request,
     read_response,
 )
-from meshtutor.sandbox.netio import close_quietly, prepend, read_initial, reset, splice
+from meshtutor.sandbox.netio import (
+    close_quietly,
+    host_port,
+    prepend,
+    read_initial,
+    reset,
+    splice,
+)
+from meshtutor.sandbox.podlog import (
+    EnvoyAccess,
+    EnvoyRequest,
+    linkerd_access_line,
+    linkerd_line,
+    utc_now,
+)
 from meshtutor.sandbox.tlsstream import TLSStream
 
 if TYPE_CHECKING:
@@ -75,11 +92,187 @@ def _envoy_reply(status: int, body: str, keep: bool = False) -> bytes:
     return make_response(status, body, headers=[("server", "envoy")], keep_alive=keep)
 
 
+# --- access logs ------------------------------------------------------------------------------
+
+
+def _envoy_request(
+    runtime: PodRuntime, request: Request | None, *, http: bool, **fields: Any
+) -> EnvoyRequest:
+    """An access log entry in ``runtime``'s Envoy for ``request``: an HTTP line, or a TCP
+    line (``"- - -"``) where Envoy proxies the port as TCP and never reads a request."""
+    if request is None or not http:
+        return EnvoyRequest(runtime.proxy_log, **fields)
+    return EnvoyRequest(
+        runtime.proxy_log,
+        method=request.method,
+        # %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%: the :path, query included.
+        path=request.path + (f"?{request.query}" if request.query else ""),
+        protocol=request.version,
+        request_id=request.header("x-request-id"),
+        authority=request.header("host") or f"{request.host}:{request.port}",
+        user_agent=request.header("user-agent"),
+        forwarded_for=request.header("x-forwarded-for"),
+        bytes_received=len(request.body),
+        **fields,
+    )
+
+
+def _with_request_id(request: Request, log: EnvoyRequest) -> Request:
+    """Envoy gives a request without ``x-request-id`` a fresh UUID and passes it on
+    (``generate_request_id`` defaults to true), so both sidecars' lines carry the same id."""
+    if request.header("x-request-id"):
+        return request
+    request_id = str(uuid.uuid4())
+    log.fields["request_id"] = request_id
+    return request.with_headers([("x-request-id", request_id)])
+
+
+def _rbac_policy(
+    sb: Sandbox,
+    pod: PodState,
+    attrs: istio_authz.RequestAttributes,
+    decision: istio_authz.AuthzResult,
+) -> str:
+    """The policy name in Envoy's ``rbac_access_denied_matched_policy[...]``: the first rule
+    of a matching DENY policy, as istiod names it (``ns[NS]-policy[NAME]-rule[N]``, istio
+    pilot/pkg/security/authz/builder), or ``none`` when no ALLOW policy matched."""
+    ref = decision.decided_by
+    for policy in istio_authz.policies_for(sb.cluster, pod):
+        if ref is None or policy.ref != ref or policy.action == "ALLOW":
+            continue
+        deny_like = policy.action in ("DENY", "CUSTOM")
+        for index, rule in enumerate(policy.rules):
+            if istio_authz.rule_matches(sb.cluster, rule, attrs, deny_like)[0]:
+                return f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
+    return "none"
+
+
+def _linkerd_tls(peer_identity: str | None) -> str:
+    """``client.tls`` as linkerd-proxy's Debug prints a ConditionalServerTls
+    (linkerd/tls/src/server.rs)."""
+    if peer_identity is None:
+        return "None(NoClientHello)"
+    return (
+        "Some(Established { client_id: Some(ClientId(Dns(Name("
+        f'"{peer_identity}")))), negotiated_protocol: Some("{LINKERD_ALPN[0]}") }})'
+    )
+
+
+def _linkerd_server_meta(sb: Sandbox, pod: PodState, port: int) -> str:
+    """``server.group= server.kind= server.name=`` of the inbound policy on ``port``: the
+    Server that selects it, else the pod's default policy (kind ``default``)."""
+    server = linkerd_policy.server_for(sb.cluster, pod, port)
+    if server is not None:
+        return f"server.group=policy.linkerd.io server.kind=server server.name={server.name}"
+    default = pod.default_inbound_policy or sb.cluster.linkerd_default_inbound_policy
+    return f"server.group= server.kind=default server.name={default}"
+
+
+def _linkerd_denied(
+    sb: Sandbox,
+    runtime: PodRuntime,
+    port: int,
+    client: str,
+    peer_identity: str | None,
+    decision: linkerd_policy.LinkerdDecision,
+    request: Request | None,
+) -> None:
+    """What linkerd-proxy logs at INFO when its policy refuses: "Request denied" and the
+    rescue's "request failed" for HTTP (linkerd/app/inbound/src/policy/http.rs,
+    linkerd/app/core/src/errors/respond.rs, the error text from inbound/src/http/server.rs),
+    "Connection denied" for a connection it cannot read as HTTP (policy/tcp.rs)."""
+    pod = runtime.state
+    spans = f"inbound:server{{port={port}}}"
+    server = _linkerd_server_meta(sb, pod, port)
+    ip = client.rsplit(":", 1)[0]
+    uptime = runtime.logs.uptime()
+    if request is None:
+        runtime.proxy_log(
+            linkerd_line(
+                uptime,
+                f"Connection denied {server} tls={_linkerd_tls(peer_identity)} client={client}",
+                target="linkerd_app_inbound::policy::tcp",
+                spans=spans,
+            )
+        )
+        return
+    cause = "unauthorized request on route"
+    if decision.status == 404:
+        cause = "no route found for request"
+    else:
+        ref = decision.decided_by
+        route = (
+            f"route.group=policy.linkerd.io route.kind=HTTPRoute route.name={ref.name}"
+            if ref is not None and ref.kind == "HTTPRoute"
+            else "route.group= route.kind=default route.name=default"
+        )
+        runtime.proxy_log(
+            linkerd_line(
+                uptime,
+                f"Request denied {server} {route} client.tls={_linkerd_tls(peer_identity)} "
+                f"client.ip={ip}",
+                target="linkerd_app_inbound::policy::http",
+                spans=spans,
+            )
+        )
+    # Meshed clients arrive on the inbound port 4143 and speak HTTP/2 between proxies.
+    version = "HTTP/2.0" if peer_identity else request.version
+    server_addr = f"{pod.ip}:{4143 if peer_identity else port}"
+    runtime.proxy_log(
+        linkerd_line(
+            uptime,
+            f"{version} request failed error=client {client}: server: {server_addr}: {cause} "
+            f"error.sources=[{cause}] path={request.path}",
+            target="linkerd_app_core::errors::respond",
+            spans=f"{spans}:rescue{{client.addr={client}}}",
+        )
+    )
+
+
+def _linkerd_access(
+    runtime: PodRuntime,
+    request: Request,
+    client: str,
+    peer_identity: str | None,
+    status: int | None,
+    response_bytes: int | None,
+    started: float,
+) -> None:
+    """linkerd-proxy's inbound HTTP access log line, when the pod enabled it."""
+    fmt = runtime.linkerd_access_log
+    if fmt is None or status is None:
+        return
+    total = int((time.monotonic() - started) * 1e9)
+    target = request.path + (f"?{request.query}" if request.query else "")
+    host = request.header("host") or ""
+    # Between meshed proxies requests travel as HTTP/2 with an absolute URI (the docs'
+    # example: "GET http://webapp:7000/ HTTP/2.0"); an unmeshed client's arrive as sent.
+    uri, version = (
+        (f"http://{host}{target}", "HTTP/2.0") if peer_identity else (target, request.version)
+    )
+    runtime.proxy_log(
+        linkerd_access_line(
+            fmt,
+            client_addr=client,
+            client_id=peer_identity,
+            method=request.method,
+            uri=uri,
+            version=version,
+            status=status,
+            host=host,
+            user_agent=request.header("user-agent") or "",
+            request_bytes=request.header("content-length") or "",
+            response_bytes="" if response_bytes is None else str(response_bytes),
+            trace_id=request.header("x-b3-traceid") or request.header("x-request-id") or "",
+            total_ns=total,
+            processing_ns=total,
+        )
+    )
+
+
 def _probe_header_for(pod: PodState) -> str:
     """The probe id header is meshtutor's, so apps never see it; an ingress proxy passes it on,
     so the hops behind it are filed under the same probe."""
-    from meshtutor.policy.edge import role_of
-
     return "" if role_of(pod) else PROBE_HEADER
 
 
@@ -157,12 +350,18 @@ async def _to_app_raw(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     hop: dict[str, object] | None = None,
+    log: EnvoyRequest | None = None,
 ) -> None:
     """Pass bytes through to the app untouched (no sidecar, or a port the sidecar does not
     terminate). ``hop``: what this proxy knows of the hop (mutual TLS, identities), for an
-    app that reads the probe id from the bytes (an ingress controller terminating curl's TLS)."""
+    app that reads the probe id from the bytes (an ingress controller terminating curl's TLS).
+    ``log``: the TCP access log entry of the sidecar passing the bytes, if any."""
     app = runtime.apps.get(port)
+    if log is not None:
+        log.upstream(f"{runtime.state.ip}:{port}")
     if app is None:
+        if log is not None:
+            log.tcp_failure("connection failure")
         reset(writer)
         return
     from meshtutor.sandbox.edge import bind_address
@@ -173,15 +372,21 @@ async def _to_app_raw(
             app.host, app.port, local_addr=(local, 0) if local else None
         )
     except OSError:
+        if log is not None:
+            log.tcp_failure("connection failure")
         reset(writer)
         return
     key = up_writer.get_extra_info("sockname")
+    if log is not None:
+        log.upstream(f"{runtime.state.ip}:{port}", host_port(key))
     if hop is not None and key:
         sb.opaque_hops[tuple(key[:2])] = hop
     if first:
         up_writer.write(first)
     try:
-        await splice(reader, writer, up_reader, up_writer)
+        received, sent = await splice(reader, writer, up_reader, up_writer)
+        if log is not None:
+            log.finish(0, bytes_received=received + len(first), bytes_sent=sent)
     finally:
         if hop is not None and key:
             sb.opaque_hops.pop(tuple(key[:2]), None)
@@ -218,6 +423,8 @@ async def _linkerd_opaque(
         ),
     )
     if not decision.allowed:
+        client = host_port(writer.get_extra_info("peername")) or "-"
+        _linkerd_denied(sb, runtime, port, client, peer_identity, decision, None)
         return False
     hop: dict[str, object] = {
         "mtls": peer_identity is not None,
@@ -243,24 +450,42 @@ async def _istio_inbound(
         await close_quietly(writer)
         return
     mode = effective_peer_authentication(sb.cluster, pod, port).mode
+    where: dict[str, Any] = {
+        "downstream_local": f"{pod.ip}:{port}",
+        "downstream_remote": host_port(writer.get_extra_info("peername")),
+    }
     if looks_like_tls(first):
         hello = parse_client_hello(first)
         istio = bool(hello and hello.istio_alpn)
+        where["server_name"] = hello.sni if hello else None
         if mode == "DISABLE" or (mode == "PERMISSIVE" and not istio):
             # Not Istio mTLS: Envoy's passthrough chain hands the bytes to the app as they are.
-            await _to_app_raw(sb, runtime, port, source, first, reader, writer)
+            log = EnvoyRequest(runtime.proxy_log, upstream_cluster=f"inbound|{port}||", **where)
+            await _to_app_raw(sb, runtime, port, source, first, reader, writer, log=log)
             return
         tls = await _terminate_mtls(sb, runtime, reader, writer, first)
         if tls is None:
             return
         peer = _spiffe_from_der(tls.peer_certificate_der())
         tls_reader, tls_writer = tls.stream_pair()
-        await _istio_http(sb, runtime, port, source, tls_reader, tls_writer, peer, tls)  # type: ignore[arg-type]
+        await _istio_http(sb, runtime, port, source, tls_reader, tls_writer, peer, tls, where)  # type: ignore[arg-type]
         return
     if mode == "STRICT":
+        # No filter chain of a STRICT listener takes plaintext: Envoy's listener log says
+        # "NR filter_chain_not_found" and the connection is closed (Istio's listener access
+        # log, which only logs NR, is how these lines reach the proxy's log).
+        runtime.proxy_log(
+            EnvoyAccess(
+                start=utc_now(),
+                code=0,
+                flags="NR",
+                details="filter_chain_not_found",
+                **where,
+            ).line()
+        )
         reset(writer)
         return
-    await _istio_http(sb, runtime, port, source, prepend(first, reader), writer, None, None)
+    await _istio_http(sb, runtime, port, source, prepend(first, reader), writer, None, None, where)
 
 
 async def _istio_http(
@@ -272,6 +497,7 @@ async def _istio_http(
     writer: asyncio.StreamWriter,
     peer_identity: str | None,
     tls: TLSStream | None,
+    where: dict[str, Any],
 ) -> None:
     pod = runtime.state
     http = port_is_http(sb, pod, port)
@@ -283,6 +509,14 @@ async def _istio_http(
     if request is None:
         await close_quietly(writer)
         return
+    log = _envoy_request(
+        runtime,
+        request,
+        http=http,
+        upstream_cluster=f"inbound|{port}||",
+        route="default" if http else None,
+        **where,
+    )
     probe_id = request.header(PROBE_HEADER)
     server_identity = identity_of(sb.cluster, pod) if tls else None
     sb.record(
@@ -308,12 +542,21 @@ async def _istio_http(
     )
     decision = istio_authz.evaluate(sb.cluster, pod, attrs)
     if not decision.allowed:
+        # Envoy's RBAC filter names the policy that decided (envoy source/extensions/filters/
+        # common/rbac/utility.cc responseDetail): the HTTP filter in the response code
+        # details, the network filter (a TCP port) in the connection termination details.
+        denied = f"rbac_access_denied_matched_policy[{_rbac_policy(sb, pod, attrs, decision)}]"
         if http:
+            log.finish(403, details=denied, bytes_sent=len(RBAC_DENIED))
             writer.write(_envoy_reply(403, RBAC_DENIED))
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
+        else:
+            log.finish(0, termination=denied)
         await close_quietly(writer)
         return
+    if http:
+        request = _with_request_id(request, log)
     add = [("x-forwarded-proto", "http")]
     if source is not None:
         add.append(("x-forwarded-for", source.ip))
@@ -336,6 +579,7 @@ async def _istio_http(
         http,
         error_status=503,
         error_body=ENVOY_503 + "connection failure",
+        log=log,
     )
 
 
@@ -349,8 +593,24 @@ async def _forward_to_app(
     *,
     error_status: int,
     error_body: str,
-) -> None:
+    log: EnvoyRequest | None = None,
+) -> tuple[int | None, int | None]:
+    """Send ``request`` to the app on ``port`` and relay its answer. Returns the status sent
+    to the client (None when the connection was just closed) and the response body's size;
+    ``log`` (Istio's inbound Envoy) gets the line for what happened."""
     app = runtime.apps.get(port)
+    reason = error_body.removeprefix(ENVOY_503)
+
+    def failed() -> tuple[int | None, int | None]:
+        if log is not None:
+            if http:
+                log.reset(reason, status=error_status, retried=False, sent=len(error_body))
+            else:
+                log.tcp_failure(reason)
+        return (error_status, len(error_body)) if http else (None, None)
+
+    if log is not None:
+        log.upstream(f"{runtime.state.ip}:{port}")
     try:
         if app is None:
             raise ConnectionRefusedError
@@ -361,25 +621,40 @@ async def _forward_to_app(
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
         await close_quietly(writer)
-        return
+        return failed()
+    if log is not None:
+        log.upstream(f"{runtime.state.ip}:{port}", host_port(up_writer.get_extra_info("sockname")))
+    outcome: tuple[int | None, int | None]
     try:
         up_writer.write(request.with_headers(remove={"connection"}).to_bytes())
         await up_writer.drain()
+        if log is not None:
+            log.sent()
         response = await asyncio.wait_for(
             read_response(up_reader, head_only_for=request.method), UPSTREAM_TIMEOUT
         )
         response.headers = [(k, v) for k, v in response.headers if k.lower() != "connection"]
         response.headers.append(("connection", "close"))
-        writer.write(response.to_bytes(head_only=request.method == "HEAD"))
+        wire = response.to_bytes(head_only=request.method == "HEAD")
+        sent = 0 if request.method == "HEAD" else len(response.body)
+        writer.write(wire)
+        outcome = (response.status, sent)
+        if log is not None:
+            if http:
+                log.finish(response.status, details="via_upstream", bytes_sent=sent)
+            else:
+                log.finish(0, bytes_received=len(request.to_bytes()), bytes_sent=len(wire))
         await writer.drain()
     except (HTTPParseError, ConnectionError, OSError, TimeoutError):
         if http:
             with contextlib.suppress(ConnectionError, OSError):
                 writer.write(_envoy_reply(error_status, error_body))
                 await writer.drain()
+        outcome = failed()
     finally:
         await close_quietly(up_writer)
         await close_quietly(writer)
+    return outcome
 
 
 async def _linkerd_inbound(
@@ -454,6 +729,7 @@ async def _linkerd_http(
     peer_identity: str | None,
 ) -> None:
     pod = runtime.state
+    client = host_port(writer.get_extra_info("peername")) or "-"
     try:
         request = await read_request(reader)
     except (HTTPParseError, ConnectionError, OSError, ssl.SSLError):
@@ -462,6 +738,7 @@ async def _linkerd_http(
     if request is None:
         await close_quietly(writer)
         return
+    started = time.monotonic()
     probe_id = request.header(PROBE_HEADER)
     sb.record(
         probe_id,
@@ -483,6 +760,8 @@ async def _linkerd_http(
         ),
     )
     if not decision.allowed:
+        _linkerd_denied(sb, runtime, port, client, peer_identity, decision, request)
+        _linkerd_access(runtime, request, client, peer_identity, decision.status, 0, started)
         writer.write(make_response(decision.status, b"", keep_alive=False))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
@@ -490,9 +769,10 @@ async def _linkerd_http(
         return
     add = [("l5d-client-id", peer_identity)] if peer_identity else []
     upstream = request.with_headers(add, remove={_probe_header_for(pod), "l5d-client-id"})
-    await _forward_to_app(
+    status, size = await _forward_to_app(
         sb, runtime, port, upstream, writer, True, error_status=502, error_body=""
     )
+    _linkerd_access(runtime, request, client, peer_identity, status, size, started)
 
 
 # --- outbound ---------------------------------------------------------------------------------
@@ -523,13 +803,14 @@ async def _wait_then(
     seconds: float,
     status: int,
     body: str,
-) -> None:
-    """Hang like an unanswered connect, then answer as the proxy does when it gives up."""
+) -> bool:
+    """Hang like an unanswered connect, then answer as the proxy does when it gives up.
+    False when the client gave up first."""
     with contextlib.suppress(TimeoutError, ConnectionError, OSError):
         async with asyncio.timeout(seconds):
             while await reader.read(65536):
                 pass
-            return  # the client gave up first
+            return False  # the client gave up first
     with contextlib.suppress(ConnectionError, OSError):
         writer.write(
             make_response(
@@ -537,6 +818,60 @@ async def _wait_then(
             )
         )
         await writer.drain()
+    return True
+
+
+def _outbound_log(
+    runtime: PodRuntime,
+    request: Request,
+    writer: asyncio.StreamWriter,
+    service: Service | None,
+    svc_port: ServicePort | None,
+) -> EnvoyRequest | None:
+    """The client Envoy's access log entry for ``request`` (Linkerd's proxy keeps no
+    outbound access log). A CONNECT stands for curl's own TLS, which Envoy proxies as TCP."""
+    if runtime.state.sidecar == "linkerd":
+        return None
+    fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
+    # DOWNSTREAM_LOCAL_ADDRESS is the original destination: the Service's cluster IP (when
+    # the object has one) or the address asked for.
+    cluster_ip = service.raw.get("spec", {}).get("clusterIP") if service else None
+    number = svc_port.port if svc_port else request.port
+    original = f"{cluster_ip}:{number}" if cluster_ip and cluster_ip != "None" else None
+    if original is None and _is_ipv4(request.host):
+        original = f"{request.host}:{request.port}"
+    where: dict[str, str | None] = {
+        "downstream_local": original,
+        "downstream_remote": host_port(writer.get_extra_info("peername")),
+        "server_name": None,
+    }
+    route = "default" if svc_port else "allow_any"
+    forwarded = request.header(DOWNSTREAM_HEADER)
+    if forwarded and role_of(runtime.state) == "istio-gateway":
+        # The gateway's router and this outbound side are one Envoy on a real cluster: the
+        # line names the outside client, the gateway's listener and the SNI it was reached
+        # with, and the VirtualService route (unnamed, so "-").
+        values = [None if v == "-" else v for v in forwarded.split(" ", 2)]
+        where = dict(
+            zip(("downstream_remote", "downstream_local", "server_name"), values, strict=False)
+        )
+        route = "-"
+    # A port the mesh treats as TCP, or a CONNECT (curl's own TLS), is proxied as TCP.
+    http = not request.is_connect and (svc_port is None or is_http_port(svc_port))
+    return _envoy_request(
+        runtime,
+        request,
+        http=http,
+        upstream_cluster=f"outbound|{svc_port.port}||{fqdn}" if svc_port else "PassthroughCluster",
+        route=route if http else None,
+        **where,
+    )
+
+
+def _is_ipv4(host: str) -> bool:
+    """Whether ``host`` is an IPv4 address (an original destination Envoy can name)."""
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 async def _outbound_request(
@@ -555,24 +890,35 @@ async def _outbound_request(
     if direct is not None:
         # A pod address (an ingress controller picking endpoints itself): no Service.
         service, svc_port, target, port, http = None, None, direct, request.port, True
+        log = _outbound_log(runtime, request, writer, None, None)
     else:
         service, _ = resolve_service(sb.cluster, request.host, source.namespace)
         svc_port = service.port(request.port) if service else None
+        log = _outbound_log(runtime, request, writer, service, svc_port)
         if service is None or svc_port is None:
             # Envoy's passthrough: the original destination does not answer.
-            await _wait_then(
-                writer, reader, ENVOY_CONNECT_TIMEOUT, 503, ENVOY_503 + "connection timeout"
-            )
+            body = ENVOY_503 + "connection timeout"
+            if await _wait_then(writer, reader, ENVOY_CONNECT_TIMEOUT, 503, body):
+                if log is not None:
+                    log.reset("connection timeout", retried=False, sent=len(body))
+            elif log is not None:
+                log.gave_up()
             return
         endpoints = service_endpoints(sb.cluster, service, svc_port)
         if not endpoints:
-            writer.write(
-                make_response(503, "" if linkerd else "no healthy upstream", keep_alive=False)
-            )
+            body = "" if linkerd else "no healthy upstream"
+            writer.write(make_response(503, body, keep_alive=False))
+            if log is not None:
+                log.finish(503, flags="UH", details="no_healthy_upstream", bytes_sent=len(body))
             await writer.drain()
             return
         target, port = endpoints[0]
         http = is_http_port(svc_port) or linkerd  # Linkerd detects HTTP whatever the name
+    # Connect failures to a Service are retried (Istio's default route retry policy); the
+    # passthrough route to a pod address is not.
+    retried = service is not None
+    if log is not None:
+        log.upstream(f"{target.ip}:{port}")
     loopback = linkerd_loopback(source, True, target)
     meshed_target = target.sidecar == "linkerd" and linkerd and not loopback
     wire_port = 4143 if meshed_target else port
@@ -585,9 +931,12 @@ async def _outbound_request(
                 limit = LINKERD_FAILFAST_TIMEOUT if meshed_target else LINKERD_CONNECT_TIMEOUT
                 await _wait_then(writer, reader, limit, 504, "")
             else:
-                await _wait_then(
-                    writer, reader, ENVOY_CONNECT_TIMEOUT, 503, ENVOY_503 + "connection timeout"
-                )
+                body = ENVOY_503 + "connection timeout"
+                answered = await _wait_then(writer, reader, ENVOY_CONNECT_TIMEOUT, 503, body)
+                if log is not None and answered:
+                    log.reset("connection timeout", retried=retried, sent=len(body))
+                elif log is not None:
+                    log.gave_up()
             return
     if linkerd:
         sends = "mtls" if meshed_target else "plaintext"
@@ -611,9 +960,17 @@ async def _outbound_request(
         )
     except OSError:
         await _fail(
-            writer, http, linkerd, ENVOY_503 + "connection failure", connect=request.is_connect
+            writer,
+            http,
+            linkerd,
+            ENVOY_503 + "connection failure",
+            connect=request.is_connect,
+            log=log,
+            retried=retried,
         )
         return
+    if log is not None:
+        log.upstream(f"{target.ip}:{port}", host_port(up_writer.get_extra_info("sockname")))
 
     fqdn = f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}" if service else ""
     tls: TLSStream | None = None
@@ -630,6 +987,8 @@ async def _outbound_request(
                     ENVOY_503 + f"connection failure, transport failure reason: TLS error: {exc}",
                     linkerd_status=502,
                     connect=request.is_connect,
+                    log=log,
+                    retried=retried,
                 )
                 return
         else:
@@ -661,6 +1020,8 @@ async def _outbound_request(
                 ENVOY_503 + reason,
                 linkerd_status=502,
                 connect=request.is_connect,
+                log=log,
+                retried=retried,
             )
             return
         sb.record_handshake(
@@ -676,28 +1037,44 @@ async def _outbound_request(
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
         try:
-            await splice(reader, writer, up_r, up_w)  # type: ignore[arg-type]
+            received, sent = await splice(reader, writer, up_r, up_w)  # type: ignore[arg-type]
+            if log is not None:
+                log.finish(0, bytes_received=received, bytes_sent=sent)
         finally:
             up_w.close()  # also when the sandbox stops mid-tunnel: ends a TLS pump task
         await close_quietly(up_w)  # type: ignore[arg-type]
         return
-    upstream = request.with_headers(remove={"proxy-connection", "connection"})
+    upstream = request.with_headers(remove={"proxy-connection", "connection", DOWNSTREAM_HEADER})
+    if log is not None and http:
+        upstream = _with_request_id(upstream, log)
     try:
         up_w.write(upstream.to_bytes(origin_form=True))
         await up_w.drain()
+        if log is not None:
+            log.sent()
         response = await asyncio.wait_for(
             read_response(up_r, head_only_for=request.method), UPSTREAM_TIMEOUT
         )
     except (HTTPParseError, ConnectionError, OSError, ssl.SSLError, TimeoutError):
         await close_quietly(up_w)  # type: ignore[arg-type]
-        await _fail(writer, http, linkerd, ENVOY_503 + "connection termination")
+        await _fail(writer, http, linkerd, ENVOY_503 + "connection termination", log=log)
         return
     await close_quietly(up_w)  # type: ignore[arg-type]
     # Linkerd's outbound proxy strips its informational headers before the app sees them.
     drop = {"connection", "l5d-proxy-error", "l5d-proxy-connection"}
     response.headers = [(k, v) for k, v in response.headers if k.lower() not in drop]
     response.headers.append(("connection", "close"))
-    writer.write(response.to_bytes(head_only=request.method == "HEAD"))
+    wire = response.to_bytes(head_only=request.method == "HEAD")
+    if log is not None:
+        sent = 0 if request.method == "HEAD" else len(response.body)
+        if http:
+            # A 503 from upstream is retried too ("retriable-status-codes", 503), and the
+            # last one relayed with the retry limit exceeded.
+            flags = "URX" if response.status == 503 and retried else "-"
+            log.finish(response.status, flags=flags, details="via_upstream", bytes_sent=sent)
+        else:
+            log.finish(0, bytes_sent=len(wire))
+    writer.write(wire)
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
 
@@ -710,22 +1087,28 @@ async def _fail(
     *,
     linkerd_status: int = 502,
     connect: bool = False,
+    log: EnvoyRequest | None = None,
+    retried: bool = False,
 ) -> None:
     """What the client proxy answers when the upstream fails: Envoy's 503 with its body, or
     Linkerd's bodiless error; on a TCP port, just a closed connection. ``connect``: curl's
     https:// (a CONNECT to this stand-in for iptables capture): on a cluster the sidecar has
     already accepted the connection and curl sent its ClientHello, so the close cuts curl's
-    TLS handshake (exit 35), never an HTTP answer."""
-    if connect:
-        with contextlib.suppress(ConnectionError, OSError):
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            await writer.drain()
-        return
-    if not http:
+    TLS handshake (exit 35), never an HTTP answer. ``log`` gets Envoy's line for it."""
+    reason = envoy_body.removeprefix(ENVOY_503)
+    if connect or not http:
+        if log is not None:
+            log.tcp_failure(reason)
+        if connect:
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
         return
     if linkerd:
         writer.write(make_response(linkerd_status, b"", keep_alive=False))
     else:
+        if log is not None:
+            log.reset(reason, retried=retried, sent=len(envoy_body))
         writer.write(_envoy_reply(503, envoy_body))
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
