@@ -253,6 +253,8 @@ class SandboxAPI:
         return run_in_pod
 
     async def _logs(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+        """``kubectl logs [-f] [--tail N] [-c C]``: what the container printed (the sidecar's
+        access log, the app's lines), then, with follow, each new line until the pod goes."""
         namespace, name = parts[3], parts[5]
         obj = self.core.get("", "pods", namespace, name)
         if obj is None:
@@ -260,17 +262,37 @@ class SandboxAPI:
         container = request.query.get("container") or _default_container(obj)
         if container not in _container_names(obj):
             return _status(
-                400,
-                "BadRequest",
-                f"container {container} is not valid for pod {name}",
+                400, "BadRequest", f"container {container} is not valid for pod {name}"
             )
         pod = self.bridge.sandbox_pod(namespace, name)
-        text = self.sandbox.pod_log(pod, container) if pod is not None else ""
+        if pod is None:
+            return web.Response(status=200, text="", content_type="text/plain")
+        text = self.sandbox.pod_log(pod, container)
         tail = request.query.get("tailLines")
         if tail and tail.isdigit():
             lines = text.splitlines(keepends=True)
-            text = "".join(lines[-int(tail) :]) if int(tail) else ""
-        return web.Response(status=200, text=text, content_type="text/plain")
+            text = "".join(lines[len(lines) - int(tail) :]) if int(tail) else ""
+        if request.query.get("follow") not in ("true", "1"):
+            return web.Response(status=200, text=text, content_type="text/plain")
+        queue = self.sandbox.follow_log(pod, container)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        try:
+            await response.prepare(request)
+            await response.write(text.encode())
+            while line := await queue.get():
+                await response.write(line.encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.sandbox.unfollow_log(queue)
+            if task is not None:
+                self._watches.discard(task)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
 
 
 def _is_pod_subresource(parts: list[str], sub: str) -> bool:
