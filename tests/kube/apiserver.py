@@ -56,7 +56,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +64,47 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 import yaml
+
+from meshtutor.kubeapi.protocol import (
+    NO_RESOURCE,
+    REASONS,
+    APIError,
+    aggregated_discovery,
+    aggregated_version,
+    api_versions,
+    compact,
+    details,
+    field_selector,
+    forbidden_message,
+    group_entry,
+    group_list,
+    gv,
+    json_patch,
+    label_selector,
+    merge_patch,
+    not_found,
+    resource_list,
+    status_body,
+    strategic_merge_patch,
+    timestamp,
+    validate_metadata,
+    version_info,
+)
+from meshtutor.kubeapi.resources import (
+    ALL_CRD_GROUPS,
+    APPS,
+    AUTHORIZATION,
+    CORE,
+    CRD_GROUPS,
+    GATEWAY_API_CRD_GROUPS,
+    INITIAL_NAMESPACES,
+    ISTIO_CRD_GROUPS,
+    LINKERD_CRD_GROUPS,
+    NETWORKING,
+    APIGroup,
+    ResourceType,
+    Subresource,
+)
 
 __all__ = [
     "ALL_CRD_GROUPS",
@@ -92,367 +132,10 @@ __all__ = [
 # The catalogue of API groups and resources the double serves
 # --------------------------------------------------------------------------------------
 
-VERBS: tuple[str, ...] = (
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-)
-_STATUS_VERBS: tuple[str, ...] = ("get", "patch", "update")
 
-
-@dataclass(frozen=True)
-class Subresource:
-    """One ``<resource>/<name>`` entry of an APIResourceList (``pods/exec``, ...)."""
-
-    name: str
-    kind: str
-    verbs: tuple[str, ...] = _STATUS_VERBS
-    group: str | None = None
-    version: str | None = None
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    """One resource (plural) of an API group, served in ``versions``."""
-
-    group: str
-    plural: str
-    singular: str
-    kind: str
-    versions: tuple[str, ...]
-    namespaced: bool = True
-    verbs: tuple[str, ...] = VERBS
-    short_names: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    subresources: tuple[Subresource, ...] = ()
-
-    @property
-    def qualified(self) -> str:
-        """``deployments.apps``, ``pods``: how a real server names it in messages."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    @property
-    def qualified_kind(self) -> str:
-        """``Deployment.apps``, ``Pod``: how a real server names it in ``Invalid`` messages."""
-        return f"{self.kind}.{self.group}" if self.group else self.kind
-
-    def subresource(self, name: str) -> Subresource | None:
-        return next((s for s in self.subresources if s.name == name), None)
-
-
-@dataclass(frozen=True)
-class APIGroup:
-    """An API group; ``custom`` groups are CRDs that a cluster may or may not have."""
-
-    name: str
-    versions: tuple[str, ...]  # the preferred version first
-    resources: tuple[ResourceType, ...]
-    custom: bool = False
-
-
-def _rt(
-    group: str,
-    plural: str,
-    kind: str,
-    versions: tuple[str, ...],
-    *,
-    namespaced: bool = True,
-    verbs: tuple[str, ...] = VERBS,
-    short: tuple[str, ...] = (),
-    categories: tuple[str, ...] = (),
-    subs: tuple[Subresource, ...] = (),
-) -> ResourceType:
-    return ResourceType(
-        group=group,
-        plural=plural,
-        singular=kind.lower(),
-        kind=kind,
-        versions=versions,
-        namespaced=namespaced,
-        verbs=verbs,
-        short_names=short,
-        categories=categories,
-        subresources=subs,
-    )
-
-
-_V1 = ("v1",)
-_NS_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
-
-CORE = APIGroup(
-    "",
-    _V1,
-    (
-        _rt(
-            "",
-            "namespaces",
-            "Namespace",
-            _V1,
-            namespaced=False,
-            verbs=_NS_VERBS,
-            short=("ns",),
-            subs=(
-                Subresource("finalize", "Namespace", ("update",)),
-                Subresource("status", "Namespace"),
-            ),
-        ),
-        _rt(
-            "",
-            "pods",
-            "Pod",
-            _V1,
-            short=("po",),
-            categories=("all",),
-            subs=(
-                Subresource("attach", "PodAttachOptions", ("create", "get")),
-                Subresource("exec", "PodExecOptions", ("create", "get")),
-                Subresource("log", "Pod", ("get",)),
-                Subresource("portforward", "PodPortForwardOptions", ("create", "get")),
-                Subresource("status", "Pod"),
-            ),
-        ),
-        _rt(
-            "",
-            "services",
-            "Service",
-            _V1,
-            verbs=(
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ),
-            short=("svc",),
-            categories=("all",),
-            subs=(Subresource("status", "Service"),),
-        ),
-        _rt("", "serviceaccounts", "ServiceAccount", _V1, short=("sa",)),
-        _rt("", "configmaps", "ConfigMap", _V1, short=("cm",)),
-        _rt("", "secrets", "Secret", _V1),
-        _rt("", "endpoints", "Endpoints", _V1, short=("ep",)),
-        _rt("", "events", "Event", _V1, short=("ev",)),
-        _rt(
-            "",
-            "persistentvolumeclaims",
-            "PersistentVolumeClaim",
-            _V1,
-            short=("pvc",),
-            subs=(Subresource("status", "PersistentVolumeClaim"),),
-        ),
-        _rt(
-            "",
-            "nodes",
-            "Node",
-            _V1,
-            namespaced=False,
-            short=("no",),
-            subs=(Subresource("status", "Node"),),
-        ),
-    ),
-)
-_SCALE = Subresource("scale", "Scale", _STATUS_VERBS, group="autoscaling", version="v1")
-APPS = APIGroup(
-    "apps",
-    _V1,
-    (
-        _rt(
-            "apps",
-            "deployments",
-            "Deployment",
-            _V1,
-            short=("deploy",),
-            categories=("all",),
-            subs=(_SCALE, Subresource("status", "Deployment")),
-        ),
-        _rt(
-            "apps",
-            "replicasets",
-            "ReplicaSet",
-            _V1,
-            short=("rs",),
-            categories=("all",),
-            subs=(_SCALE, Subresource("status", "ReplicaSet")),
-        ),
-        _rt(
-            "apps",
-            "statefulsets",
-            "StatefulSet",
-            _V1,
-            short=("sts",),
-            categories=("all",),
-            subs=(_SCALE, Subresource("status", "StatefulSet")),
-        ),
-        _rt(
-            "apps",
-            "daemonsets",
-            "DaemonSet",
-            _V1,
-            short=("ds",),
-            categories=("all",),
-            subs=(Subresource("status", "DaemonSet"),),
-        ),
-    ),
-)
-NETWORKING = APIGroup(
-    "networking.k8s.io",
-    _V1,
-    (
-        _rt("networking.k8s.io", "networkpolicies", "NetworkPolicy", _V1, short=("netpol",)),
-        _rt(
-            "networking.k8s.io",
-            "ingresses",
-            "Ingress",
-            _V1,
-            short=("ing",),
-            subs=(Subresource("status", "Ingress"),),
-        ),
-        _rt("networking.k8s.io", "ingressclasses", "IngressClass", _V1, namespaced=False),
-    ),
-)
-
-_ISTIO_SEC_V = ("v1", "v1beta1")
-_ISTIO_SEC_CAT = ("istio-io", "security-istio-io")
-ISTIO_SECURITY = APIGroup(
-    "security.istio.io",
-    _ISTIO_SEC_V,
-    tuple(
-        _rt(
-            "security.istio.io",
-            plural,
-            kind,
-            _ISTIO_SEC_V,
-            short=short,
-            categories=_ISTIO_SEC_CAT,
-            subs=(Subresource("status", kind),),
-        )
-        for plural, kind, short in (
-            ("authorizationpolicies", "AuthorizationPolicy", ("ap",)),
-            ("peerauthentications", "PeerAuthentication", ("pa",)),
-            ("requestauthentications", "RequestAuthentication", ("ra",)),
-        )
-    ),
-    custom=True,
-)
-_ISTIO_NET_V = ("v1", "v1beta1", "v1alpha3")
-_ISTIO_NET_CAT = ("istio-io", "networking-istio-io")
-ISTIO_NETWORKING = APIGroup(
-    "networking.istio.io",
-    _ISTIO_NET_V,
-    tuple(
-        _rt(
-            "networking.istio.io",
-            plural,
-            kind,
-            versions,
-            short=short,
-            categories=_ISTIO_NET_CAT,
-            subs=(Subresource("status", kind),),
-        )
-        for plural, kind, versions, short in (
-            ("destinationrules", "DestinationRule", _ISTIO_NET_V, ("dr",)),
-            ("gateways", "Gateway", _ISTIO_NET_V, ("gw",)),
-            ("serviceentries", "ServiceEntry", _ISTIO_NET_V, ("se",)),
-            ("sidecars", "Sidecar", _ISTIO_NET_V, ()),
-            ("virtualservices", "VirtualService", _ISTIO_NET_V, ("vs",)),
-            ("workloadentries", "WorkloadEntry", _ISTIO_NET_V, ("we",)),
-            ("workloadgroups", "WorkloadGroup", _ISTIO_NET_V, ("wg",)),
-            ("envoyfilters", "EnvoyFilter", ("v1alpha3",), ()),
-            ("proxyconfigs", "ProxyConfig", ("v1beta1",), ()),
-        )
-    ),
-    custom=True,
-)
-_LINKERD_V = ("v1beta3", "v1beta2", "v1beta1", "v1alpha1")
-LINKERD_POLICY = APIGroup(
-    "policy.linkerd.io",
-    _LINKERD_V,
-    tuple(
-        _rt(
-            "policy.linkerd.io",
-            plural,
-            kind,
-            versions,
-            short=short,
-            subs=(Subresource("status", kind),) if plural == "httproutes" else (),
-        )
-        for plural, kind, versions, short in (
-            ("servers", "Server", ("v1beta3", "v1beta2", "v1beta1"), ("srv",)),
-            ("serverauthorizations", "ServerAuthorization", ("v1beta1",), ("saz",)),
-            ("authorizationpolicies", "AuthorizationPolicy", ("v1alpha1",), ()),
-            ("meshtlsauthentications", "MeshTLSAuthentication", ("v1alpha1",), ()),
-            ("networkauthentications", "NetworkAuthentication", ("v1alpha1",), ()),
-            ("httproutes", "HTTPRoute", _LINKERD_V, ()),
-            ("egressnetworks", "EgressNetwork", ("v1alpha1",), ()),
-        )
-    ),
-    custom=True,
-)
-GATEWAY_API = APIGroup(
-    "gateway.networking.k8s.io",
-    _V1,
-    tuple(
-        _rt(
-            "gateway.networking.k8s.io",
-            plural,
-            kind,
-            _V1,
-            namespaced=namespaced,
-            short=short,
-            categories=("gateway-api",),
-            subs=(Subresource("status", kind),),
-        )
-        for plural, kind, namespaced, short in (
-            ("gatewayclasses", "GatewayClass", False, ("gc",)),
-            ("gateways", "Gateway", True, ("gtw",)),
-            ("httproutes", "HTTPRoute", True, ()),
-            ("grpcroutes", "GRPCRoute", True, ()),
-        )
-    ),
-    custom=True,
-)
-
-AUTHORIZATION = APIGroup(
-    "authorization.k8s.io",
-    _V1,
-    (
-        _rt(
-            "authorization.k8s.io",
-            "selfsubjectaccessreviews",
-            "SelfSubjectAccessReview",
-            _V1,
-            namespaced=False,
-            verbs=("create",),
-        ),
-        _rt(
-            "authorization.k8s.io",
-            "selfsubjectrulesreviews",
-            "SelfSubjectRulesReview",
-            _V1,
-            namespaced=False,
-            verbs=("create",),
-        ),
-    ),
-)
-
-BUILTIN_GROUPS: tuple[APIGroup, ...] = (CORE, APPS, AUTHORIZATION, NETWORKING)
-CRD_GROUPS: dict[str, APIGroup] = {
-    g.name: g for g in (ISTIO_SECURITY, ISTIO_NETWORKING, LINKERD_POLICY, GATEWAY_API)
-}
-ISTIO_CRD_GROUPS: tuple[str, ...] = ("security.istio.io", "networking.istio.io")
-LINKERD_CRD_GROUPS: tuple[str, ...] = ("policy.linkerd.io",)
-GATEWAY_API_CRD_GROUPS: tuple[str, ...] = ("gateway.networking.k8s.io",)
-ALL_CRD_GROUPS: tuple[str, ...] = ISTIO_CRD_GROUPS + LINKERD_CRD_GROUPS + GATEWAY_API_CRD_GROUPS
-
-INITIAL_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public", "kube-system")
+FAKE_BUILTIN_GROUPS: tuple[APIGroup, ...] = (CORE, APPS, AUTHORIZATION, NETWORKING)
+"""The built-in groups the double serves (a kind cluster's, as the tests pin its discovery)."""
+BUILTIN_GROUPS = FAKE_BUILTIN_GROUPS
 
 CONTEXT = "kind-meshtutor-test"
 """The context (and cluster and user) name :meth:`FakeAPIServer.kubeconfig` writes."""
@@ -460,81 +143,6 @@ CONTEXT = "kind-meshtutor-test"
 # --------------------------------------------------------------------------------------
 # Errors, records and exec types
 # --------------------------------------------------------------------------------------
-
-_REASONS: dict[int, str] = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    406: "NotAcceptable",
-    409: "Conflict",
-    410: "Expired",
-    415: "UnsupportedMediaType",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
-
-
-class _StatusError(Exception):
-    """Raised inside the double; answered as a ``Status`` body."""
-
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        reason: str | None = None,
-        details: dict[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason if reason is not None else _REASONS.get(code, "")
-        self.details = details
-        self.headers = dict(headers or {})
-
-    def status(self) -> dict[str, Any]:
-        return _status_body(self.code, self.reason, self.message, self.details)
-
-
-def _status_body(
-    code: int, reason: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": details if details is not None else {},
-        "code": code,
-    }
-    if not reason:
-        del body["reason"]
-    return body
-
-
-def _details(rt: ResourceType, name: str | None = None, **extra: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    if name:
-        d["name"] = name
-    if rt.group:
-        d["group"] = rt.group
-    d["kind"] = rt.plural
-    d.update(extra)
-    return d
-
-
-def _not_found(rt: ResourceType, name: str) -> _StatusError:
-    return _StatusError(404, f'{rt.qualified} "{name}" not found', "NotFound", _details(rt, name))
-
-
-_NO_RESOURCE = "the server could not find the requested resource"
 
 
 @dataclass
@@ -654,228 +262,7 @@ DEFAULT_EXEC_PROTOCOLS: tuple[str, ...] = (
     "channel.k8s.io",
 )
 _JSON_STATUS_PROTOCOLS = {V5_PROTOCOL, V4_PROTOCOL}
-_AGGREGATED_VERSIONS = ("v2", "v2beta1")
-
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _gv(group: str, version: str) -> str:
-    return f"{group}/{version}" if group else version
-
-
-def _compact(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """A strategic merge patch good enough for tests: a merge patch where lists of objects
-    that all carry a ``name`` (containers, ports, env) are merged by name."""
-    if not isinstance(patch, dict):
-        if isinstance(patch, list) and isinstance(target, list) and _named_list(patch, target):
-            merged = [copy.deepcopy(x) for x in target]
-            index = {x["name"]: i for i, x in enumerate(merged)}
-            for item in patch:
-                if item["name"] in index:
-                    i = index[item["name"]]
-                    merged[i] = strategic_merge_patch(merged[i], item)
-                else:
-                    merged.append(copy.deepcopy(item))
-            return merged
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if key.startswith("$"):
-            continue
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = strategic_merge_patch(result.get(key), value)
-    return result
-
-
-def _named_list(*lists: list[Any]) -> bool:
-    return all(isinstance(x, dict) and "name" in x for lst in lists for x in lst)
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise _StatusError(422, f"invalid JSON pointer {path!r}", "Invalid")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def json_patch(doc: Any, ops: Any) -> Any:
-    """RFC 6902 JSON patch: add, remove, replace, test (what clients send in practice)."""
-    if not isinstance(ops, list):
-        raise _StatusError(400, "json patch must be a list of operations", "BadRequest")
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise _StatusError(422, f"invalid JSON patch operation {op!r}", "Invalid")
-        parts = _pointer(op["path"])
-        if not parts:
-            raise _StatusError(422, "the root of a document cannot be patched here", "Invalid")
-        parent: Any = doc
-        try:
-            for p in parts[:-1]:
-                parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        except (KeyError, IndexError, ValueError, TypeError) as e:
-            raise _StatusError(
-                422,
-                f"jsonpatch {op['op']} operation does not apply: doc is missing path: {op['path']}",
-                "Invalid",
-            ) from e
-        last = parts[-1]
-        kind = op["op"]
-        try:
-            if kind == "add":
-                if isinstance(parent, list):
-                    parent.insert(
-                        len(parent) if last == "-" else int(last), copy.deepcopy(op["value"])
-                    )
-                else:
-                    parent[last] = copy.deepcopy(op["value"])
-            elif kind == "replace":
-                if isinstance(parent, list):
-                    parent[int(last)] = copy.deepcopy(op["value"])
-                else:
-                    if last not in parent:
-                        raise KeyError(last)
-                    parent[last] = copy.deepcopy(op["value"])
-            elif kind == "remove":
-                if isinstance(parent, list):
-                    del parent[int(last)]
-                else:
-                    del parent[last]
-            elif kind == "test":
-                current = parent[int(last)] if isinstance(parent, list) else parent[last]
-                if current != op.get("value"):
-                    raise _StatusError(422, f"testing value {op['path']} failed", "Invalid")
-            else:
-                raise _StatusError(422, f"Unexpected kind: {kind}", "Invalid")
-        except (KeyError, IndexError, ValueError, TypeError) as e:
-            raise _StatusError(
-                422,
-                f"jsonpatch {kind} operation does not apply: doc is missing path: {op['path']}",
-                "Invalid",
-            ) from e
-    return doc
-
-
-def _split_selector(text: str) -> list[str]:
-    terms: list[str] = []
-    depth = 0
-    current = ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            terms.append(current)
-            current = ""
-        else:
-            current += ch
-    terms.append(current)
-    return [t.strip() for t in terms if t.strip()]
-
-
-def label_selector(text: str) -> Callable[[Mapping[str, str]], bool]:
-    """Parse a label selector: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``,
-    ``a notin (x,y)``, joined by commas."""
-    checks: list[Callable[[Mapping[str, str]], bool]] = []
-    for term in _split_selector(text):
-        m = re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term)
-        if m:
-            key, op, raw = m.group(1), m.group(2), m.group(3)
-            values = {v.strip() for v in raw.split(",") if v.strip()}
-            checks.append(_label_in(key, values, op == "in"))
-            continue
-        m = re.fullmatch(r"([^=!\s]+)\s*(==|=|!=)\s*([^=!\s]*)", term)
-        if m:
-            key, op, value = m.group(1), m.group(2), m.group(3)
-            checks.append(_label_in(key, {value}, op != "!="))
-            continue
-        m = re.fullmatch(r"(!?)([A-Za-z0-9][-A-Za-z0-9_./]*)", term)
-        if m:
-            neg, key = m.group(1), m.group(2)
-            checks.append(_label_exists(key, not neg))
-            continue
-        raise _StatusError(
-            400,
-            f"unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=, gt, lt",
-            "BadRequest",
-        )
-    return lambda labels: all(c(labels) for c in checks)
-
-
-def field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
-    """Parse a field selector (``metadata.name=x``, ``status.phase!=Running``, ...)."""
-    checks: list[Callable[[Mapping[str, Any]], bool]] = []
-    for term in _split_selector(text):
-        m = re.fullmatch(r"([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)", term)
-        if not m:
-            raise _StatusError(
-                400, f"invalid selector: '{text}'; can't understand '{term}'", "BadRequest"
-            )
-        checks.append(_field_is(m.group(1).split("."), m.group(3), m.group(2) != "!="))
-    return lambda obj: all(c(obj) for c in checks)
-
-
-def _label_in(key: str, values: set[str], inside: bool) -> Callable[[Mapping[str, str]], bool]:
-    return lambda labels: (labels.get(key) in values) is inside
-
-
-def _label_exists(key: str, present: bool) -> Callable[[Mapping[str, str]], bool]:
-    return lambda labels: (key in labels) is present
-
-
-def _field_is(path: list[str], value: str, equal: bool) -> Callable[[Mapping[str, Any]], bool]:
-    def check(obj: Mapping[str, Any]) -> bool:
-        cur: Any = obj
-        for p in path:
-            cur = cur.get(p) if isinstance(cur, dict) else None
-        return (("" if cur is None else str(cur)) == value) is equal
-
-    return check
-
-
-def _label_problem(key: str, value: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
-        return f"Invalid value: {key!r}: prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
-        return (
-            f"Invalid value: {key!r}: name part must consist of alphanumeric characters, '-', '_' or '.', "
-            "and must start and end with an alphanumeric character"
-        )
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
-        return (
-            f'Invalid value: "{value}": a valid label must be an empty string or consist of alphanumeric '
-            "characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-        )
-    return None
 
 
 _SERVER_METADATA = frozenset(
@@ -1160,8 +547,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake._log(record)
         try:
             response = fake._serve(self, record, query_pairs)
-        except _StatusError as e:
-            response = _Response(e.code, _compact(e.status()), headers=e.headers)
+        except APIError as e:
+            response = _Response(e.code, compact(e.status()), headers=e.headers)
         except _Disconnect:
             record.status = -1
             self.close_connection = True
@@ -1179,7 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             fake._record_error(traceback.format_exc())
             response = _Response(
-                500, _compact(_status_body(500, "InternalError", "fake apiserver: internal error"))
+                500, compact(status_body(500, "InternalError", "fake apiserver: internal error"))
             )
         record.status = response.status
         self.send_response(response.status)
@@ -1257,7 +644,7 @@ class FakeAPIServer:
         self._denied: list[tuple[str, str, str, str, str | None]] = []
 
         self._lock = threading.RLock()
-        self._groups: dict[str, APIGroup] = {g.name: g for g in BUILTIN_GROUPS}
+        self._groups: dict[str, APIGroup] = {g.name: g for g in FAKE_BUILTIN_GROUPS}
         self._crd_catalogue: dict[str, APIGroup] = dict(CRD_GROUPS)
         for g in extra_groups:
             if g.custom:
@@ -1829,7 +1216,7 @@ class FakeAPIServer:
                 "Update",
                 replace=True,
             )
-            now = _now()
+            now = timestamp()
             cond = "True" if ready else "False"
             stored["status"] = {
                 "phase": phase,
@@ -1889,7 +1276,7 @@ class FakeAPIServer:
 
     def _require_namespace(self, ns: str) -> None:
         if ("", "namespaces", "", ns) not in self._objects:
-            raise _StatusError(
+            raise APIError(
                 404, f'namespaces "{ns}" not found', "NotFound", {"name": ns, "kind": "namespaces"}
             )
 
@@ -1982,8 +1369,8 @@ class FakeAPIServer:
         the body is the whole object; else the body is the already-patched object) and
         keep the server-set metadata. Returns the stored (or dry-run) object."""
         group, _, ns, name = key
-        api_version = _gv(group, version)
-        now = _now()
+        api_version = gv(group, version)
+        now = timestamp()
         old_owners = self._owners.get(current["metadata"]["uid"], {}) if current else {}
         if managed is not None:
             # The request set managedFields itself (a client upgrading client-side-apply
@@ -2009,11 +1396,11 @@ class FakeAPIServer:
                 ]
                 n = len(conflicts)
                 plural = "s" if n > 1 else ""
-                raise _StatusError(
+                raise APIError(
                     409,
                     f"Apply failed with {n} conflict{plural}: " + "\n".join(lines),
                     "Conflict",
-                    _details(
+                    details(
                         rt,
                         name,
                         causes=[
@@ -2122,7 +1509,7 @@ class FakeAPIServer:
         self, rt: ResourceType, version: str, obj: dict[str, Any], *, in_list: bool = False
     ) -> dict[str, Any]:
         out = copy.deepcopy(obj)
-        out["apiVersion"] = _gv(rt.group, version)
+        out["apiVersion"] = gv(rt.group, version)
         out["kind"] = rt.kind
         if rt.group == "apps" and rt.plural == "deployments":
             out["status"] = self._deployment_status(obj)
@@ -2147,7 +1534,7 @@ class FakeAPIServer:
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         forced = self._forced_ready.get(uid)
         ready = forced if forced is not None else time.monotonic() >= self._ready_at.get(uid, 0.0)
-        now = _now()
+        now = timestamp()
         rs = f"{meta['name']}-{_pod_template_hash((obj.get('spec') or {}).get('template') or {})}"
         status: dict[str, Any] = {
             "observedGeneration": meta.get("generation", 1),
@@ -2208,7 +1595,7 @@ class FakeAPIServer:
         self, handler: _Handler, req: RecordedRequest, query_pairs: list[tuple[str, str]]
     ) -> _Response:
         if self.token is not None and req.headers.get("authorization") != f"Bearer {self.token}":
-            raise _StatusError(401, "Unauthorized", "Unauthorized")
+            raise APIError(401, "Unauthorized", "Unauthorized")
         for fault in self._take_faults(req.method, req.path):
             if fault.kind == "call":
                 assert fault.action is not None
@@ -2222,10 +1609,10 @@ class FakeAPIServer:
             elif fault.kind == "trickle":
                 self._trickle(handler, fault.seconds)
             else:
-                raise _StatusError(
+                raise APIError(
                     fault.status,
                     fault.message or self._fault_message(req, fault.status, fault.reason),
-                    fault.reason if fault.reason is not None else _REASONS.get(fault.status, ""),
+                    fault.reason if fault.reason is not None else REASONS.get(fault.status, ""),
                     self._fault_details(req),
                     headers=fault.headers,
                 )
@@ -2233,11 +1620,11 @@ class FakeAPIServer:
         if attrs is not None:
             verb, rt, ns, name, sub = attrs
             if not self.allowed(verb, rt.plural, rt.group, sub or "", ns or ""):
-                raise _StatusError(
+                raise APIError(
                     403,
-                    self._forbidden_message(verb, rt, ns, name, sub),
+                    forbidden_message(self.user, verb, rt, ns, name, sub),
                     "Forbidden",
-                    _details(rt, name),
+                    details(rt, name),
                 )
         return self._route(handler, req, query_pairs)
 
@@ -2265,7 +1652,7 @@ class FakeAPIServer:
             return None
         try:
             _, _, rt, ns, name, sub = self._parse_path(req.path)
-        except _StatusError:
+        except APIError:
             return None
         if rt is None:
             return None
@@ -2280,17 +1667,6 @@ class FakeAPIServer:
         }.get(req.method, req.method.lower())
         return verb, rt, ns, name, sub
 
-    def _forbidden_message(
-        self, verb: str, rt: ResourceType, ns: str | None, name: str | None, sub: str | None
-    ) -> str:
-        what = f'{rt.qualified} "{name}"' if name else rt.qualified
-        res = f"{rt.plural}/{sub}" if sub else rt.plural
-        scope = f' in the namespace "{ns}"' if ns else " at the cluster scope"
-        return (
-            f'{what} is forbidden: User "{self.user}" cannot {verb} resource "{res}" '
-            f'in API group "{rt.group}"{scope}'
-        )
-
     def _parse_path(
         self, path: str
     ) -> tuple[APIGroup, str, ResourceType | None, str | None, str | None, str | None]:
@@ -2300,12 +1676,12 @@ class FakeAPIServer:
             group_name, rest = "", segs[1:]
         else:
             if len(segs) < 2:
-                raise _StatusError(404, _NO_RESOURCE, "NotFound")
+                raise APIError(404, NO_RESOURCE, "NotFound")
             group_name, rest = segs[1], segs[2:]
         with self._lock:
             group = self._groups.get(group_name)
         if group is None or not rest or rest[0] not in group.versions:
-            raise _StatusError(404, _NO_RESOURCE, "NotFound")
+            raise APIError(404, NO_RESOURCE, "NotFound")
         version, rest = rest[0], rest[1:]
         if not rest:
             return group, version, None, None, None, None
@@ -2322,29 +1698,29 @@ class FakeAPIServer:
                 namespace, rest = rest[1], rest[2:]
         rt = lookup(rest[0])
         if rt is None or len(rest) > 3:
-            raise _StatusError(404, _NO_RESOURCE, "NotFound")
+            raise APIError(404, NO_RESOURCE, "NotFound")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if rt.namespaced and namespace is None and name is not None:
-            raise _StatusError(404, _NO_RESOURCE, "NotFound")
+            raise APIError(404, NO_RESOURCE, "NotFound")
         if sub is not None and rt.subresource(sub) is None:
-            raise _StatusError(404, _NO_RESOURCE, "NotFound")
+            raise APIError(404, NO_RESOURCE, "NotFound")
         return group, version, rt, namespace, name, sub
 
     def _fault_message(self, req: RecordedRequest, status: int, reason: str | None) -> str:
         attrs = self._attributes(req)
-        reason = reason or _REASONS.get(status, "")
+        reason = reason or REASONS.get(status, "")
         if attrs is None:
             what, name = req.path, None
         else:
             verb, rt, ns, name, sub = attrs
             what = f'{rt.qualified} "{name}"' if name else rt.qualified
             if reason == "Forbidden":
-                return self._forbidden_message(verb, rt, ns, name, sub)
+                return forbidden_message(self.user, verb, rt, ns, name, sub)
         if reason == "Forbidden":
             return f'forbidden: User "{self.user}" cannot {req.method.lower()} path "{req.path}"'
         if reason == "NotFound":
-            return f"{what} not found" if name else _NO_RESOURCE
+            return f"{what} not found" if name else NO_RESOURCE
         if reason == "Conflict":
             return (
                 f"Operation cannot be fulfilled on {what}: the object has been modified; "
@@ -2365,9 +1741,9 @@ class FakeAPIServer:
     def _fault_details(self, req: RecordedRequest) -> dict[str, Any]:
         try:
             _, _, rt, _, name, _ = self._parse_path(req.path)
-        except _StatusError:
+        except APIError:
             return {}
-        return _details(rt, name) if rt else {}
+        return details(rt, name) if rt else {}
 
     def _route(
         self, handler: _Handler, req: RecordedRequest, query_pairs: list[tuple[str, str]]
@@ -2376,33 +1752,31 @@ class FakeAPIServer:
         if path in ("/healthz", "/livez", "/readyz"):
             return _Response(200, b"ok", "text/plain; charset=utf-8")
         if path == "/version":
-            return self._json(200, self._version())
+            return self._json(200, version_info(self.git_version))
         if path == "/api":
-            return self._discovery_root(req, legacy=self._api_versions(), group_names=[""])
+            return self._discovery_root(req, legacy=api_versions(), group_names=[""])
         if path == "/apis":
             with self._lock:
                 names = [g for g in self._groups if g]
             return self._discovery_root(req, legacy=self._group_list(), group_names=names)
         if not (path.startswith("/api/") or path.startswith("/apis/")):
-            raise _StatusError(404, _NO_RESOURCE, "NotFound")
+            raise APIError(404, NO_RESOURCE, "NotFound")
         segs = [s for s in path.split("/") if s]
         if segs[0] == "apis" and len(segs) == 2:
             with self._lock:
                 group = self._groups.get(segs[1])
             if group is None:
-                raise _StatusError(404, _NO_RESOURCE, "NotFound")
+                raise APIError(404, NO_RESOURCE, "NotFound")
             self._only(req, "GET")
-            return self._json(
-                200, {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(group)}
-            )
+            return self._json(200, {"kind": "APIGroup", "apiVersion": "v1", **group_entry(group)})
         group, version, rt, ns, name, sub = self._parse_path(path)
         if rt is None:
             self._only(req, "GET")
-            return self._json(200, self._resource_list(group, version))
+            return self._json(200, resource_list(group, version))
         params = dict(query_pairs)
         if sub == "exec" and rt.plural == "pods" and not rt.group:
             if req.method not in ("GET", "POST"):
-                raise _StatusError(
+                raise APIError(
                     405,
                     "the server does not allow this method on the requested resource",
                     "MethodNotAllowed",
@@ -2415,7 +1789,7 @@ class FakeAPIServer:
     @staticmethod
     def _only(req: RecordedRequest, *methods: str) -> None:
         if req.method not in methods:
-            raise _StatusError(
+            raise APIError(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
@@ -2423,157 +1797,28 @@ class FakeAPIServer:
 
     @staticmethod
     def _json(status: int, body: Any, content_type: str = "application/json") -> _Response:
-        return _Response(status, _compact(body), content_type)
+        return _Response(status, compact(body), content_type)
 
     # ---- discovery -------------------------------------------------------------------
 
-    def _version(self) -> dict[str, Any]:
-        m = re.match(r"v(\d+)\.(\d+)", self.git_version)
-        major, minor = (m.group(1), m.group(2)) if m else ("1", "31")
-        return {
-            "major": major,
-            "minor": minor,
-            "gitVersion": self.git_version,
-            "gitCommit": "0" * 40,
-            "gitTreeState": "clean",
-            "buildDate": "2024-08-13T07:28:49Z",
-            "goVersion": "go1.22.5",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        }
-
-    @staticmethod
-    def _api_versions() -> dict[str, Any]:
-        return {
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": "172.18.0.2:6443"}
-            ],
-        }
-
-    @staticmethod
-    def _group_entry(group: APIGroup) -> dict[str, Any]:
-        versions = [{"groupVersion": f"{group.name}/{v}", "version": v} for v in group.versions]
-        return {"name": group.name, "versions": versions, "preferredVersion": versions[0]}
-
     def _group_list(self) -> dict[str, Any]:
         with self._lock:
-            groups = [g for g in self._groups.values() if g.name]
-        order = {g.name: i for i, g in enumerate(BUILTIN_GROUPS)}
-        groups.sort(key=lambda g: (g.custom, order.get(g.name, len(order)), g.name))
-        return {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [self._group_entry(g) for g in groups],
-        }
-
-    @staticmethod
-    def _resource_list(group: APIGroup, version: str) -> dict[str, Any]:
-        resources: list[dict[str, Any]] = []
-        for rt in group.resources:
-            if version not in rt.versions:
-                continue
-            entry: dict[str, Any] = {
-                "name": rt.plural,
-                "singularName": rt.singular,
-                "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": list(rt.verbs),
-            }
-            if rt.short_names:
-                entry["shortNames"] = list(rt.short_names)
-            if rt.categories:
-                entry["categories"] = list(rt.categories)
-            resources.append(entry)
-            for sub in rt.subresources:
-                s: dict[str, Any] = {
-                    "name": f"{rt.plural}/{sub.name}",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                }
-                if sub.group is not None:
-                    s["group"] = sub.group
-                if sub.version is not None:
-                    s["version"] = sub.version
-                s["kind"] = sub.kind
-                s["verbs"] = list(sub.verbs)
-                resources.append(s)
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": _gv(group.name, version),
-            "resources": resources,
-        }
+            groups = list(self._groups.values())
+        return group_list(groups, (g.name for g in FAKE_BUILTIN_GROUPS))
 
     def _discovery_root(
         self, req: RecordedRequest, *, legacy: dict[str, Any], group_names: list[str]
     ) -> _Response:
         self._only(req, "GET")
-        accept = req.headers.get("accept", "")
         if self.aggregated_discovery:
-            for media in (m.strip() for m in accept.split(",")):
-                params = dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p)
-                if (
-                    media.split(";")[0].strip() == "application/json"
-                    and params.get("g") == "apidiscovery.k8s.io"
-                    and params.get("as") == "APIGroupDiscoveryList"
-                    and params.get("v") in _AGGREGATED_VERSIONS
-                ):
-                    v = params["v"]
-                    body = self._aggregated(group_names, v)
-                    ctype = f"application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
-                    return self._json(200, body, ctype)
+            v = aggregated_version(req.headers.get("accept", ""))
+            if v is not None:
+                with self._lock:
+                    groups = [self._groups[n] for n in group_names if n in self._groups]
+                body = aggregated_discovery(groups, v, sort=group_names != [""])
+                ctype = f"application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+                return self._json(200, body, ctype)
         return self._json(200, legacy)
-
-    def _aggregated(self, group_names: list[str], v: str) -> dict[str, Any]:
-        items: list[dict[str, Any]] = []
-        with self._lock:
-            groups = [self._groups[n] for n in group_names if n in self._groups]
-        if group_names != [""]:
-            groups.sort(key=lambda g: (g.custom, g.name))
-        for g in groups:
-            versions = []
-            for version in g.versions:
-                resources = []
-                for rt in g.resources:
-                    if version not in rt.versions:
-                        continue
-                    r: dict[str, Any] = {
-                        "resource": rt.plural,
-                        "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
-                        "scope": "Namespaced" if rt.namespaced else "Cluster",
-                        "singularResource": rt.singular,
-                        "verbs": list(rt.verbs),
-                    }
-                    if rt.short_names:
-                        r["shortNames"] = list(rt.short_names)
-                    if rt.categories:
-                        r["categories"] = list(rt.categories)
-                    if rt.subresources:
-                        r["subresources"] = [
-                            {
-                                "subresource": s.name,
-                                "responseKind": {
-                                    "group": s.group if s.group is not None else rt.group,
-                                    "version": s.version or version,
-                                    "kind": s.kind,
-                                },
-                                "verbs": list(s.verbs),
-                            }
-                            for s in rt.subresources
-                        ]
-                    resources.append(r)
-                versions.append(
-                    {"version": version, "resources": resources, "freshness": "Current"}
-                )
-            items.append({"metadata": {"name": g.name} if g.name else {}, "versions": versions})
-        return {
-            "kind": "APIGroupDiscoveryList",
-            "apiVersion": f"apidiscovery.k8s.io/{v}",
-            "metadata": {},
-            "items": items,
-        }
 
     # ---- resources -------------------------------------------------------------------
 
@@ -2590,19 +1835,19 @@ class FakeAPIServer:
         method = req.method
         if rt.group == "authorization.k8s.io":
             if method != "POST" or name is not None:
-                raise _StatusError(
+                raise APIError(
                     405,
                     "the server does not allow this method on the requested resource",
                     "MethodNotAllowed",
                 )
             return self._review(req, rt, version)
         if params.get("watch") in _TRUE:
-            raise _StatusError(
+            raise APIError(
                 400, "fake apiserver: watch is not implemented by this test double", "BadRequest"
             )
         dry_run = params.get("dryRun")
         if dry_run is not None and dry_run != "All":
-            raise _StatusError(
+            raise APIError(
                 400,
                 f'Invalid dryRun value "{dry_run}"; the only valid value is "All"',
                 "BadRequest",
@@ -2618,7 +1863,7 @@ class FakeAPIServer:
                 if method == "DELETE":
                     self._verb(rt, "deletecollection")
                     return self._delete_collection(rt, version, ns, params)
-                raise _StatusError(
+                raise APIError(
                     405,
                     "the server does not allow this method on the requested resource",
                     "MethodNotAllowed",
@@ -2627,12 +1872,12 @@ class FakeAPIServer:
             if sub == "log":
                 self._only(req, "GET")
                 if key not in self._objects:
-                    raise _not_found(rt, name)
+                    raise not_found(rt, name)
                 return _Response(
                     200, self._pod_logs.get((ns or "", name), "").encode(), "text/plain"
                 )
             if sub not in (None, "status"):
-                raise _StatusError(
+                raise APIError(
                     405,
                     f"fake apiserver: the {sub} subresource is not implemented by this test double",
                     "MethodNotAllowed",
@@ -2641,7 +1886,7 @@ class FakeAPIServer:
                 self._verb(rt, "get")
                 obj = self._objects.get(key)
                 if obj is None:
-                    raise _not_found(rt, name)
+                    raise not_found(rt, name)
                 return self._json(200, self._present(rt, version, obj))
             if method == "DELETE":
                 self._verb(rt, "delete")
@@ -2652,7 +1897,7 @@ class FakeAPIServer:
             if method == "PATCH":
                 self._verb(rt, "patch")
                 return self._patch(req, rt, version, key, params, sub)
-            raise _StatusError(
+            raise APIError(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
@@ -2661,7 +1906,7 @@ class FakeAPIServer:
     @staticmethod
     def _verb(rt: ResourceType, verb: str) -> None:
         if verb not in rt.verbs:
-            raise _StatusError(
+            raise APIError(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
@@ -2692,7 +1937,7 @@ class FakeAPIServer:
             try:
                 start = int(base64.urlsafe_b64decode(params["continue"].encode()).decode())
             except ValueError as e:
-                raise _StatusError(400, "continue key is not valid", "BadRequest") from e
+                raise APIError(400, "continue key is not valid", "BadRequest") from e
         if limit > 0 or start:
             end = start + limit if limit > 0 else len(items)
             if end < len(items):
@@ -2700,7 +1945,7 @@ class FakeAPIServer:
                 meta["remainingItemCount"] = len(items) - end
             items = items[start:end]
         return {
-            "apiVersion": _gv(rt.group, version),
+            "apiVersion": gv(rt.group, version),
             "items": items,
             "kind": f"{rt.kind}List",
             "metadata": meta,
@@ -2718,127 +1963,58 @@ class FakeAPIServer:
     ) -> dict[str, Any]:
         body = req.body
         if not isinstance(body, dict):
-            raise _StatusError(
+            raise APIError(
                 400, "the body of the request could not be decoded as an object", "BadRequest"
             )
         api_version = body.get("apiVersion")
         kind = body.get("kind")
-        expected = _gv(rt.group, version)
+        expected = gv(rt.group, version)
         if require_type and (not api_version or not kind):
-            raise _StatusError(
+            raise APIError(
                 400, "Object 'Kind' is missing in '" + json.dumps(body)[:200] + "'", "BadRequest"
             )
         if api_version and api_version != expected:
             group = api_version.rpartition("/")[0]
             if group != rt.group:
-                raise _StatusError(
+                raise APIError(
                     400,
                     f"the API version in the data ({api_version}) does not match the expected API version ({expected})",
                     "BadRequest",
                 )
         if kind and kind != rt.kind:
-            raise _StatusError(
+            raise APIError(
                 400,
                 f'{kind} in version "{version}" cannot be handled as a {rt.kind}: no kind "{kind}" is registered for version "{expected}"',
                 "BadRequest",
             )
         meta = body.get("metadata")
         if meta is not None and not isinstance(meta, dict):
-            raise _StatusError(400, "metadata must be an object", "BadRequest")
+            raise APIError(400, "metadata must be an object", "BadRequest")
         meta = meta or {}
         body_name = meta.get("name")
         if name is not None and body_name is not None and body_name != name:
-            raise _StatusError(
+            raise APIError(
                 400,
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})",
                 "BadRequest",
             )
         body_ns = meta.get("namespace")
         if rt.namespaced and body_ns is not None and body_ns != ns:
-            raise _StatusError(
+            raise APIError(
                 400,
                 "the namespace of the provided object does not match the namespace sent on the request",
                 "BadRequest",
             )
         final_name = name or body_name
         if not final_name:
-            raise _StatusError(
+            raise APIError(
                 422,
                 f'{rt.kind} "" is invalid: metadata.name: Required value: name or generateName is required',
                 "Invalid",
-                _details(rt, None),
+                details(rt, None),
             )
-        self._validate(rt, final_name, meta)
+        validate_metadata(rt, final_name, meta)
         return body
-
-    @staticmethod
-    def _validate(rt: ResourceType, name: str, meta: Mapping[str, Any]) -> None:
-        causes: list[dict[str, str]] = []
-        pattern = _DNS1123_LABEL if rt.plural in ("namespaces", "services") else _DNS1123_SUBDOMAIN
-        limit = 63 if rt.plural in ("namespaces", "services") else 253
-        if not pattern.fullmatch(name) or len(name) > limit:
-            causes.append(
-                {
-                    "reason": "FieldValueInvalid",
-                    "message": f'Invalid value: "{name}": a lowercase RFC 1123 '
-                    + ("label" if limit == 63 else "subdomain")
-                    + " must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    "field": "metadata.name",
-                }
-            )
-        labels = meta.get("labels") or {}
-        if not isinstance(labels, dict):
-            causes.append(
-                {
-                    "reason": "FieldValueInvalid",
-                    "message": "labels must be a map",
-                    "field": "metadata.labels",
-                }
-            )
-        else:
-            for k, v in labels.items():
-                if not isinstance(v, str):
-                    causes.append(
-                        {
-                            "reason": "FieldValueInvalid",
-                            "message": f"Invalid value: {v!r}: label values must be strings",
-                            "field": "metadata.labels",
-                        }
-                    )
-                    continue
-                problem = _label_problem(str(k), v)
-                if problem:
-                    causes.append(
-                        {
-                            "reason": "FieldValueInvalid",
-                            "message": problem,
-                            "field": "metadata.labels",
-                        }
-                    )
-        annotations = meta.get("annotations") or {}
-        if isinstance(annotations, dict):
-            for v in annotations.values():
-                if not isinstance(v, str):
-                    causes.append(
-                        {
-                            "reason": "FieldValueInvalid",
-                            "message": f"Invalid value: {v!r}: annotation values must be strings",
-                            "field": "metadata.annotations",
-                        }
-                    )
-        if causes:
-            summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
-            raise _StatusError(
-                422,
-                f'{rt.qualified_kind} "{name}" is invalid: {summary}',
-                "Invalid",
-                {
-                    "name": name,
-                    **({"group": rt.group} if rt.group else {}),
-                    "kind": rt.kind,
-                    "causes": causes,
-                },
-            )
 
     def _manager(self, req: RecordedRequest, params: dict[str, str]) -> str:
         manager = params.get("fieldManager")
@@ -2856,7 +2032,7 @@ class FakeAPIServer:
         params: dict[str, str],
     ) -> _Response:
         if rt.namespaced and ns is None:
-            raise _StatusError(
+            raise APIError(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
@@ -2868,8 +2044,8 @@ class FakeAPIServer:
             self._require_namespace(ns)
         key = (rt.group, rt.plural, ns, name)
         if key in self._objects:
-            raise _StatusError(
-                409, f'{rt.qualified} "{name}" already exists', "AlreadyExists", _details(rt, name)
+            raise APIError(
+                409, f'{rt.qualified} "{name}" already exists', "AlreadyExists", details(rt, name)
             )
         body = copy.deepcopy(body)
         body.pop("status", None)
@@ -2899,17 +2075,17 @@ class FakeAPIServer:
         body = self._checked_body(req, rt, version, ns, name, require_type=False)
         current = self._objects.get(key)
         if current is None:
-            raise _not_found(rt, name)
+            raise not_found(rt, name)
         rv = (body.get("metadata") or {}).get("resourceVersion")
         if not rv and self._is_custom(rt.group):
             # Custom resources allow no unconditional update: AllowUnconditionalUpdate() is
             # false in apiextensions-apiserver's pkg/registry/customresource/strategy.go.
-            raise _StatusError(
+            raise APIError(
                 422,
                 f'{rt.qualified} "{name}" is invalid: metadata.resourceVersion: Invalid value: '
                 "0x0: must be specified for an update",
                 "Invalid",
-                _details(
+                details(
                     rt,
                     name,
                     causes=[
@@ -2922,11 +2098,11 @@ class FakeAPIServer:
                 ),
             )
         if rv and rv != current["metadata"]["resourceVersion"]:
-            raise _StatusError(
+            raise APIError(
                 409,
                 f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been modified; please apply your changes to the latest version and try again',
                 "Conflict",
-                _details(rt, name),
+                details(rt, name),
             )
         body = copy.deepcopy(body)
         if sub == "status":
@@ -2968,21 +2144,19 @@ class FakeAPIServer:
         if ctype == "application/apply-patch+yaml":
             manager = params.get("fieldManager")
             if not manager:
-                raise _StatusError(
+                raise APIError(
                     400,
                     "PATCH " + req.path + ": fieldManager is required for apply requests",
                     "BadRequest",
                 )
             if req.body is None and req.raw_body:
-                raise _StatusError(
-                    400, "error decoding YAML: the body is not valid YAML", "BadRequest"
-                )
+                raise APIError(400, "error decoding YAML: the body is not valid YAML", "BadRequest")
             body = self._checked_body(req, rt, version, ns, name, require_type=True)
             if rt.namespaced:
                 self._require_namespace(ns)
             if (body.get("metadata") or {}).get("managedFields") is not None:
-                raise _StatusError(
-                    400, "metadata.managedFields must be nil", "BadRequest", _details(rt, name)
+                raise APIError(
+                    400, "metadata.managedFields must be nil", "BadRequest", details(rt, name)
                 )
             self._optimistic_lock(rt, name, current, body)
             body = copy.deepcopy(body)
@@ -2999,45 +2173,45 @@ class FakeAPIServer:
             "application/strategic-merge-patch+json",
             "application/json-patch+json",
         ):
-            raise _StatusError(
+            raise APIError(
                 415,
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(self._patch_types(rt))}",
                 "UnsupportedMediaType",
             )
         if ctype == "application/strategic-merge-patch+json" and self._is_custom(rt.group):
-            raise _StatusError(
+            raise APIError(
                 415,
                 "the body of the request was in an unknown format - accepted media types include: "
                 + ", ".join(self._patch_types(rt)),
                 "UnsupportedMediaType",
             )
         if current is None:
-            raise _not_found(rt, name)
+            raise not_found(rt, name)
         if req.raw_body and req.body is None:
-            raise _StatusError(400, "error decoding patch: invalid JSON", "BadRequest")
+            raise APIError(400, "error decoding patch: invalid JSON", "BadRequest")
         base = copy.deepcopy(current)
         if ctype == "application/json-patch+json":
             patched = json_patch(base, req.body)
         elif ctype == "application/merge-patch+json":
             if not isinstance(req.body, dict):
-                raise _StatusError(400, "merge patch must be an object", "BadRequest")
+                raise APIError(400, "merge patch must be an object", "BadRequest")
             patched = merge_patch(base, req.body)
         else:
             if not isinstance(req.body, dict):
-                raise _StatusError(400, "strategic merge patch must be an object", "BadRequest")
+                raise APIError(400, "strategic merge patch must be an object", "BadRequest")
             patched = strategic_merge_patch(base, req.body)
         if not isinstance(patched, dict):
-            raise _StatusError(422, "the patched object is not an object", "Invalid")
+            raise APIError(422, "the patched object is not an object", "Invalid")
         self._optimistic_lock(rt, name, current, patched)
         meta = patched.get("metadata") or {}
         if meta.get("name", name) != name:
-            raise _StatusError(
+            raise APIError(
                 400,
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})",
                 "BadRequest",
             )
-        self._validate(rt, name, meta)
+        validate_metadata(rt, name, meta)
         if sub != "status":
             patched["status"] = (
                 copy.deepcopy(current.get("status")) if "status" in current else None
@@ -3068,12 +2242,12 @@ class FakeAPIServer:
         meta = body.get("metadata") if isinstance(body, dict) else None
         rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
         if rv and current is not None and rv != current["metadata"]["resourceVersion"]:
-            raise _StatusError(
+            raise APIError(
                 409,
                 f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
                 "modified; please apply your changes to the latest version and try again",
                 "Conflict",
-                _details(rt, name),
+                details(rt, name),
             )
 
     def _managed_from_request(
@@ -3089,12 +2263,12 @@ class FakeAPIServer:
         owners: dict[tuple[str, str], _Owned] = {}
         for entry in entries:
             if not isinstance(entry, dict) or not entry.get("manager"):
-                raise _StatusError(422, "invalid managedFields entry", "Invalid")
+                raise APIError(422, "invalid managedFields entry", "Invalid")
             fields = entry.get("fieldsV1") or {}
             owners[(entry["manager"], entry.get("operation", "Update"))] = _Owned(
                 entry.get("operation", "Update"),
                 entry.get("apiVersion", ""),
-                entry.get("time", _now()),
+                entry.get("time", timestamp()),
                 _paths_from_fields(fields),
                 fields,
             )
@@ -3103,13 +2277,13 @@ class FakeAPIServer:
     def _review(self, req: RecordedRequest, rt: ResourceType, version: str) -> _Response:
         body = req.body
         if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
-            raise _StatusError(
+            raise APIError(
                 400, "the body of the request could not be decoded as an object", "BadRequest"
             )
         spec = body["spec"]
         answer: dict[str, Any] = {
             "kind": rt.kind,
-            "apiVersion": _gv(rt.group, version),
+            "apiVersion": gv(rt.group, version),
             "metadata": {"creationTimestamp": None},
             "spec": spec,
         }
@@ -3156,19 +2330,19 @@ class FakeAPIServer:
     ) -> _Response:
         obj = self._objects.get(key)
         if obj is None:
-            raise _not_found(rt, key[3])
+            raise not_found(rt, key[3])
         preconditions = (options or {}).get("preconditions") if isinstance(options, dict) else None
         for name, field_name in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
             want = (preconditions or {}).get(name)
             have = obj["metadata"].get(name)
             if want is not None and want != have:
                 # The words of apimachinery's storage.Preconditions.Check.
-                raise _StatusError(
+                raise APIError(
                     409,
                     f"Precondition failed: {field_name} in precondition: {want}, {field_name} in "
                     f"object meta: {have}",
                     "Conflict",
-                    _details(rt, key[3]),
+                    details(rt, key[3]),
                 )
         presented = self._present(rt, version, obj)
         if not dry_run:
@@ -3177,7 +2351,7 @@ class FakeAPIServer:
             # Graceful deletion: the object comes back with a deletionTimestamp (the
             # double forgets it at once; a real server keeps it until the kubelet or the
             # namespace controller is done).
-            presented["metadata"]["deletionTimestamp"] = _now()
+            presented["metadata"]["deletionTimestamp"] = timestamp()
             if rt.plural == "pods":
                 presented["metadata"]["deletionGracePeriodSeconds"] = 30
             else:
@@ -3190,7 +2364,7 @@ class FakeAPIServer:
                 "apiVersion": "v1",
                 "metadata": {},
                 "status": "Success",
-                "details": _details(rt, key[3], uid=obj["metadata"]["uid"]),
+                "details": details(rt, key[3], uid=obj["metadata"]["uid"]),
             },
         )
 
@@ -3228,37 +2402,35 @@ class FakeAPIServer:
         with self._lock:
             pod = copy.deepcopy(self._objects.get(("", "pods", ns, name)))
         if pod is None:
-            raise _not_found(pod_rt, name)
+            raise not_found(pod_rt, name)
         if req.headers.get("upgrade", "").lower() != "websocket":
-            raise _StatusError(400, "Upgrade request required", "BadRequest")
+            raise APIError(400, "Upgrade request required", "BadRequest")
         key = req.headers.get("sec-websocket-key")
         if not key:
-            raise _StatusError(400, "missing Sec-WebSocket-Key", "BadRequest")
+            raise APIError(400, "missing Sec-WebSocket-Key", "BadRequest")
         if not (stdin or stdout or stderr):
-            raise _StatusError(
+            raise APIError(
                 400, "you must specify at least 1 of stdin, stdout, stderr", "BadRequest"
             )
         if not command:
-            raise _StatusError(
+            raise APIError(
                 400, "you must specify at least one command for the container", "BadRequest"
             )
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         container = params.get("container") or ""
         if not container:
             if len(containers) != 1:
-                raise _StatusError(
+                raise APIError(
                     400,
                     f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]",
                     "BadRequest",
                 )
             container = containers[0]
         elif container not in containers:
-            raise _StatusError(
-                400, f"container {container} is not valid for pod {name}", "BadRequest"
-            )
+            raise APIError(400, f"container {container} is not valid for pod {name}", "BadRequest")
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
-            raise _StatusError(
+            raise APIError(
                 400,
                 f"cannot exec into a container in a completed pod; current phase is {phase}",
                 "BadRequest",
@@ -3268,7 +2440,7 @@ class FakeAPIServer:
         ]
         protocol = next((p for p in offered if p in self.exec_protocols), None)
         if offered and protocol is None:
-            raise _StatusError(
+            raise APIError(
                 400,
                 f"requested protocol(s) are not supported: {offered}; supported protocols are {list(self.exec_protocols)}",
                 "BadRequest",
@@ -3339,7 +2511,7 @@ class FakeAPIServer:
             for i in range(0, len(call.stderr), chunk):
                 send(2, call.stderr[i : i + chunk])
         if protocol in _JSON_STATUS_PROTOCOLS:
-            send(3, _compact(status))
+            send(3, compact(status))
         elif status.get("status") != "Success":
             send(3, str(status.get("message", "")).encode())
         wfile.write(_ws_frame(struct.pack("!H", 1000), opcode=0x8))
@@ -3363,7 +2535,7 @@ class FakeAPIServer:
 
 
 def _pod_template_hash(template: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256(_compact(template)).hexdigest()
+    digest = hashlib.sha256(compact(template)).hexdigest()
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
     return "".join(alphabet[int(digest[i : i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
 
