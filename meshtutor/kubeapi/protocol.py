@@ -15,10 +15,11 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshtutor.kubeapi.resources import APIGroup, ResourceType
+from meshtutor.kubeapi.resources import DEDUCED, APIGroup, ResourceType, Schema
 
 __all__ = [
     "AGGREGATED_VERSIONS",
@@ -192,34 +193,120 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """A strategic merge patch good enough for tests: a merge patch where lists of objects
-    that all carry a ``name`` (containers, ports, env) are merged by name."""
+def strategic_merge_patch(target: Any, patch: Any, schema: Schema = DEDUCED) -> Any:
+    """A strategic merge patch (``k8s.io/apimachinery/pkg/util/strategicpatch``) of
+    ``target`` by ``patch``, lists merged by ``schema``'s ``patchMergeKey`` (``containers``
+    by name, ``ports`` by containerPort, ``ownerReferences`` by uid...), sets merged as
+    unions (``finalizers``), other lists replaced. The directives kubectl sends are honoured:
+    ``$patch: replace | delete | merge``, ``$retainKeys``, ``$deleteFromPrimitiveList/<f>``
+    and ``$setElementOrder/<f>``."""
     if not isinstance(patch, dict):
-        if isinstance(patch, list) and isinstance(target, list) and _named_list(patch, target):
-            merged = [copy.deepcopy(x) for x in target]
-            index = {x["name"]: i for i, x in enumerate(merged)}
-            for item in patch:
-                if item["name"] in index:
-                    i = index[item["name"]]
-                    merged[i] = strategic_merge_patch(merged[i], item)
-                else:
-                    merged.append(copy.deepcopy(item))
-            return merged
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
+        raise APIError(400, "strategic merge patch must be an object", "BadRequest")
+    merged = _smp_map(target if isinstance(target, dict) else {}, patch, schema)
+    return {} if merged is None else merged
+
+
+def _smp_map(target: dict[str, Any], patch: dict[str, Any], schema: Schema) -> Any:
+    directive = patch.get("$patch")
+    if directive == "replace":
+        return _without_directives(patch)
+    if directive == "delete":
+        return None
+    if directive not in (None, "merge"):
+        raise APIError(400, f"Unknown patch type: {directive} in map: {patch}", "BadRequest")
+    result = dict(target)
+    retain = patch.get("$retainKeys")
+    if retain is not None:
+        if not isinstance(retain, list):
+            raise APIError(400, "invalid patch format of retainKeys", "BadRequest")
+        result = {k: v for k, v in result.items() if k in retain}
     for key, value in patch.items():
-        if key.startswith("$"):
+        if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
+            continue
+        if key.startswith("$deleteFromPrimitiveList/"):
+            name = key.partition("/")[2]
+            if isinstance(result.get(name), list) and isinstance(value, list):
+                result[name] = [x for x in result[name] if x not in value]
             continue
         if value is None:
             result.pop(key, None)
+            continue
+        sub = schema.field(key)
+        current = result.get(key)
+        if isinstance(value, dict):
+            merged = _smp_map(current if isinstance(current, dict) else {}, value, sub)
+            if merged is None:
+                result.pop(key, None)
+            else:
+                result[key] = merged
+        elif isinstance(value, list):
+            result[key] = _smp_list(current if isinstance(current, list) else [], value, sub)
         else:
-            result[key] = strategic_merge_patch(result.get(key), value)
+            result[key] = value
+    for key, order in patch.items():
+        if key.startswith("$setElementOrder/") and isinstance(order, list):
+            name = key.partition("/")[2]
+            if isinstance(result.get(name), list):
+                result[name] = _in_order(result[name], order, schema.field(name).merge_key)
     return result
 
 
-def _named_list(*lists: list[Any]) -> bool:
-    return all(isinstance(x, dict) and "name" in x for lst in lists for x in lst)
+def _smp_list(target: list[Any], patch: list[Any], schema: Schema) -> list[Any]:
+    key = schema.merge_key
+    if schema.shape == "set":
+        return [*target, *(copy.deepcopy(x) for x in patch if x not in target)]
+    if key is None:
+        return _without_directives(patch)  # type: ignore[no-any-return]
+    if any(isinstance(x, dict) and x.get("$patch") == "replace" for x in patch):
+        return [
+            _without_directives(x) for x in patch if not (isinstance(x, dict) and "$patch" in x)
+        ]
+    result = [copy.deepcopy(x) for x in target]
+    for item in patch:
+        if not isinstance(item, dict) or key not in item:
+            raise APIError(
+                400, f"map: {item} does not contain declared merge key: {key}", "BadRequest"
+            )
+        at = [i for i, x in enumerate(result) if isinstance(x, dict) and x.get(key) == item[key]]
+        if item.get("$patch") == "delete":
+            result = [x for i, x in enumerate(result) if i not in at]
+        elif at:
+            merged = _smp_map(result[at[0]], item, schema.element())
+            if merged is None:
+                del result[at[0]]
+            else:
+                result[at[0]] = merged
+        else:
+            result.append(_without_directives(item))
+    return result
+
+
+def _in_order(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
+    """``items`` in the order of ``$setElementOrder`` (elements it does not name keep their
+    relative order, after the named ones)."""
+
+    def ident(x: Any) -> Any:
+        return json.dumps(x.get(key) if key and isinstance(x, dict) else x, sort_keys=True)
+
+    rank = {ident(x): i for i, x in enumerate(order)}
+    return sorted(items, key=lambda x: rank.get(ident(x), len(rank)))
+
+
+def _without_directives(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_directives(v)
+            for k, v in value.items()
+            if not (
+                k.startswith("$patch")
+                or k.startswith("$retainKeys")
+                or k.startswith("$setElementOrder/")
+                or k.startswith("$deleteFromPrimitiveList/")
+            )
+        }
+    if isinstance(value, list):
+        return [_without_directives(v) for v in value]
+    return value
 
 
 def _pointer(path: str) -> list[str]:
@@ -340,8 +427,13 @@ def label_selector(text: str) -> Callable[[Mapping[str, str]], bool]:
     return lambda labels: all(c(labels) for c in checks)
 
 
-def field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
-    """Parse a field selector (``metadata.name=x``, ``status.phase!=Running``, ...)."""
+def field_selector(
+    text: str, rt: ResourceType | None = None, *, custom: bool = False
+) -> Callable[[Mapping[str, Any]], bool]:
+    """Parse a field selector (``metadata.name=x``, ``status.phase!=Running``, ...) for
+    ``rt``: a field its API does not select on is a 400 with the words of its field label
+    conversion (``field label not supported: …`` for the kinds that register one and for
+    custom resources, runtime's ``DefaultMetaV1FieldSelectorConversion`` for the others)."""
     checks: list[Callable[[Mapping[str, Any]], bool]] = []
     for term in _split_selector(text):
         m = re.fullmatch(r"([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)", term)
@@ -349,7 +441,16 @@ def field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
             raise APIError(
                 400, f"invalid selector: '{text}'; can't understand '{term}'", "BadRequest"
             )
-        checks.append(_field_is(m.group(1).split("."), m.group(3), m.group(2) != "!="))
+        label = m.group(1)
+        if rt is not None:
+            allowed = rt.field_labels or ("metadata.name", "metadata.namespace")
+            if label not in allowed:
+                if rt.field_labels is not None or custom:
+                    message = f"field label not supported: {label}"
+                else:
+                    message = f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                raise APIError(400, message, "BadRequest")
+        checks.append(_field_is(label.split("."), m.group(3), m.group(2) != "!="))
     return lambda obj: all(c(obj) for c in checks)
 
 
@@ -624,3 +725,480 @@ def aggregated_discovery(groups: Iterable[APIGroup], v: str, *, sort: bool) -> d
         "metadata": {},
         "items": items,
     }
+
+
+# --------------------------------------------------------------------------------------
+# Managed fields and server-side apply (structured-merge-diff, as the apiserver runs it)
+# --------------------------------------------------------------------------------------
+
+Path = tuple[str, ...]
+"""A field path as ``fieldsV1`` spells its elements: ``("f:spec", "f:containers",
+'k:{"name":"web"}', "f:image")``; ``v:<json>`` names a set's value."""
+
+_MEMBER = object()  # the value of an owned map, list element or set: compared by presence only
+_SYSTEM_METADATA = frozenset(
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ManagerKey:
+    """Who owns a set of fields: a manager, its operation and the subresource it wrote."""
+
+    manager: str
+    operation: str  # "Apply" | "Update"
+    subresource: str = ""
+
+
+@dataclass(frozen=True)
+class Managed:
+    """One ``managedFields`` entry: the fields a manager owns."""
+
+    api_version: str
+    time: str
+    fields: frozenset[Path]
+
+
+Owners = dict[ManagerKey, Managed]
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _shape(schema: Schema, value: Any) -> str:
+    shape = schema.shape
+    if shape == "deduced":
+        return "map" if isinstance(value, dict) else "atomic"
+    if shape in ("struct", "map") and not isinstance(value, dict):
+        return "atomic"
+    if shape in ("list", "set") and not isinstance(value, list):
+        return "atomic"
+    if shape == "list" and not all(
+        isinstance(x, dict) and any(k in x for k in schema.keys) for x in value
+    ):
+        return "atomic"  # elements without their keys cannot be told apart: owned as a whole
+    if shape == "set" and not all(
+        x is None or isinstance(x, str | int | float | bool) for x in value
+    ):
+        return "atomic"
+    return shape
+
+
+def _element_key(schema: Schema, element: Mapping[str, Any]) -> str:
+    return "k:" + _json_key({k: element[k] for k in schema.keys if k in element})
+
+
+def _walk(value: Any, schema: Schema, path: Path, out: dict[Path, Any]) -> None:
+    shape = _shape(schema, value)
+    if shape == "atomic" or (shape == "struct" and not value):
+        out[path] = copy.deepcopy(value)
+        return
+    if shape in ("struct", "map"):
+        if shape == "map":
+            out[path] = _MEMBER
+        for k, v in value.items():
+            _walk(v, schema.field(k), (*path, f"f:{k}"), out)
+        return
+    if shape == "set":
+        out[path] = _MEMBER
+        for v in value:
+            out[(*path, "v:" + _json_key(v))] = _MEMBER
+        return
+    # An associative list is not owned itself, only its elements.
+    item = schema.element()
+    for element in value:
+        at = (*path, _element_key(schema, element))
+        out[at] = _MEMBER
+        for k, v in element.items():
+            _walk(v, item.field(k), (*at, f"f:{k}"), out)
+
+
+def _managed_part(obj: Mapping[str, Any] | None, subresource: str) -> dict[str, Any]:
+    """The part of an object whose fields are owned: without apiVersion, kind and the
+    metadata the server sets; only ``status`` for a write to the status subresource, and
+    without it otherwise (the strategies reset it)."""
+    if not obj:
+        return {}
+    if subresource == "status":
+        return {"status": obj["status"]} if "status" in obj else {}
+    out = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")}
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k not in _SYSTEM_METADATA}
+        if meta:
+            out["metadata"] = meta
+        else:
+            del out["metadata"]
+    return out
+
+
+def field_values(
+    obj: Mapping[str, Any] | None, schema: Schema, subresource: str = ""
+) -> dict[Path, Any]:
+    """Every owned path of ``obj`` with its value (owned maps, list elements and set values
+    compare by presence only)."""
+    out: dict[Path, Any] = {}
+    for k, v in _managed_part(obj, subresource).items():
+        _walk(v, schema.field(k), (f"f:{k}",), out)
+    return out
+
+
+def _compare(old: dict[Path, Any], new: dict[Path, Any]) -> tuple[set[Path], set[Path], set[Path]]:
+    """(added, modified, removed), as ``typed.Compare``."""
+    added = set(new) - set(old)
+    removed = set(old) - set(new)
+    modified = {p for p in set(old) & set(new) if old[p] is not _MEMBER and old[p] != new[p]}
+    return added, modified, removed
+
+
+def path_string(path: Path) -> str:
+    """``.spec.template.spec.containers[name="web"].image``, as fieldpath.Path.String()."""
+    out = ""
+    for pe in path:
+        kind, _, rest = pe.partition(":")
+        if kind == "f":
+            out += f".{rest}"
+        elif kind == "k":
+            keys = json.loads(rest)
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]"
+        elif kind == "v":
+            out += f"[={rest}]"
+        else:
+            out += f"[{rest}]"
+    return out
+
+
+def fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
+    """The ``fieldsV1`` trie of a set of paths (``"."`` marks an owned node with children)."""
+    root: dict[str, Any] = {}
+    members: set[Path] = set()
+    for path in paths:
+        members.add(path)
+        node = root
+        for pe in path:
+            node = node.setdefault(pe, {})
+
+    def mark(node: dict[str, Any], at: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if node and at in members:
+            out["."] = {}
+        for pe in sorted(node):
+            out[pe] = mark(node[pe], (*at, pe))
+        return out
+
+    return mark(root, ())
+
+
+def paths_of_fields_v1(fields: Mapping[str, Any], at: Path = ()) -> set[Path]:
+    """The paths of a ``fieldsV1`` trie."""
+    paths: set[Path] = set()
+    for pe, inner in fields.items():
+        if pe == ".":
+            paths.add(at)
+            continue
+        if not isinstance(inner, Mapping):
+            continue
+        if inner:
+            paths |= paths_of_fields_v1(inner, (*at, pe))
+        else:
+            paths.add((*at, pe))
+    return paths
+
+
+def owners_of(entries: Any) -> Owners:
+    """The owners recorded in ``metadata.managedFields`` (422 for an entry that is not one)."""
+    owners: Owners = {}
+    for entry in entries or []:
+        if not isinstance(entry, dict) or not entry.get("manager"):
+            raise APIError(422, "invalid managedFields entry", "Invalid")
+        fields = entry.get("fieldsV1") or {}
+        if not isinstance(fields, dict):
+            raise APIError(422, "invalid managedFields entry", "Invalid")
+        key = ManagerKey(
+            str(entry["manager"]),
+            str(entry.get("operation") or "Update"),
+            str(entry.get("subresource") or ""),
+        )
+        owners[key] = Managed(
+            str(entry.get("apiVersion") or ""),
+            str(entry.get("time") or ""),
+            frozenset(paths_of_fields_v1(fields)),
+        )
+    return owners
+
+
+def managed_fields(owners: Owners) -> list[dict[str, Any]]:
+    """``metadata.managedFields`` for ``owners``."""
+    entries = []
+    for key, managed in owners.items():
+        entry: dict[str, Any] = {
+            "manager": key.manager,
+            "operation": key.operation,
+            "apiVersion": managed.api_version,
+            "time": managed.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields_v1(managed.fields),
+        }
+        if key.subresource:
+            entry["subresource"] = key.subresource
+        entries.append(entry)
+    return entries
+
+
+def _manager_name(key: ManagerKey, managed: Managed) -> str:
+    """How a conflict names a manager (``printManager`` in apimachinery's
+    ``pkg/util/managedfields/internal/conflict.go``)."""
+    name = json.dumps(key.manager)
+    if key.subresource:
+        name += f" with subresource {json.dumps(key.subresource)}"
+    if key.operation == "Update":
+        name += f" using {managed.api_version}"
+    return name
+
+
+def _take_away(
+    owners: Owners,
+    me: ManagerKey,
+    before: dict[Path, Any],
+    after: dict[Path, Any],
+    *,
+    force: bool,
+) -> Owners:
+    """Others lose the fields this write changed (or, without ``force``, the write fails
+    with a 409 naming them) and the fields it removed (``Updater.update``)."""
+    added, modified, removed = _compare(before, after)
+    changed = added | modified
+    conflicts = {
+        key: sorted(managed.fields & changed, key=path_string)
+        for key, managed in owners.items()
+        if key != me and managed.fields & changed
+    }
+    if conflicts and not force:
+        items = [
+            (_manager_name(key, owners[key]), path)
+            for key in sorted(conflicts, key=lambda k: (k.manager, k.operation, k.subresource))
+            for path in conflicts[key]
+        ]
+        if len(items) == 1:
+            message = f"Apply failed with 1 conflict: conflict with {items[0][0]}: {path_string(items[0][1])}"
+        else:
+            lines: list[str] = []
+            for name in dict.fromkeys(n for n, _ in items):
+                lines.append(f"conflicts with {name}:")
+                lines.extend(f"- {path_string(p)}" for n, p in items if n == name)
+            message = f"Apply failed with {len(items)} conflicts: " + "\n".join(lines)
+        raise APIError(
+            409,
+            message,
+            "Conflict",
+            {
+                "causes": [
+                    {
+                        "reason": "FieldManagerConflict",
+                        "message": f"conflict with {name}",
+                        "field": path_string(path),
+                    }
+                    for name, path in items
+                ]
+            },
+        )
+    out: Owners = {}
+    for key, managed in owners.items():
+        fields = managed.fields if key == me else managed.fields - changed - removed
+        if fields:
+            out[key] = Managed(managed.api_version, managed.time, frozenset(fields))
+    return out
+
+
+def record_update(
+    owners: Owners,
+    me: ManagerKey,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any],
+    schema: Schema,
+    api_version: str,
+    now: str,
+) -> Owners:
+    """The owners after a create, an update or a patch by ``me`` (``Updater.Update``): ``me``
+    gains every field it set or changed, the others lose them."""
+    old = field_values(before, schema, me.subresource)
+    new = field_values(after, schema, me.subresource)
+    out = _take_away(owners, me, old, new, force=True)
+    added, modified, removed = _compare(old, new)
+    mine = out.get(me)
+    fields = ((mine.fields if mine else frozenset()) - removed) | added | modified
+    if not added and not modified and not removed and mine is not None:
+        return out
+    out.pop(me, None)
+    if fields:
+        out[me] = Managed(api_version, now, frozenset(fields))
+    return out
+
+
+def server_side_apply(
+    live: Mapping[str, Any] | None,
+    config: Mapping[str, Any],
+    owners: Owners,
+    me: ManagerKey,
+    schema: Schema,
+    api_version: str,
+    now: str,
+    *,
+    force: bool,
+) -> tuple[dict[str, Any], Owners]:
+    """Merge an applied configuration into the live object (``Updater.Apply``): the config's
+    fields become ``me``'s, the fields ``me`` applied last time and no longer does are removed
+    unless someone else owns them, and a field another manager owns and the apply changes is
+    a 409 Conflict unless ``force`` (then it changes hands)."""
+    base = copy.deepcopy(dict(live)) if live else {}
+    merged = _ssa_merge(base, dict(config), schema)
+    assert isinstance(merged, dict)
+    applied = field_values(config, schema, me.subresource)
+    last = owners.get(me)
+    others: set[Path] = set()
+    for key, managed in owners.items():
+        if key != me:
+            others |= managed.fields
+    if last is not None:
+        _prune(merged, set(last.fields) - set(applied) - others, schema)
+    before = field_values(live, schema, me.subresource)
+    after = field_values(merged, schema, me.subresource)
+    out = _take_away(owners, me, before, after, force=force)
+    out.pop(me, None)
+    out[me] = Managed(api_version, now, frozenset(applied))
+    return merged, out
+
+
+def _ssa_merge(live: Any, config: Any, schema: Schema) -> Any:
+    shape = _shape(schema, config)
+    if shape in ("struct", "map") and isinstance(live, dict):
+        out = dict(live)
+        for k, v in config.items():
+            out[k] = _ssa_merge(live.get(k), v, schema.field(k))
+        return out
+    if shape == "set" and isinstance(live, list):
+        return [*live, *(copy.deepcopy(x) for x in config if x not in live)]
+    if shape == "list" and isinstance(live, list) and _shape(schema, live) == "list":
+        out_list = [copy.deepcopy(x) for x in live]
+        index = {_element_key(schema, x): i for i, x in enumerate(out_list)}
+        for element in config:
+            at = index.get(_element_key(schema, element))
+            if at is None:
+                out_list.append(copy.deepcopy(element))
+            else:
+                out_list[at] = _ssa_merge(out_list[at], element, schema.element())
+        return out_list
+    return copy.deepcopy(config)
+
+
+def _schema_at(schema: Schema, path: Path) -> Schema:
+    for pe in path:
+        schema = schema.field(pe[2:]) if pe.startswith("f:") else schema.element()
+    return schema
+
+
+def _locate(obj: Any, path: Path, schema: Schema) -> tuple[Any, Any] | None:
+    """(container, key or index) of ``path`` in ``obj``."""
+    parent: Any = obj
+    at: Any = None
+    for i, pe in enumerate(path):
+        if at is not None:
+            parent = parent[at]
+        kind, _, rest = pe.partition(":")
+        if kind == "f":
+            if not isinstance(parent, dict) or rest not in parent:
+                return None
+            at = rest
+        elif isinstance(parent, list):
+            list_schema = _schema_at(schema, path[:i])
+            want = pe
+            found = [
+                j
+                for j, x in enumerate(parent)
+                if (kind == "k" and isinstance(x, dict) and _element_key(list_schema, x) == want)
+                or (kind == "v" and "v:" + _json_key(x) == want)
+            ]
+            if not found:
+                return None
+            at = found[0]
+        else:
+            return None
+    return (parent, at) if at is not None else None
+
+
+def _prune(obj: dict[str, Any], paths: set[Path], schema: Schema) -> None:
+    """Remove ``paths`` (deepest first); an owned map, list element or set keeps what other
+    managers still own in it, and an element keeps its keys while it stays."""
+    for path in sorted(paths, key=len, reverse=True):
+        found = _locate(obj, path, schema)
+        if found is None:
+            continue
+        parent, at = found
+        value = parent[at]
+        if len(path) >= 2 and path[-2].startswith("k:") and path[-1].startswith("f:"):
+            element_schema = _schema_at(schema, path[:-2])
+            if path[-1][2:] in element_schema.keys:
+                continue  # a key goes with its element
+        if path[-1].startswith("k:"):
+            keys = _schema_at(schema, path[:-1]).keys
+            if any(k not in keys for k in value):
+                continue  # what others own in it keeps the element
+        elif value and _shape(_schema_at(schema, path), value) in ("map", "set"):
+            continue  # an owned map or set keeps what others still own in it
+        del parent[at]
+        _drop_empty_structs(obj, path[:-1], schema)
+
+
+def _drop_empty_structs(obj: dict[str, Any], path: Path, schema: Schema) -> None:
+    """A named field of a struct left empty by a removal goes too: structured-merge-diff
+    counts the named fields of what a manager applied as its own
+    (``EnsureNamedFieldsAreMembers``)."""
+    while path and path[-1].startswith("f:"):
+        found = _locate(obj, path, schema)
+        if found is None:
+            return
+        parent, at = found
+        if parent[at] not in ({}, []) or _schema_at(schema, path[:-1]).shape != "struct":
+            return
+        del parent[at]
+        path = path[:-1]
+
+
+# --------------------------------------------------------------------------------------
+# Pods
+# --------------------------------------------------------------------------------------
+
+
+def choose_container(pod: Mapping[str, Any], requested: str | None) -> str:
+    """The container an exec or a log request means: the named one, else the pod's only
+    one; 400 with the apiserver's words otherwise (``pkg/registry/core/pod/strategy.go``,
+    ``validateContainer``)."""
+    name = (pod.get("metadata") or {}).get("name", "")
+    containers = [
+        str(c.get("name", ""))
+        for c in ((pod.get("spec") or {}).get("containers") or [])
+        if isinstance(c, dict)
+    ]
+    if not requested:
+        if len(containers) != 1:
+            raise APIError(
+                400,
+                f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]",
+                "BadRequest",
+            )
+        return containers[0]
+    if requested not in containers:
+        raise APIError(400, f"container {requested} is not valid for pod {name}", "BadRequest")
+    return requested

@@ -12,14 +12,17 @@ resource's first version is its storage version.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = [
     "ALL_CRD_GROUPS",
     "APPS",
+    "ATOMIC",
     "AUTHORIZATION",
     "BUILTIN_GROUPS",
     "CORE",
     "CRD_GROUPS",
+    "DEDUCED",
     "EVENTS",
     "GATEWAY_API",
     "GATEWAY_API_CRD_GROUPS",
@@ -30,10 +33,13 @@ __all__ = [
     "LINKERD_CRD_GROUPS",
     "LINKERD_POLICY",
     "NETWORKING",
+    "OBJECT_META",
     "VERBS",
     "APIGroup",
     "ResourceType",
+    "Schema",
     "Subresource",
+    "schema_for",
 ]
 
 VERBS: tuple[str, ...] = (
@@ -482,3 +488,139 @@ ALL_CRD_GROUPS: tuple[str, ...] = ISTIO_CRD_GROUPS + LINKERD_CRD_GROUPS + GATEWA
 
 INITIAL_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public", "kube-system")
 """The namespaces every new cluster has."""
+
+
+# --------------------------------------------------------------------------------------
+# How the values of the built-in kinds merge and are owned
+# --------------------------------------------------------------------------------------
+
+Shape = Literal["struct", "map", "list", "set", "atomic", "deduced"]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How one value merges (strategic merge patch) and is owned (server-side apply).
+
+    The shapes are structured-merge-diff's: a ``struct`` has named fields and is never owned
+    itself, a ``map`` is owned itself and key by key, a ``list`` is associative (its elements
+    owned by their ``keys``, a ``+listMapKey``), a ``set`` is a list of scalars owned value by
+    value, an ``atomic`` value is owned and replaced as a whole. ``deduced`` is what a schema-less
+    value gets (a custom resource's spec): objects are maps, lists are atomic.
+
+    ``merge_key`` is the ``patchMergeKey`` a strategic merge patch merges a list by (no key:
+    the list is replaced; a ``set`` with ``patchStrategy:"merge"`` is merged as a union).
+    The keys and strategies are the struct tags of ``k8s.io/api`` (``core/v1/types.go``,
+    ``apps/v1/types.go``) and ``k8s.io/apimachinery/pkg/apis/meta/v1/types.go``.
+    """
+
+    shape: Shape = "deduced"
+    fields: tuple[tuple[str, Schema], ...] = ()
+    item: Schema | None = None
+    keys: tuple[str, ...] = ()
+    merge_key: str | None = None
+
+    def field(self, name: str) -> Schema:
+        """The schema of field (or map key) ``name`` of this value."""
+        if self.shape == "struct":
+            return next((s for n, s in self.fields if n == name), DEDUCED)
+        if self.shape == "map":
+            return self.item or DEDUCED
+        return ATOMIC if self.shape == "atomic" else DEDUCED
+
+    def element(self) -> Schema:
+        """The schema of this list's (or set's) elements."""
+        if self.shape in ("list", "set"):
+            return self.item or DEDUCED
+        return ATOMIC if self.shape == "atomic" else DEDUCED
+
+
+ATOMIC = Schema("atomic")
+DEDUCED = Schema("deduced")
+_STRINGS = Schema("map", item=ATOMIC)
+
+
+def _struct(**fields: Schema) -> Schema:
+    return Schema("struct", tuple(fields.items()))
+
+
+def _keyed(*keys: str, item: Schema = DEDUCED, merge_key: str | None = None) -> Schema:
+    return Schema("list", item=item, keys=keys, merge_key=merge_key or keys[0])
+
+
+OBJECT_META = _struct(
+    labels=_STRINGS,
+    annotations=_STRINGS,
+    ownerReferences=_keyed("uid"),
+    finalizers=Schema("set", item=ATOMIC),
+    managedFields=ATOMIC,
+)
+_CONTAINER = _struct(
+    ports=_keyed("containerPort", "protocol", merge_key="containerPort"),
+    env=_keyed("name"),
+    volumeMounts=_keyed("mountPath"),
+    volumeDevices=_keyed("devicePath"),
+    command=ATOMIC,
+    args=ATOMIC,
+)
+_POD_SPEC = _struct(
+    containers=_keyed("name", item=_CONTAINER),
+    initContainers=_keyed("name", item=_CONTAINER),
+    ephemeralContainers=_keyed("name", item=_CONTAINER),
+    volumes=_keyed("name"),
+    imagePullSecrets=_keyed("name"),
+    hostAliases=_keyed("ip"),
+    topologySpreadConstraints=_keyed("topologyKey", "whenUnsatisfiable", merge_key="topologyKey"),
+    schedulingGates=_keyed("name"),
+    resourceClaims=_keyed("name"),
+    nodeSelector=_STRINGS,
+    tolerations=ATOMIC,
+)
+_CONDITIONS = _keyed("type")
+_POD_TEMPLATE = _struct(metadata=OBJECT_META, spec=_POD_SPEC)
+_STATUS = _struct(conditions=_CONDITIONS)
+
+
+def _object(spec: Schema = DEDUCED, status: Schema = DEDUCED, **top: Schema) -> Schema:
+    return _struct(
+        apiVersion=ATOMIC, kind=ATOMIC, metadata=OBJECT_META, spec=spec, status=status, **top
+    )
+
+
+def _workload(**extra: Schema) -> Schema:
+    return _object(_struct(selector=ATOMIC, template=_POD_TEMPLATE, **extra), _STATUS)
+
+
+_SCHEMAS: dict[tuple[str, str], Schema] = {
+    ("", "Pod"): _object(
+        _POD_SPEC,
+        _struct(conditions=_CONDITIONS, podIPs=_keyed("ip"), hostIPs=_keyed("ip")),
+    ),
+    ("", "Service"): _object(
+        _struct(
+            ports=_keyed("port", "protocol", merge_key="port"),
+            selector=ATOMIC,
+            clusterIPs=ATOMIC,
+            externalIPs=ATOMIC,
+        ),
+        _STATUS,
+    ),
+    ("", "Namespace"): _object(_struct(finalizers=ATOMIC), _STATUS),
+    ("", "ServiceAccount"): _object(secrets=_keyed("name"), imagePullSecrets=ATOMIC),
+    ("", "ConfigMap"): _object(data=_STRINGS, binaryData=_STRINGS),
+    ("", "Secret"): _object(data=_STRINGS, stringData=_STRINGS),
+    ("", "Endpoints"): _object(subsets=ATOMIC),
+    ("apps", "Deployment"): _workload(strategy=DEDUCED),
+    ("apps", "ReplicaSet"): _workload(),
+    ("apps", "StatefulSet"): _workload(volumeClaimTemplates=ATOMIC),
+    ("apps", "DaemonSet"): _workload(),
+    ("networking.k8s.io", "NetworkPolicy"): _object(
+        _struct(podSelector=ATOMIC, ingress=ATOMIC, egress=ATOMIC, policyTypes=ATOMIC)
+    ),
+}
+_CUSTOM = _object()
+
+
+def schema_for(rt: ResourceType) -> Schema:
+    """The schema of ``rt``'s objects: a built-in kind's own, else a custom resource's
+    (typed metadata, everything else deduced)."""
+    return _SCHEMAS.get((rt.group, rt.kind), _CUSTOM)
