@@ -84,6 +84,8 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 """The largest request body taken (kube-apiserver's default ``MaxRequestBodyBytes``)."""
 
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_POLICIES = ("Foreground", "Background", "Orphan")
+_IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 _NOT_ALLOWED = "the server does not allow this method on the requested resource"
 _NAMESPACES = CORE.resources[0]
 
@@ -818,14 +820,37 @@ class APICore:
         )
         return _json(200, self.present(rt, version, stored))
 
+    def _delete_options(self, req: Request) -> tuple[dict[str, Any], str | None]:
+        """The request's DeleteOptions (body, or query parameters) and propagation policy."""
+        options = self._body(req) if req.body else None
+        if options is not None and not isinstance(options, dict):
+            raise APIError(
+                400, "the body of the request could not be decoded as an object", "BadRequest"
+            )
+        options = dict(options or {})
+        policy = options.get("propagationPolicy") or req.param("propagationPolicy")
+        if policy is None:
+            orphan = options.get("orphanDependents", req.param("orphanDependents"))
+            if orphan is not None:
+                policy = "Orphan" if orphan in (True, *_TRUE) else "Background"
+        if policy is not None and policy not in _POLICIES:
+            raise APIError(
+                422,
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+                f'"{policy}": supported values: "Foreground", "Background", "Orphan"',
+                "Invalid",
+                {"group": "meta.k8s.io", "kind": "DeleteOptions"},
+            )
+        return options, policy
+
     def _delete_one(self, req: Request, rt: ResourceType, version: str, key: Key) -> Response:
         obj = self._objects.get(key)
         if obj is None:
             raise not_found(rt, key[3])
-        options = self._body(req) if req.body else None
-        preconditions = (options or {}).get("preconditions") if isinstance(options, dict) else None
+        options, policy = self._delete_options(req)
+        preconditions = options.get("preconditions")
         for name, field_name in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
-            want = (preconditions or {}).get(name)
+            want = preconditions.get(name) if isinstance(preconditions, dict) else None
             have = obj["metadata"].get(name)
             if want is not None and want != have:
                 # The words of apimachinery's storage.Preconditions.Check.
@@ -836,16 +861,30 @@ class APICore:
                     "Conflict",
                     details(rt, key[3]),
                 )
+        dry_run = req.param("dryRun") == "All"
+        if rt is _NAMESPACES:
+            return _json(200, self.present(rt, version, self._terminate(key, dry_run=dry_run)))
         presented = self.present(rt, version, obj)
-        if req.param("dryRun") != "All":
-            self._drop(key)
-        if rt.group == "" and rt.plural in ("pods", "namespaces"):
-            # Graceful deletion: the object comes back with a deletionTimestamp.
-            presented["metadata"]["deletionTimestamp"] = timestamp()
-            if rt.plural == "pods":
-                presented["metadata"]["deletionGracePeriodSeconds"] = 30
-            else:
-                presented["status"] = {"phase": "Terminating"}
+        if not dry_run:
+            if policy == "Orphan":
+                self._orphan(obj["metadata"]["uid"])
+            self._drop(key, cascade=policy != "Orphan")
+        meta = presented["metadata"]
+        if rt.group == "" and rt.plural == "pods":
+            # Graceful deletion: the pod comes back with its deletionTimestamp (the kubelet
+            # would take the grace period to stop it; here it is gone at once).
+            grace = options.get("gracePeriodSeconds", req.param("gracePeriodSeconds"))
+            meta["deletionTimestamp"] = timestamp()
+            meta["deletionGracePeriodSeconds"] = _int_param(
+                "30" if grace is None else str(grace), "gracePeriodSeconds"
+            )
+            return _json(200, presented)
+        if policy in ("Foreground", "Orphan"):
+            # The object as the garbage collector's finalizer holds it (a real server answers
+            # before the collector is done; here it is done).
+            meta["deletionTimestamp"] = timestamp()
+            finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
+            meta["finalizers"] = [*meta.get("finalizers", []), finalizer]
             return _json(200, presented)
         return _json(
             200,
@@ -858,15 +897,83 @@ class APICore:
             },
         )
 
+    def _terminate(self, key: Key, *, dry_run: bool) -> dict[str, Any]:
+        """Start deleting a namespace, as its registry and the namespace controller do
+        (``pkg/registry/core/namespace/storage/storage.go``): the namespace turns Terminating
+        with a deletionTimestamp and its contents are deleted; it stays until
+        :meth:`finalize_namespaces`."""
+        name = key[3]
+        obj = self._objects[key]
+        if name in _IMMORTAL_NAMESPACES:
+            # NamespaceLifecycle's immortal namespaces.
+            raise APIError(
+                403,
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                "Forbidden",
+                {"name": name, "kind": "namespaces"},
+            )
+        if _terminating(obj):
+            raise APIError(
+                409,
+                f'Operation cannot be fulfilled on namespaces "{name}": The system is ensuring '
+                "all content is removed from this namespace.  Upon completion, this namespace "
+                "will automatically be purged by the system.",
+                "Conflict",
+                {"name": name, "kind": "namespaces"},
+            )
+        terminating = copy.deepcopy(obj)
+        terminating["metadata"]["deletionTimestamp"] = timestamp()
+        terminating["status"] = {"phase": "Terminating"}
+        if dry_run:
+            return terminating
+        self._store(key, terminating)
+        for k in [k for k in self._objects if k[2] == name and k[:2] != key[:2]]:
+            self._drop(k)
+        return terminating
+
+    def finalize_namespaces(self, *names: str) -> builtins.list[str]:
+        """Remove the Terminating namespaces (those named, or all) with whatever is still in
+        them, as the namespace controller does once their contents are gone; their names."""
+        with self._lock:
+            try:
+                done = []
+                for key, obj in list(self._objects.items()):
+                    if key[:2] == ("", "namespaces") and _terminating(obj):
+                        if names and key[3] not in names:
+                            continue
+                        self._drop(key)
+                        done.append(key[3])
+                return done
+            finally:
+                self._dispatch()
+
+    def _orphan(self, uid: str) -> None:
+        """Take the owner references to ``uid`` out of its dependents (the garbage
+        collector's orphan finalizer)."""
+        for key, obj in list(self._objects.items()):
+            refs = obj["metadata"].get("ownerReferences") or []
+            kept = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
+            if len(kept) != len(refs):
+                changed = copy.deepcopy(obj)
+                if kept:
+                    changed["metadata"]["ownerReferences"] = kept
+                else:
+                    del changed["metadata"]["ownerReferences"]
+                self._store(key, changed)
+
     def _delete_collection(
         self, req: Request, rt: ResourceType, version: str, ns: str | None
     ) -> Response:
+        _, policy = self._delete_options(req)
         selectors = {k: v for k, v in req.query.items() if k in ("labelSelector", "fieldSelector")}
         listed = self._list(rt, version, ns, selectors)
         if req.param("dryRun") != "All":
             for item in listed["items"]:
                 meta = item["metadata"]
-                self._drop((rt.group, rt.plural, meta.get("namespace", ""), meta["name"]))
+                key: Key = (rt.group, rt.plural, meta.get("namespace", ""), meta["name"])
+                if policy == "Orphan":
+                    self._orphan(meta["uid"])
+                self._drop(key, cascade=policy != "Orphan")
         return _json(200, listed)
 
     def _review(self, req: Request, rt: ResourceType, version: str) -> Response:
@@ -914,10 +1021,39 @@ class APICore:
 
     # ---- the store -------------------------------------------------------------------
 
-    def _require_namespace(self, ns: str) -> None:
-        if ("", "namespaces", "", ns) not in self._objects:
+    def _require_namespace(
+        self,
+        ns: str,
+        *,
+        creating: bool = False,
+        rt: ResourceType | None = None,
+        name: str = "",
+    ) -> None:
+        """404 for a namespace that does not exist; 403 for a create in one that is being
+        deleted, as the NamespaceLifecycle admission plugin says it
+        (``k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go``)."""
+        namespace = self._objects.get(("", "namespaces", "", ns))
+        if namespace is None:
             raise APIError(
                 404, f'namespaces "{ns}" not found', "NotFound", {"name": ns, "kind": "namespaces"}
+            )
+        if creating and rt is not None and _terminating(namespace):
+            raise APIError(
+                403,
+                f'{rt.qualified} "{name}" is forbidden: unable to create new content in '
+                f"namespace {ns} because it is being terminated",
+                "Forbidden",
+                details(
+                    rt,
+                    name,
+                    causes=[
+                        {
+                            "reason": "NamespaceTerminating",
+                            "message": f"namespace {ns} is being terminated",
+                            "field": "metadata.namespace",
+                        }
+                    ],
+                ),
             )
 
     def _write(
@@ -931,14 +1067,17 @@ class APICore:
         apply: bool = False,
         force: bool = True,
         dry_run: bool = False,
+        admit: bool = True,
     ) -> dict[str, Any]:
         """Store ``body`` as the object at ``key`` (for an apply, the applied configuration,
-        merged by field ownership) with the server-set metadata kept or made; returns the
-        stored (or, dry-run, the would-be) object. A write that changes nothing stores
-        nothing."""
+        merged by field ownership) with the server-set metadata kept or made, after the
+        namespace's lifecycle and ``admission`` (if ``admit``) let it; returns the stored (or,
+        dry-run, the would-be) object. A write that changes nothing stores nothing."""
         group, _, ns, name = key
         api_version = gv(group, version)
         current = self._objects.get(key)
+        if current is None and rt.namespaced:
+            self._require_namespace(ns, creating=True, rt=rt, name=name)
         now = timestamp()
         schema = schema_for(rt)
         owners = owners_of(current["metadata"].get("managedFields")) if current else {}
@@ -960,35 +1099,19 @@ class APICore:
                 # (fieldmanager's decodeLiveOrNew).
                 owners = owners_of(requested)
             owners = record_update(owners, me, current, new_obj, schema, api_version, now)
-        new_obj["apiVersion"] = rt.api_version  # stored at the storage version
-        new_obj["kind"] = rt.kind
-        meta = new_obj.setdefault("metadata", {})
-        meta["name"] = name
-        if rt.namespaced:
-            meta["namespace"] = ns
-        else:
-            meta.pop("namespace", None)
-        if current is not None:
-            cmeta = current["metadata"]
-            for field_name in ("uid", "creationTimestamp", "generation", "resourceVersion"):
-                if field_name in cmeta:
-                    meta[field_name] = cmeta[field_name]
-                else:
-                    meta.pop(field_name, None)
-            if "status" in current and "status" not in new_obj:
-                new_obj["status"] = copy.deepcopy(current["status"])
-        else:
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now
-            meta["generation"] = 1
-            meta.pop("resourceVersion", None)
-        if rt is _NAMESPACES:
-            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-            new_obj["spec"] = {"finalizers": ["kubernetes"]}
-            new_obj["status"] = {"phase": "Active"}
-        for m in ("labels", "annotations"):
-            if m in meta and not meta[m]:
-                del meta[m]
+        self._settle(rt, key, current, new_obj, now)
+        if admit and self.admission is not None:
+            # After the field manager, as in the apiserver's handlers: what admission changes
+            # is owned by no one.
+            new_obj = self.admission.admit(
+                "CREATE" if current is None else "UPDATE",
+                rt,
+                new_obj,
+                copy.deepcopy(current) if current is not None else None,
+                dry_run=dry_run,
+            )
+            self._settle(rt, key, current, new_obj, now)
+        meta = new_obj["metadata"]
         if current is not None and _spec_of(current) != _spec_of(new_obj):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         meta["managedFields"] = managed_fields(owners)
@@ -1000,6 +1123,60 @@ class APICore:
         self._store(key, new_obj)
         return new_obj
 
+    def _settle(
+        self,
+        rt: ResourceType,
+        key: Key,
+        current: Mapping[str, Any] | None,
+        new_obj: dict[str, Any],
+        now: str,
+    ) -> None:
+        """The metadata the server sets, whatever the request said: name and namespace from
+        the path, uid, creationTimestamp, resourceVersion, generation and deletion kept (or
+        made, on create); a namespace's phase and finalizer; no empty labels/annotations."""
+        _, _, ns, name = key
+        new_obj["apiVersion"] = rt.api_version  # stored at the storage version
+        new_obj["kind"] = rt.kind
+        meta = new_obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new_obj["metadata"] = {}
+        meta["name"] = name
+        if rt.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        kept = (
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        )
+        if current is not None:
+            cmeta = current["metadata"]
+            for field_name in kept:
+                if field_name in cmeta:
+                    meta[field_name] = cmeta[field_name]
+                else:
+                    meta.pop(field_name, None)
+            if "status" in current and "status" not in new_obj:
+                new_obj["status"] = copy.deepcopy(current["status"])
+        else:
+            for field_name in kept:
+                meta.pop(field_name, None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now
+            meta["generation"] = 1
+        if rt is _NAMESPACES:
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            new_obj["spec"] = {"finalizers": ["kubernetes"]}
+            terminating = current is not None and _terminating(current)
+            new_obj["status"] = {"phase": "Terminating" if terminating else "Active"}
+        for m in ("labels", "annotations"):
+            if m in meta and not meta[m]:
+                del meta[m]
+
     def _store(self, key: Key, obj: dict[str, Any]) -> None:
         """Keep ``obj`` (never changed afterwards) at a new resourceVersion; an event."""
         old = self._objects.get(key)
@@ -1008,9 +1185,10 @@ class APICore:
         self._objects[key] = obj
         self._event("MODIFIED" if old is not None else "ADDED", key, obj, old)
 
-    def _drop(self, key: Key) -> dict[str, Any] | None:
-        """Remove an object, its dependents (owner references) and, for a namespace, its
-        contents, as the garbage collector and the namespace controller would."""
+    def _drop(self, key: Key, *, cascade: bool = True) -> dict[str, Any] | None:
+        """Remove an object, its dependents (owner references; unless not ``cascade``) and,
+        for a namespace, its contents, as the garbage collector and the namespace controller
+        would."""
         obj = self._objects.pop(key, None)
         if obj is None:
             return None
@@ -1022,10 +1200,11 @@ class APICore:
         if key[:2] == ("", "namespaces"):
             for k in [k for k in self._objects if k[2] == key[3] and k[:2] != key[:2]]:
                 self._drop(k)
-        for k, o in list(self._objects.items()):
-            refs = o["metadata"].get("ownerReferences") or []
-            if any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
-                self._drop(k)
+        if cascade:
+            for k, o in list(self._objects.items()):
+                refs = o["metadata"].get("ownerReferences") or []
+                if any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
+                    self._drop(k)
         return obj
 
     def _event(self, kind: str, key: Key, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -1107,6 +1286,7 @@ class APICore:
                         key,
                         copy.deepcopy(dict(obj)),
                         ManagerKey(manager, "Update"),
+                        admit=False,
                     )
                 )
             finally:
@@ -1200,6 +1380,10 @@ def _optimistic_lock(
         )
 
 
+def _terminating(namespace: Mapping[str, Any]) -> bool:
+    return bool((namespace.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def _spec_of(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
 
@@ -1215,10 +1399,12 @@ def _without_volatile(obj: Mapping[str, Any]) -> dict[str, Any]:
         if k not in ("resourceVersion", "generation")
     }
     if isinstance(meta.get("managedFields"), list):
-        meta["managedFields"] = [
-            {k: v for k, v in e.items() if k != "time"} if isinstance(e, dict) else e
-            for e in meta["managedFields"]
-        ]
+        meta["managedFields"] = sorted(
+            (
+                json.dumps({k: v for k, v in e.items() if k != "time"}, sort_keys=True)
+                for e in meta["managedFields"]
+            ),
+        )
     out["metadata"] = meta
     return out
 

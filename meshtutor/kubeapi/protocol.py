@@ -940,9 +940,20 @@ def owners_of(entries: Any) -> Owners:
 
 
 def managed_fields(owners: Owners) -> list[dict[str, Any]]:
-    """``metadata.managedFields`` for ``owners``."""
+    """``metadata.managedFields`` for ``owners``, in the order the apiserver sorts them
+    (``sortEncodedManagedFields``: operation, time, manager, apiVersion, subresource)."""
     entries = []
-    for key, managed in owners.items():
+    ordered = sorted(
+        owners.items(),
+        key=lambda kv: (
+            kv[0].operation,
+            kv[1].time,
+            kv[0].manager,
+            kv[1].api_version,
+            kv[0].subresource,
+        ),
+    )
+    for key, managed in ordered:
         entry: dict[str, Any] = {
             "manager": key.manager,
             "operation": key.operation,
