@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import yaml
@@ -39,6 +40,7 @@ from meshtutor.kubeapi.protocol import (
     api_versions,
     choose_container,
     compact,
+    default_table,
     details,
     field_selector,
     forbidden_message,
@@ -50,12 +52,17 @@ from meshtutor.kubeapi.protocol import (
     managed_fields,
     merge_patch,
     not_found,
+    openapi_v3_document,
+    openapi_v3_index,
+    openapi_v3_path,
     owners_of,
+    partial_object_metadata,
     record_update,
     resource_list,
     server_side_apply,
     status_body,
     strategic_merge_patch,
+    table_version,
     timestamp,
     validate_metadata,
     version_info,
@@ -77,6 +84,7 @@ __all__ = [
     "Request",
     "Response",
     "Target",
+    "Watch",
     "WatchEvent",
 ]
 
@@ -85,6 +93,9 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _POLICIES = ("Foreground", "Background", "Orphan")
+# The groups whose kinds keep no metadata.generation (their registry strategies never set it;
+# pods get one only from 1.34, PodObservedGenerationTracking).
+_NO_GENERATION = frozenset({"", "events.k8s.io"})
 _IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 _NOT_ALLOWED = "the server does not allow this method on the requested resource"
 _NAMESPACES = CORE.resources[0]
@@ -174,6 +185,7 @@ class Target:
 
 Authorizer = Callable[[Attributes], bool]
 View = Callable[[ResourceType, dict[str, Any]], dict[str, Any]]
+TableHook = Callable[[ResourceType, list[dict[str, Any]], datetime], dict[str, Any] | None]
 PodLog = Callable[[str, str, str], str]
 
 
@@ -195,6 +207,12 @@ class APICore:
     :param on_internal_error: told the traceback of a failure inside (answered 500).
     :param history: how many store events ``events_since`` (and watches from a
         resourceVersion) can replay.
+    :param table: ``(rt, objects, now) -> Table | None``: the columns and cells of
+        ``kubectl get`` (``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``) for the
+        objects given, one row each in their order; the core adds the Table's kind, metadata
+        and each row's object. None (or a None answer): the default table, as a real server
+        gives for a resource without printer columns.
+    :param clock: the time (UTC) of creationTimestamps and AGE.
     """
 
     def __init__(
@@ -210,6 +228,8 @@ class APICore:
         aggregated_discovery: bool = True,
         on_internal_error: Callable[[str], None] | None = None,
         history: int = 10_000,
+        table: TableHook | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.git_version = git_version
         self.admission = admission
@@ -218,6 +238,8 @@ class APICore:
         self.pod_log = pod_log
         self.aggregated_discovery = aggregated_discovery
         self.on_internal_error = on_internal_error
+        self.table = table
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._groups: dict[str, APIGroup] = {}
         self._builtin_order: list[str] = []
@@ -235,6 +257,9 @@ class APICore:
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
                 manager="kube-apiserver",
             )
+
+    def _now(self) -> datetime:
+        return self._clock()
 
     # ---- groups ---------------------------------------------------------------------
 
@@ -391,6 +416,18 @@ class APICore:
         if path == "/apis":
             legacy = group_list(self._groups.values(), self._builtin_order)
             return self._discovery_root(req, legacy, [g for g in self._groups if g])
+        if path == "/openapi/v3":
+            _only(req, "GET")
+            return _json(200, openapi_v3_index(self._groups.values(), self.git_version))
+        if path.startswith("/openapi/v3/"):
+            _only(req, "GET")
+            wanted = path.removeprefix("/openapi/v3/")
+            for served in self._groups.values():
+                for version in served.versions:
+                    if openapi_v3_path(served.name, version) == wanted:
+                        doc = openapi_v3_document(served, version, self.git_version)
+                        return _json(200, doc)
+            raise APIError(404, NO_RESOURCE, "NotFound")
         segs = [s for s in path.split("/") if s]
         if segs[0] == "apis" and len(segs) == 2:
             group = self._groups.get(segs[1])
@@ -439,7 +476,13 @@ class APICore:
         if name is None:
             if method == "GET":
                 _verb(rt, "list")
-                return _json(200, self._list(rt, version, ns, req.query))
+                tv = table_version(req.headers.get("accept", ""))
+                if tv is None:
+                    return _json(200, self._list(rt, version, ns, req.query))
+                objs, meta = self._page(rt, ns, req.query)
+                return _json(
+                    200, self._table(rt, version, objs, meta, tv, req.param("includeObject"))
+                )
             if method == "POST":
                 _verb(rt, "create")
                 return self._create(req, rt, version, ns)
@@ -458,6 +501,12 @@ class APICore:
             obj = self._objects.get(key)
             if obj is None:
                 raise not_found(rt, name)
+            tv = table_version(req.headers.get("accept", ""))
+            if tv is not None and sub is None:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return _json(
+                    200, self._table(rt, version, [obj], meta, tv, req.param("includeObject"))
+                )
             return _json(200, self.present(rt, version, obj))
         if method == "DELETE":
             _verb(rt, "delete")
@@ -494,12 +543,12 @@ class APICore:
         g = self._groups.get(group)
         return bool(g and g.custom)
 
-    def _list(
-        self, rt: ResourceType, version: str, ns: str | None, params: Mapping[str, str]
-    ) -> dict[str, Any]:
-        items = [
-            self.present(rt, version, obj, in_list=True) for obj in self._selected(rt, ns, params)
-        ]
+    def _page(
+        self, rt: ResourceType, ns: str | None, params: Mapping[str, str]
+    ) -> tuple[builtins.list[dict[str, Any]], dict[str, Any]]:
+        """The stored objects a list request answers (selectors, ``limit``/``continue``) and
+        the list's metadata."""
+        objs = self._selected(rt, ns, params)
         meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
         limit = _int_param(params.get("limit"), "limit")
         start = 0
@@ -509,17 +558,68 @@ class APICore:
             except ValueError as e:
                 raise APIError(400, "continue key is not valid", "BadRequest") from e
         if limit > 0 or start:
-            end = start + limit if limit > 0 else len(items)
-            if end < len(items):
+            end = start + limit if limit > 0 else len(objs)
+            if end < len(objs):
                 meta["continue"] = base64.urlsafe_b64encode(str(end).encode()).decode()
-                meta["remainingItemCount"] = len(items) - end
-            items = items[start:end]
+                meta["remainingItemCount"] = len(objs) - end
+            objs = objs[start:end]
+        return objs, meta
+
+    def _list(
+        self, rt: ResourceType, version: str, ns: str | None, params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        objs, meta = self._page(rt, ns, params)
         return {
             "apiVersion": gv(rt.group, version),
-            "items": items,
+            "items": [self.present(rt, version, obj, in_list=True) for obj in objs],
             "kind": f"{rt.kind}List",
             "metadata": meta,
         }
+
+    def _table(
+        self,
+        rt: ResourceType,
+        version: str,
+        objs: Iterable[Mapping[str, Any]],
+        meta: Mapping[str, Any],
+        table_version: str,
+        include: str | None,
+        *,
+        headers: bool = True,
+    ) -> dict[str, Any]:
+        """``objs`` as a ``meta.k8s.io`` Table: the ``table`` hook's columns and cells (the
+        default table without one), each row's object as ``includeObject`` asks
+        (``asTable`` in apiserver's ``pkg/endpoints/handlers/response.go``)."""
+        include = include or "Metadata"
+        if include not in ("Object", "Metadata", "None"):
+            raise APIError(400, f'unrecognized includeObject value: "{include}"', "BadRequest")
+        presented = [self.present(rt, version, obj) for obj in objs]
+        now = self._now()
+        table = self.table(rt, presented, now) if self.table is not None else None
+        if table is None:
+            table = default_table(rt, presented, now, custom=self._is_custom(rt.group))
+        rows = table.get("rows") or []
+        if len(rows) != len(presented):
+            raise RuntimeError(
+                f"the table of {rt.qualified} has {len(rows)} rows for {len(presented)} objects"
+            )
+        out: dict[str, Any] = {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{table_version}",
+            "metadata": dict(meta),
+            "columnDefinitions": table["columnDefinitions"] if headers else None,
+            "rows": [],
+        }
+        for row, obj in zip(rows, presented, strict=True):
+            entry = {k: v for k, v in row.items() if k != "object"}
+            if include == "Object":
+                entry["object"] = obj
+            elif include == "Metadata":
+                entry["object"] = partial_object_metadata(obj, table_version)
+            else:
+                entry["object"] = None
+            out["rows"].append(entry)
+        return out
 
     def _selected(
         self, rt: ResourceType, ns: str | None, params: Mapping[str, str]
@@ -874,7 +974,7 @@ class APICore:
             # Graceful deletion: the pod comes back with its deletionTimestamp (the kubelet
             # would take the grace period to stop it; here it is gone at once).
             grace = options.get("gracePeriodSeconds", req.param("gracePeriodSeconds"))
-            meta["deletionTimestamp"] = timestamp()
+            meta["deletionTimestamp"] = timestamp(self._now())
             meta["deletionGracePeriodSeconds"] = _int_param(
                 "30" if grace is None else str(grace), "gracePeriodSeconds"
             )
@@ -882,7 +982,7 @@ class APICore:
         if policy in ("Foreground", "Orphan"):
             # The object as the garbage collector's finalizer holds it (a real server answers
             # before the collector is done; here it is done).
-            meta["deletionTimestamp"] = timestamp()
+            meta["deletionTimestamp"] = timestamp(self._now())
             finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
             meta["finalizers"] = [*meta.get("finalizers", []), finalizer]
             return _json(200, presented)
@@ -898,10 +998,12 @@ class APICore:
         )
 
     def _terminate(self, key: Key, *, dry_run: bool) -> dict[str, Any]:
-        """Start deleting a namespace, as its registry and the namespace controller do
+        """Start deleting a namespace, as its registry does
         (``pkg/registry/core/namespace/storage/storage.go``): the namespace turns Terminating
-        with a deletionTimestamp and its contents are deleted; it stays until
-        :meth:`finalize_namespaces`."""
+        with a deletionTimestamp; nothing can be created in it any more, and what it holds is
+        deleted by :meth:`finalize_namespaces` (the namespace controller's work). Not at once:
+        ``kubectl delete -f`` of a file with the namespace first and its objects after deletes
+        each of them on a real cluster, and prints ``… deleted`` for each."""
         name = key[3]
         obj = self._objects[key]
         if name in _IMMORTAL_NAMESPACES:
@@ -922,18 +1024,16 @@ class APICore:
                 {"name": name, "kind": "namespaces"},
             )
         terminating = copy.deepcopy(obj)
-        terminating["metadata"]["deletionTimestamp"] = timestamp()
+        terminating["metadata"]["deletionTimestamp"] = timestamp(self._now())
         terminating["status"] = {"phase": "Terminating"}
         if dry_run:
             return terminating
         self._store(key, terminating)
-        for k in [k for k in self._objects if k[2] == name and k[:2] != key[:2]]:
-            self._drop(k)
         return terminating
 
     def finalize_namespaces(self, *names: str) -> builtins.list[str]:
-        """Remove the Terminating namespaces (those named, or all) with whatever is still in
-        them, as the namespace controller does once their contents are gone; their names."""
+        """Delete what the Terminating namespaces (those named, or all) hold, then the
+        namespaces, as the namespace controller does; their names."""
         with self._lock:
             try:
                 done = []
@@ -1078,7 +1178,7 @@ class APICore:
         current = self._objects.get(key)
         if current is None and rt.namespaced:
             self._require_namespace(ns, creating=True, rt=rt, name=name)
-        now = timestamp()
+        now = timestamp(self._now())
         schema = schema_for(rt)
         owners = owners_of(current["metadata"].get("managedFields")) if current else {}
         if apply:
@@ -1112,9 +1212,11 @@ class APICore:
             )
             self._settle(rt, key, current, new_obj, now)
         meta = new_obj["metadata"]
-        if current is not None and _spec_of(current) != _spec_of(new_obj):
+        if current is not None and "generation" in meta and _spec_of(current) != _spec_of(new_obj):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         meta["managedFields"] = managed_fields(owners)
+        if not meta["managedFields"]:
+            del meta["managedFields"]
         if current is not None and _without_volatile(current) == _without_volatile(new_obj):
             # A no-op keeps the stored object, managedFields times included.
             return current
@@ -1167,7 +1269,8 @@ class APICore:
                 meta.pop(field_name, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now
-            meta["generation"] = 1
+            if rt.group not in _NO_GENERATION:
+                meta["generation"] = 1
         if rt is _NAMESPACES:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
             new_obj["spec"] = {"finalizers": ["kubernetes"]}
@@ -1189,17 +1292,17 @@ class APICore:
         """Remove an object, its dependents (owner references; unless not ``cascade``) and,
         for a namespace, its contents, as the garbage collector and the namespace controller
         would."""
-        obj = self._objects.pop(key, None)
-        if obj is None:
+        if key not in self._objects:
             return None
+        if key[:2] == ("", "namespaces"):
+            for k in [k for k in self._objects if k[2] == key[3] and k[:2] != key[:2]]:
+                self._drop(k)
+        obj = self._objects.pop(key)
         self._rv += 1
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(self._rv)
         self._event("DELETED", key, gone, obj)
         uid = obj["metadata"]["uid"]
-        if key[:2] == ("", "namespaces"):
-            for k in [k for k in self._objects if k[2] == key[3] and k[:2] != key[:2]]:
-                self._drop(k)
         if cascade:
             for k, o in list(self._objects.items()):
                 refs = o["metadata"].get("ownerReferences") or []
@@ -1233,6 +1336,111 @@ class APICore:
                             self.on_internal_error(traceback.format_exc())
         finally:
             self._dispatching = False
+
+    # ---- watch -----------------------------------------------------------------------
+
+    def open_watch(self, req: Request) -> Watch | Response:
+        """Start a watch (``GET …?watch=true``): a :class:`Watch` that says what to send first
+        and how to filter and encode the store events that follow (subscribe in the same
+        step: ``matches`` drops what the opening already covers), or the error Response for
+        a request that cannot be watched."""
+        try:
+            with self._lock:
+                return self._open_watch(req)
+        except APIError as e:
+            return Response(e.code, compact(e.status()), headers=e.headers)
+
+    def _open_watch(self, req: Request) -> Watch:
+        _only(req, "GET")
+        target = self.resource_for(req.path)
+        rt = target.rt
+        if rt is None or target.subresource is not None:
+            raise APIError(405, _NOT_ALLOWED, "MethodNotAllowed")
+        self.check_access(req)
+        _verb(rt, "watch")
+        params = dict(req.query)
+        if target.name is not None:
+            # The legacy watch of one object: a list watch on its name.
+            params["fieldSelector"] = ",".join(
+                s for s in (params.get("fieldSelector"), f"metadata.name={target.name}") if s
+            )
+        labels = label_selector(params["labelSelector"]) if params.get("labelSelector") else None
+        fields = (
+            field_selector(params["fieldSelector"], rt, custom=self._is_custom(rt.group))
+            if params.get("fieldSelector")
+            else None
+        )
+        bookmarks = params.get("allowWatchBookmarks") in _TRUE
+        send_initial = params.get("sendInitialEvents") in _TRUE
+        if send_initial and not (
+            bookmarks and params.get("resourceVersionMatch") == "NotOlderThan"
+        ):
+            # ValidateListOptions in apimachinery's pkg/apis/meta/internalversion/validation.
+            raise APIError(
+                422,
+                'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: '
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is "
+                "enabled, resourceVersionMatch is set to NotOlderThan and allowWatchBookmarks is "
+                "set to true",
+                "Invalid",
+                {"group": "meta.k8s.io", "kind": "ListOptions"},
+            )
+        timeout = _int_param(params.get("timeoutSeconds"), "timeoutSeconds") or None
+        watch = Watch(
+            self,
+            rt,
+            target.version,
+            target.namespace,
+            labels,
+            fields,
+            table_version(req.headers.get("accept", "")),
+            params.get("includeObject") or "Metadata",
+            bookmarks,
+            self._rv,
+            timeout,
+        )
+        rv_param = params.get("resourceVersion") or ""
+        if send_initial or rv_param in ("", "0"):
+            # "Start at most recent" (or "any"): the current objects first, as ADDED.
+            for key in sorted(self._objects):
+                obj = self._objects[key]
+                if key[:2] == (rt.group, rt.plural):
+                    event = WatchEvent(
+                        "ADDED",
+                        key[0],
+                        key[1],
+                        key[2] or None,
+                        obj,
+                        int(obj["metadata"].get("resourceVersion") or 0),
+                    )
+                    if watch.passes(obj):
+                        watch.initial.append(event)
+            watch.initial_events_end = send_initial
+            return watch
+        try:
+            since = int(rv_param)
+        except ValueError:
+            raise APIError(
+                400,
+                f'resourceVersion: Invalid value: "{rv_param}": strconv.ParseUint: parsing '
+                f'"{rv_param}": invalid syntax',
+                "BadRequest",
+            ) from None
+        events = self.events_since(since)
+        if events is None:
+            # The watch cache's words (k8s.io/apiserver/pkg/storage/cacher/
+            # watch_cache_history.go), sent as the stream's one ERROR event.
+            watch.error = APIError(
+                410,
+                f"too old resource version: {since} ({self._history_floor})",
+                "Expired",
+                details=None,
+            ).status()
+            return watch
+        watch.resource_version = since
+        watch.initial.extend(e for e in events if watch.matches(e))
+        watch.resource_version = self._rv
+        return watch
 
     # ---- direct access for controllers -------------------------------------------------
 
@@ -1329,6 +1537,134 @@ class APICore:
             if resource_version < self._history_floor:
                 return None
             return [e for e in self._history if e.resource_version > resource_version]
+
+
+class Watch:
+    """One watch request: the events to send first (``initial``, or the ``error`` that ends
+    the stream at once), which store events it sees (``matches``) and their bytes on the
+    wire (``encode``: one JSON line each, the object as the request asked: in its version,
+    or as a Table for ``kubectl get -w``). Made by :meth:`APICore.open_watch`; the transport
+    sends ``opening()``, then ``encode(event)`` for every subscribed event that ``matches``,
+    and may send ``bookmark()`` now and then; it ends the stream after ``timeout_seconds``.
+    Not thread-safe (as the apiserver's encoder: the Table's headers go with the first
+    event only)."""
+
+    def __init__(
+        self,
+        core: APICore,
+        rt: ResourceType,
+        version: str,
+        namespace: str | None,
+        labels: Callable[[Mapping[str, str]], bool] | None,
+        fields: Callable[[Mapping[str, Any]], bool] | None,
+        table_version: str | None,
+        include_object: str,
+        allow_bookmarks: bool,
+        resource_version: int,
+        timeout_seconds: int | None,
+    ) -> None:
+        self.core = core
+        self.rt = rt
+        self.version = version
+        self.namespace = namespace
+        self.labels = labels
+        self.fields = fields
+        self.table_version = table_version
+        self.include_object = include_object
+        self.allow_bookmarks = allow_bookmarks
+        self.resource_version = resource_version
+        """Events up to this resourceVersion are in ``initial`` (or were before the watch)."""
+        self.timeout_seconds = timeout_seconds
+        self.initial: list[WatchEvent] = []
+        self.initial_events_end = False
+        """Send the ``k8s.io/initial-events-end`` bookmark after ``initial``
+        (``sendInitialEvents=true``)."""
+        self.error: dict[str, Any] | None = None
+        """A Status to send as the one ERROR event (410 Expired), after which the stream ends."""
+        self.content_type = "application/json"
+        self._headers_sent = False
+
+    def passes(self, obj: Mapping[str, Any]) -> bool:
+        """Whether ``obj`` is one this watch selects (namespace, labels, fields)."""
+        meta = obj.get("metadata") or {}
+        if self.namespace is not None and meta.get("namespace") != self.namespace:
+            return False
+        if self.labels is not None and not self.labels(meta.get("labels") or {}):
+            return False
+        return self.fields is None or self.fields(
+            self.core.present(self.rt, self.rt.versions[0], obj)
+        )
+
+    def matches(self, event: WatchEvent) -> bool:
+        """Whether this watch sends ``event``: its resource, newer than what it has sent,
+        and selected before or after the change."""
+        if (event.group, event.plural) != (self.rt.group, self.rt.plural):
+            return False
+        if event.resource_version <= self.resource_version:
+            return False
+        return self.passes(event.object) or (
+            event.old_object is not None and self.passes(event.old_object)
+        )
+
+    def _seen(self, event: WatchEvent) -> tuple[str, dict[str, Any]]:
+        # An object that stops (starts) matching is DELETED (ADDED) for this watch, as the
+        # cacher's convertToWatchEvent says.
+        now = self.passes(event.object)
+        before = event.old_object is not None and self.passes(event.old_object)
+        if event.type == "MODIFIED" and not now:
+            gone = copy.deepcopy(event.old_object or event.object)
+            gone["metadata"]["resourceVersion"] = str(event.resource_version)
+            return "DELETED", gone
+        if event.type == "MODIFIED" and not before:
+            return "ADDED", event.object
+        return event.type, event.object
+
+    def encode(self, event: WatchEvent) -> bytes:
+        """The line for ``event`` (``{"type":…,"object":…}``)."""
+        kind, obj = self._seen(event)
+        self.resource_version = max(self.resource_version, event.resource_version)
+        with self.core._lock:
+            if self.table_version is None:
+                body = self.core.present(self.rt, self.version, obj)
+            else:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                body = self.core._table(
+                    self.rt,
+                    self.version,
+                    [obj],
+                    meta,
+                    self.table_version,
+                    self.include_object,
+                    headers=not self._headers_sent,
+                )
+                self._headers_sent = True
+        return compact({"type": kind, "object": body}) + b"\n"
+
+    def opening(self) -> list[bytes]:
+        """The lines to send first: the ERROR that ends the stream, or the initial events
+        (then the initial-events-end bookmark, if asked)."""
+        if self.error is not None:
+            return [compact({"type": "ERROR", "object": self.error}) + b"\n"]
+        lines = [self.encode(e) for e in self.initial]
+        self.resource_version = max(self.resource_version, self.core.resource_version)
+        if self.initial_events_end:
+            lines.append(self._bookmark({"k8s.io/initial-events-end": "true"}))
+        return lines
+
+    def bookmark(self) -> bytes | None:
+        """A BOOKMARK line at the latest resourceVersion sent, if the request allowed them."""
+        return self._bookmark(None) if self.allow_bookmarks else None
+
+    def _bookmark(self, annotations: dict[str, str] | None) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(self.resource_version)}
+        if annotations:
+            meta["annotations"] = annotations
+        obj = {
+            "kind": self.rt.kind,
+            "apiVersion": gv(self.rt.group, self.version),
+            "metadata": meta,
+        }
+        return compact({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 
 # --------------------------------------------------------------------------------------

@@ -6,12 +6,15 @@
 - label and field selectors;
 - object metadata validation (names, labels, annotations);
 - discovery documents: ``/version``, the legacy ``APIVersions`` / ``APIGroupList`` /
-  ``APIResourceList`` and the aggregated ``apidiscovery.k8s.io/v2`` (and ``v2beta1``) lists.
+  ``APIResourceList`` and the aggregated ``apidiscovery.k8s.io/v2`` (and ``v2beta1``) lists;
+- managed fields and server-side apply (structured-merge-diff's field sets and merge);
+- ``Table`` negotiation, the default ``Table`` and the AGE of an object.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -1213,3 +1216,202 @@ def choose_container(pod: Mapping[str, Any], requested: str | None) -> str:
     if requested not in containers:
         raise APIError(400, f"container {requested} is not valid for pod {name}", "BadRequest")
     return requested
+
+
+# --------------------------------------------------------------------------------------
+# Tables (what ``kubectl get`` asks for)
+# --------------------------------------------------------------------------------------
+
+TABLE_VERSIONS: tuple[str, ...] = ("v1", "v1beta1")
+"""The ``meta.k8s.io`` versions a ``Table`` is served in."""
+
+# ObjectMeta's swagger descriptions, which the default table convertors put on their columns
+# (k8s.io/apimachinery/pkg/apis/meta/v1/types_swagger_doc_generated.go).
+NAME_DESCRIPTION = (
+    "Name must be unique within a namespace. Is required when creating resources, although "
+    "some resources may allow a client to request the generation of an appropriate name "
+    "automatically. Name is primarily intended for creation idempotence and configuration "
+    "definition. Cannot be updated. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+)
+CREATED_DESCRIPTION = (
+    "CreationTimestamp is a timestamp representing the server time when this object was "
+    "created. It is not guaranteed to be set in happens-before order across separate "
+    "operations. Clients may not set this value. It is represented in RFC3339 form and is in "
+    "UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
+)
+
+
+def table_version(accept: str) -> str | None:
+    """The ``meta.k8s.io`` version of ``Table`` an ``Accept`` header asks for before any
+    plain JSON (``application/json;as=Table;v=v1;g=meta.k8s.io,...,application/json``, what
+    ``kubectl get`` sends), or None."""
+    for media in (m.strip() for m in accept.split(",")):
+        kind = media.split(";")[0].strip()
+        params = dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p)
+        if (
+            kind == "application/json"
+            and params.get("as") == "Table"
+            and params.get("g") == "meta.k8s.io"
+            and params.get("v") in TABLE_VERSIONS
+        ):
+            return params["v"]
+        if kind in ("application/json", "*/*", "application/*") and "as" not in params:
+            return None
+    return None
+
+
+def human_duration(seconds: float) -> str:
+    """``5m``, ``3h10m``, ``2d5h``: apimachinery's ``duration.HumanDuration``, what AGE shows."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
+    return f"{hours // 24 // 365}y"
+
+
+def age(created: str | None, now: datetime) -> str:
+    """The AGE of an object created at ``created`` (``<unknown>`` without one), as
+    ``ConvertToHumanReadableDateType`` writes it."""
+    if not created:
+        return "<unknown>"
+    try:
+        when = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<invalid>"
+    return human_duration((now - when).total_seconds())
+
+
+def default_table(
+    rt: ResourceType, objects: Iterable[Mapping[str, Any]], now: datetime, *, custom: bool
+) -> dict[str, Any]:
+    """The Table of a resource without printer columns: a custom resource's has NAME and AGE
+    (apiextensions-apiserver's ``tableconvertor`` with the default ``Age`` column of
+    ``serveDefaultColumnsIfEmpty``), a built-in one's NAME and CREATED AT (apiserver's
+    ``pkg/registry/rest/table.go``)."""
+    name_column = {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "description": NAME_DESCRIPTION,
+        "priority": 0,
+    }
+    rows = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        created = meta.get("creationTimestamp")
+        when = age(created, now) if custom else created
+        rows.append({"cells": [meta.get("name", ""), when]})
+    second = "Age" if custom else "Created At"
+    return {
+        "columnDefinitions": [
+            name_column,
+            {
+                "name": second,
+                "type": "date",
+                "format": "",
+                "description": CREATED_DESCRIPTION,
+                "priority": 0,
+            },
+        ],
+        "rows": rows,
+    }
+
+
+def partial_object_metadata(obj: Mapping[str, Any], table_version: str) -> dict[str, Any]:
+    """A table row's object by default (``includeObject=Metadata``): the object's metadata as
+    a ``PartialObjectMetadata`` (``asTable`` in apiserver's ``handlers/response.go``)."""
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{table_version}",
+        "metadata": copy.deepcopy(obj.get("metadata") or {}),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# OpenAPI v3 (what kubectl reads before it writes)
+# --------------------------------------------------------------------------------------
+
+
+def openapi_v3_path(group: str, version: str) -> str:
+    """``api/v1``, ``apis/apps/v1``: a group version's key in the OpenAPI v3 index."""
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_document(group: APIGroup, version: str, git_version: str) -> dict[str, Any]:
+    """The OpenAPI v3 document of a group version, reduced to what kubectl reads from it:
+    for each resource, the PATCH operation with its ``x-kubernetes-group-version-kind`` and
+    the ``fieldValidation`` query parameter. kubectl's ``QueryParamVerifierV3``
+    (``k8s.io/cli-runtime/pkg/resource/query_param_verifier_v3.go``) then lets the server
+    validate fields (``fieldValidation=Strict``) instead of downloading schemas to validate
+    itself; with no request body listed, ``kubectl apply`` computes its patches from the
+    kinds it knows (``gvkSupportsPatchOpenAPIV3`` in ``pkg/cmd/apply/patcher.go``). There are
+    no schemas: ``kubectl explain`` has nothing to explain."""
+    paths: dict[str, Any] = {}
+    prefix = "/" + openapi_v3_path(group.name, version)
+    for rt in group.resources:
+        if version not in rt.versions or "patch" not in rt.verbs:
+            continue
+        scope = f"{prefix}/namespaces/{{namespace}}" if rt.namespaced else prefix
+        paths[f"{scope}/{rt.plural}/{{name}}"] = {
+            "patch": {
+                "operationId": f"patch{rt.kind}",
+                "parameters": [
+                    {
+                        "name": "fieldValidation",
+                        "in": "query",
+                        "description": "fieldValidation instructs the server on how to handle "
+                        "objects in the request (POST/PUT/PATCH) containing unknown or "
+                        "duplicate fields.",
+                        "schema": {"type": "string", "uniqueItems": True},
+                    }
+                ],
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {
+                    "group": rt.group,
+                    "version": version,
+                    "kind": rt.kind,
+                },
+            }
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": git_version},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }
+
+
+def openapi_v3_index(groups: Iterable[APIGroup], git_version: str) -> dict[str, Any]:
+    """``/openapi/v3``: each group version's document, by a URL with its content hash (the
+    client caches a document for as long as its hash stays)."""
+    paths: dict[str, Any] = {}
+    for group in groups:
+        for version in group.versions:
+            key = openapi_v3_path(group.name, version)
+            digest = hashlib.sha512(
+                compact(openapi_v3_document(group, version, git_version))
+            ).hexdigest()[:128]
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest.upper()}"}
+    return {"paths": paths}

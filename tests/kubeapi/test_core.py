@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from meshtutor.kubeapi.core import APICore, Request, WatchEvent
+from meshtutor.kubeapi.core import APICore, Request, Response, Watch, WatchEvent
 from meshtutor.kubeapi.protocol import APIError
 from meshtutor.kubeapi.resources import (
     BUILTIN_GROUPS,
@@ -115,7 +116,10 @@ def test_a_deleted_namespace_is_terminating_until_finalized(core: APICore) -> No
 
     status, shown = call(core, "GET", "/api/v1/namespaces/demo")
     assert (status, shown["status"]["phase"]) == (200, "Terminating")
-    assert call(core, "GET", "/api/v1/namespaces/demo/configmaps/settings")[0] == 404
+    # Its contents go with the namespace controller (finalize_namespaces); until then they can
+    # be read, changed and deleted, as `kubectl delete -f` of the namespace and its objects
+    # does on a real cluster.
+    assert call(core, "GET", "/api/v1/namespaces/demo/configmaps/settings")[0] == 200
 
     status, refused = call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map("again"))
     assert status == 403
@@ -159,7 +163,12 @@ def test_a_deleted_namespace_is_terminating_until_finalized(core: APICore) -> No
         "automatically be purged by the system.",
     )
 
+    events = recorded(core)
     assert core.finalize_namespaces() == ["demo"]
+    assert [(e.type, e.plural, e.object["metadata"]["name"]) for e in events] == [
+        ("DELETED", "configmaps", "settings"),
+        ("DELETED", "namespaces", "demo"),
+    ]
     status, gone = call(core, "GET", "/api/v1/namespaces/demo")
     assert (status, gone["message"]) == (404, 'namespaces "demo" not found')
     assert call(core, "POST", "/api/v1/namespaces", namespace("demo"))[0] == 201
@@ -451,3 +460,237 @@ def test_a_strategic_merge_patch_merges_lists_by_their_merge_keys(core: APICore)
         ctype=SMP,
     )
     assert status == 415  # custom resources take no strategic merge patch
+
+
+# ---- tables ---------------------------------------------------------------------------------
+
+KUBECTL_GET = (
+    "application/json;as=Table;v=v1;g=meta.k8s.io,"
+    "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+)
+"""The Accept header of ``kubectl get`` (``transformRequests`` in kubectl's get.go)."""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_kubectl_get_without_printer_columns_gets_name_and_age() -> None:
+    """A custom resource without printer columns shows NAME and AGE
+    (apiextensions-apiserver's ``tableconvertor.go`` and ``serveDefaultColumnsIfEmpty``); a
+    built-in one without a printer NAME and CREATED AT (apiserver's
+    ``pkg/registry/rest/table.go``). Rows carry the object's metadata unless
+    ``includeObject`` says otherwise (``asTable`` in ``pkg/endpoints/handlers/response.go``)."""
+    clock = Clock()
+    core = APICore(groups=(*BUILTIN_GROUPS, ISTIO_SECURITY), clock=clock)
+    call(core, "POST", "/api/v1/namespaces", namespace("demo"))
+    path = "/apis/security.istio.io/v1/namespaces/demo/peerauthentications/default"
+    call(core, "PATCH", path, peer_authentication(), ctype=APPLY, fieldManager="kubectl")
+    clock.now += timedelta(minutes=5, seconds=30)
+    status, table = call(
+        core, "GET", "/apis/security.istio.io/v1/peerauthentications", accept=KUBECTL_GET
+    )
+    assert (status, table["kind"], table["apiVersion"]) == (200, "Table", "meta.k8s.io/v1")
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+    assert [r["cells"] for r in table["rows"]] == [["default", "5m30s"]]
+    row_object = table["rows"][0]["object"]
+    assert (row_object["kind"], row_object["metadata"]["namespace"]) == (
+        "PartialObjectMetadata",
+        "demo",
+    )
+    _, one = call(core, "GET", path, accept=KUBECTL_GET, includeObject="Object")
+    assert one["rows"][0]["object"]["spec"] == {"mtls": {"mode": "STRICT"}}
+    _, bare = call(core, "GET", path, accept=KUBECTL_GET, includeObject="None")
+    assert bare["rows"][0]["object"] is None
+    status, refused = call(core, "GET", path, accept=KUBECTL_GET, includeObject="All")
+    assert (status, refused["message"]) == (400, 'unrecognized includeObject value: "All"')
+
+    _, maps = call(core, "GET", "/api/v1/namespaces", accept=KUBECTL_GET)
+    assert [c["name"] for c in maps["columnDefinitions"]] == ["Name", "Created At"]
+    assert maps["rows"][-1]["cells"] == ["kube-system", "2025-01-01T12:00:00Z"]
+    # Plain JSON for a client that does not ask for a Table.
+    assert call(core, "GET", path)[1]["kind"] == "PeerAuthentication"
+
+
+def test_the_table_hook_gives_the_columns() -> None:
+    seen: list[tuple[str, list[str]]] = []
+
+    def printer(rt: ResourceType, objects: list[dict[str, Any]], now: datetime) -> Any:
+        seen.append((rt.plural, [o["metadata"]["name"] for o in objects]))
+        if rt.plural != "peerauthentications":
+            return None
+        return {
+            "columnDefinitions": [
+                {
+                    "name": "Name",
+                    "type": "string",
+                    "format": "name",
+                    "description": "",
+                    "priority": 0,
+                },
+                {"name": "Mode", "type": "string", "format": "", "description": "", "priority": 0},
+            ],
+            "rows": [
+                {"cells": [o["metadata"]["name"], o["spec"]["mtls"]["mode"]]} for o in objects
+            ],
+        }
+
+    core = APICore(groups=(*BUILTIN_GROUPS, ISTIO_SECURITY), table=printer)
+    call(core, "POST", "/api/v1/namespaces", namespace("demo"))
+    call(
+        core,
+        "PATCH",
+        "/apis/security.istio.io/v1/namespaces/demo/peerauthentications/default",
+        peer_authentication("PERMISSIVE"),
+        ctype=APPLY,
+        fieldManager="kubectl",
+    )
+    _, table = call(
+        core, "GET", "/apis/security.istio.io/v1/peerauthentications", accept=KUBECTL_GET
+    )
+    assert [r["cells"] for r in table["rows"]] == [["default", "PERMISSIVE"]]
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    _, defaulted = call(core, "GET", "/api/v1/namespaces/demo", accept=KUBECTL_GET)
+    assert [c["name"] for c in defaulted["columnDefinitions"]] == ["Name", "Created At"]
+    assert seen == [("peerauthentications", ["default"]), ("namespaces", ["demo"])]
+
+
+# ---- watch ----------------------------------------------------------------------------------
+
+
+def watch_request(path: str, accept: str = JSON, **query: str) -> Request:
+    return Request("GET", path, {"watch": "true", **query}, {"accept": accept})
+
+
+def lines(data: list[bytes]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data]
+
+
+def test_a_watch_starts_with_the_current_objects_and_sees_what_its_selector_selects(
+    core: APICore,
+) -> None:
+    labelled = config_map("a")
+    labelled["metadata"]["labels"] = {"app": "web"}
+    call(core, "POST", "/api/v1/namespaces/demo/configmaps", labelled)
+    call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map("b"))
+    watch = core.open_watch(
+        watch_request("/api/v1/namespaces/demo/configmaps", labelSelector="app=web")
+    )
+    assert isinstance(watch, Watch)
+    events = recorded(core)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines(watch.opening())] == [
+        ("ADDED", "a")
+    ]
+    second = config_map("c")
+    second["metadata"]["labels"] = {"app": "web"}
+    call(core, "POST", "/api/v1/namespaces/demo/configmaps", second)
+    call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map("d"))
+    call(
+        core,
+        "PATCH",
+        "/api/v1/namespaces/demo/configmaps/a",
+        {"metadata": {"labels": {"app": "db"}}},
+        ctype=MERGE,
+    )
+    sent = lines([watch.encode(e) for e in events if watch.matches(e)])
+    # A change that takes an object out of the selection is its DELETED, as the cacher says.
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in sent] == [
+        ("ADDED", "c"),
+        ("DELETED", "a"),
+    ]
+    assert sent[0]["object"]["kind"] == "ConfigMap"
+
+
+def test_a_watch_from_a_resource_version_the_history_no_longer_holds_is_expired() -> None:
+    """The watch cache's ``too old resource version: X (Y)``, 410 Expired, as the stream's one
+    ERROR event (``k8s.io/apiserver/pkg/storage/cacher/watch_cache_history.go``, ``newErrWatcher``
+    in ``cacher.go``)."""
+    core = APICore(history=3)
+    call(core, "POST", "/api/v1/namespaces", namespace("demo"))
+    _, first = call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map("a"))
+    old = first["metadata"]["resourceVersion"]
+    for name in ("b", "c", "d"):
+        call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map(name))
+    recent = core.open_watch(
+        watch_request("/api/v1/namespaces/demo/configmaps", resourceVersion=str(int(old) + 1))
+    )
+    assert isinstance(recent, Watch)
+    assert [e["object"]["metadata"]["name"] for e in lines(recent.opening())] == ["c", "d"]
+    too_old = str(int(old) - 1)  # b, c and d are in the history; the change before a is not
+    expired = core.open_watch(
+        watch_request("/api/v1/namespaces/demo/configmaps", resourceVersion=too_old)
+    )
+    assert isinstance(expired, Watch)
+    (error,) = lines(expired.opening())
+    assert error == {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"too old resource version: {too_old} ({old})",
+            "reason": "Expired",
+            "code": 410,
+        },
+    }
+    assert core.events_since(int(too_old)) is None
+    assert [e.object["metadata"]["name"] for e in core.events_since(int(old)) or []] == [
+        "b",
+        "c",
+        "d",
+    ]
+
+
+def test_a_watch_as_kubectl_get_w_asks_sends_tables_and_bookmarks(core: APICore) -> None:
+    """Headers only with the first event (``watchEmbeddedEncoder`` in
+    ``handlers/response.go``); the initial-events-end bookmark of a ``sendInitialEvents``
+    watch (``cache_watcher.go``)."""
+    call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map("a"))
+    watch = core.open_watch(
+        watch_request(
+            "/api/v1/namespaces/demo/configmaps",
+            KUBECTL_GET,
+            resourceVersion=str(core.resource_version),
+            allowWatchBookmarks="true",
+        )
+    )
+    assert isinstance(watch, Watch)
+    assert watch.opening() == []
+    events = recorded(core)
+    for name in ("b", "c"):
+        call(core, "POST", "/api/v1/namespaces/demo/configmaps", config_map(name))
+    first, second = lines([watch.encode(e) for e in events if watch.matches(e)])
+    assert first["object"]["kind"] == "Table"
+    assert [c["name"] for c in first["object"]["columnDefinitions"]] == ["Name", "Created At"]
+    assert second["object"]["columnDefinitions"] is None
+    assert second["object"]["rows"][0]["cells"][0] == "c"
+    bookmark = watch.bookmark()
+    assert bookmark is not None
+    assert json.loads(bookmark) == {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(core.resource_version)},
+        },
+    }
+
+    listing = core.open_watch(
+        watch_request(
+            "/api/v1/namespaces/demo/configmaps",
+            sendInitialEvents="true",
+            resourceVersionMatch="NotOlderThan",
+            allowWatchBookmarks="true",
+        )
+    )
+    assert isinstance(listing, Watch)
+    sent = lines(listing.opening())
+    assert [e["type"] for e in sent] == ["ADDED", "ADDED", "ADDED", "BOOKMARK"]
+    assert sent[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    refused = core.open_watch(watch_request("/api/v1/namespaces/demo/nothings"))
+    assert isinstance(refused, Response) and refused.status == 404
