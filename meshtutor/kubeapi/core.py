@@ -59,6 +59,7 @@ from meshtutor.kubeapi.protocol import (
     partial_object_metadata,
     record_update,
     resource_list,
+    selector_string,
     server_side_apply,
     status_body,
     strategic_merge_patch,
@@ -494,6 +495,8 @@ class APICore:
         if sub == "log":
             _only(req, "GET")
             return self._log(rt, key, req.param("container"))
+        if sub == "scale":
+            return self._scale(req, rt, version, key)
         if sub not in (None, "status"):
             raise APIError(405, _NOT_ALLOWED, "MethodNotAllowed")
         if method == "GET":
@@ -853,7 +856,10 @@ class APICore:
                     400, "metadata.managedFields must be nil", "BadRequest", details(rt, name)
                 )
             _optimistic_lock(rt, name, current, body)
-            if sub != "status":
+            if sub == "status":
+                body = {k: v for k, v in body.items() if k in ("apiVersion", "kind", "status")}
+                body["metadata"] = {"name": name}
+            else:
                 body.pop("status", None)
             body.setdefault("metadata", {})["name"] = name
             stored = self._write(
@@ -906,7 +912,10 @@ class APICore:
                 "BadRequest",
             )
         validate_metadata(rt, name, meta)
-        if sub != "status":
+        if sub == "status":
+            # The status subresource changes the status only (each kind's StatusStrategy).
+            patched = {**copy.deepcopy(current), "status": patched.get("status")}
+        else:
             patched.pop("status", None)
             if "status" in current:
                 patched["status"] = copy.deepcopy(current["status"])
@@ -1336,6 +1345,96 @@ class APICore:
                             self.on_internal_error(traceback.format_exc())
         finally:
             self._dispatching = False
+
+    # ---- the scale subresource ---------------------------------------------------------
+
+    def _scale_of(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """An ``autoscaling/v1`` Scale of a workload (``scaleFromDeployment`` in
+        ``pkg/registry/apps/deployment/storage/storage.go``; ReplicaSets and StatefulSets
+        alike)."""
+        meta = obj["metadata"]
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        replicas = spec.get("replicas", 1)
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": replicas} if replicas else {},
+            "status": {
+                "replicas": int(status.get("replicas") or 0),
+                "selector": selector_string(spec.get("selector")),
+            },
+        }
+
+    def _scale(self, req: Request, rt: ResourceType, version: str, key: Key) -> Response:
+        """GET, PUT and PATCH of ``<workload>/scale``: the Scale's ``spec.replicas`` is the
+        workload's."""
+        current = self._objects.get(key)
+        if current is None:
+            raise not_found(rt, key[3])
+        scale = self._scale_of(self.present(rt, version, current))
+        if req.method == "GET":
+            return _json(200, scale)
+        if req.method == "PUT":
+            body = self._body(req)
+            if not isinstance(body, dict):
+                raise APIError(
+                    400, "the body of the request could not be decoded as an object", "BadRequest"
+                )
+            new_scale = body
+        elif req.method == "PATCH":
+            ctype = req.headers.get("content-type", "").split(";")[0].strip()
+            try:
+                patch = json.loads(req.body) if req.body else None
+            except ValueError:
+                raise APIError(400, "error decoding patch: invalid JSON", "BadRequest") from None
+            if ctype == "application/json-patch+json":
+                new_scale = json_patch(scale, patch)
+            elif ctype in (
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ):
+                if not isinstance(patch, dict):
+                    raise APIError(400, "merge patch must be an object", "BadRequest")
+                new_scale = merge_patch(scale, patch)
+            else:
+                raise APIError(
+                    415,
+                    "the body of the request was in an unknown format - accepted media types "
+                    "include: application/json-patch+json, application/merge-patch+json, "
+                    "application/strategic-merge-patch+json",
+                    "UnsupportedMediaType",
+                )
+        else:
+            raise APIError(405, _NOT_ALLOWED, "MethodNotAllowed")
+        _optimistic_lock(rt, key[3], current, new_scale)
+        replicas = (
+            (new_scale.get("spec") or {}).get("replicas", 0) if isinstance(new_scale, dict) else 0
+        )
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise APIError(
+                422,
+                f'Scale.autoscaling "{key[3]}" is invalid: spec.replicas: Invalid value: '
+                f"{json.dumps(replicas)}: must be greater than or equal to 0",
+                "Invalid",
+                {"name": key[3], "group": "autoscaling", "kind": "Scale"},
+            )
+        scaled = copy.deepcopy(current)
+        scaled.setdefault("spec", {})["replicas"] = replicas
+        stored = self._write(
+            rt,
+            version,
+            key,
+            scaled,
+            ManagerKey(self._manager(req), "Update", "scale"),
+            dry_run=req.param("dryRun") == "All",
+        )
+        return _json(200, self._scale_of(self.present(rt, version, stored)))
 
     # ---- watch -----------------------------------------------------------------------
 

@@ -457,6 +457,30 @@ def field_selector(
     return lambda obj: all(c(obj) for c in checks)
 
 
+def selector_string(selector: Any) -> str:
+    """A LabelSelector as its string (``LabelSelectorAsSelector(...).String()``): requirements
+    sorted by key, ``app=web,tier in (a,b)``."""
+    if not isinstance(selector, Mapping):
+        return ""
+    terms: list[tuple[str, str]] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        terms.append((str(key), f"{key}={value}"))
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, Mapping):
+            continue
+        key, op = str(expr.get("key", "")), expr.get("operator")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or []))
+        if op == "In":
+            terms.append((key, f"{key} in ({values})"))
+        elif op == "NotIn":
+            terms.append((key, f"{key} notin ({values})"))
+        elif op == "Exists":
+            terms.append((key, key))
+        elif op == "DoesNotExist":
+            terms.append((key, f"!{key}"))
+    return ",".join(t for _, t in sorted(terms))
+
+
 def _label_in(key: str, values: set[str], inside: bool) -> Callable[[Mapping[str, str]], bool]:
     return lambda labels: (labels.get(key) in values) is inside
 

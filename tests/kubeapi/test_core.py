@@ -694,3 +694,58 @@ def test_a_watch_as_kubectl_get_w_asks_sends_tables_and_bookmarks(core: APICore)
     assert sent[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     refused = core.open_watch(watch_request("/api/v1/namespaces/demo/nothings"))
     assert isinstance(refused, Response) and refused.status == 404
+
+
+# ---- subresources -------------------------------------------------------------------------
+
+
+def test_kubectl_scale_changes_the_replicas_through_the_scale_subresource(core: APICore) -> None:
+    """``autoscaling/v1`` Scale of a Deployment (``scaleFromDeployment`` in
+    ``pkg/registry/apps/deployment/storage/storage.go``); ``kubectl scale`` sends a merge
+    patch to it, recorded with subresource ``scale``."""
+    call(core, "POST", "/apis/apps/v1/namespaces/demo/deployments", deployment())
+    path = "/apis/apps/v1/namespaces/demo/deployments/web/scale"
+    status, scale = call(core, "GET", path)
+    assert (status, scale["kind"], scale["apiVersion"]) == (200, "Scale", "autoscaling/v1")
+    assert (scale["spec"], scale["status"]) == (
+        {"replicas": 2},
+        {"replicas": 0, "selector": "app=web"},
+    )
+    status, scaled = call(
+        core, "PATCH", path, {"spec": {"replicas": 3}}, ctype=MERGE, fieldManager="kubectl"
+    )
+    assert (status, scaled["spec"]["replicas"]) == (200, 3)
+    stored = core.get("apps", "deployments", "demo", "web")
+    assert stored is not None and stored["spec"]["replicas"] == 3
+    assert stored["metadata"]["generation"] == 2
+    assert {(e["manager"], e.get("subresource")) for e in stored["metadata"]["managedFields"]} >= {
+        ("kubectl", "scale")
+    }
+    stale = {**scale, "spec": {"replicas": 1}}
+    status, refused = call(core, "PUT", path, stale)
+    assert (status, refused["reason"]) == (409, "Conflict")
+    status, refused = call(core, "PATCH", path, {"spec": {"replicas": -1}}, ctype=MERGE)
+    assert (status, refused["message"]) == (
+        422,
+        'Scale.autoscaling "web" is invalid: spec.replicas: Invalid value: -1: must be greater '
+        "than or equal to 0",
+    )
+    assert call(core, "GET", "/apis/apps/v1/namespaces/demo/deployments/nope/scale")[0] == 404
+
+
+def test_the_status_subresource_changes_the_status_only(core: APICore) -> None:
+    call(core, "POST", "/apis/apps/v1/namespaces/demo/deployments", deployment())
+    path = "/apis/apps/v1/namespaces/demo/deployments/web"
+    status, patched = call(
+        core,
+        "PATCH",
+        f"{path}/status",
+        {"spec": {"replicas": 9}, "status": {"replicas": 2, "readyReplicas": 2}},
+        ctype=MERGE,
+        fieldManager="kube-controller-manager",
+    )
+    assert status == 200
+    assert (patched["spec"]["replicas"], patched["status"]["readyReplicas"]) == (2, 2)
+    # A write to the object itself leaves the status as it is.
+    call(core, "PATCH", path, {"status": {"readyReplicas": 0}}, ctype=MERGE)
+    assert call(core, "GET", f"{path}/status")[1]["status"]["readyReplicas"] == 2
