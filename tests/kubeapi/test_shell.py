@@ -219,6 +219,9 @@ def test_the_linkerd_proxy_image_has_no_shell() -> None:
     host = FakeHost(container="linkerd-proxy")
     with pytest.raises(ExecStartError, match=r'exec: "sh": executable file not found in \$PATH'):
         kexec(["sh"], host)
+    with pytest.raises(ExecStartError, match=r'exec: "id": executable file not found'):
+        kexec(["id"], host)
+    assert kexec(["/bin/sleep", "0"], host).code == 0  # the one program it has
 
 
 # --- sh grammar ---------------------------------------------------------------------------------
@@ -265,6 +268,40 @@ def test_syntax_errors_are_busybox_s() -> None:
     result = sh("echo a; fi")
     assert (result.code, result.out, result.err) == (2, "", 'sh: syntax error: unexpected "fi"\n')
     assert sh("echo )").err == 'sh: syntax error: unexpected ")"\n'
+
+
+def test_dash_and_bash_in_istio_proxy_word_errors_their_own_way() -> None:
+    """proxyv2's Ubuntu base: /bin/sh is dash; checked against dash 0.5.12 and bash 5.2."""
+    host = FakeHost(container="istio-proxy")
+    assert kexec(["sh", "-c", "if true; then echo"], host).err == (
+        'sh: 1: Syntax error: end of file unexpected (expecting "fi")\n'
+    )
+    assert kexec(["sh", "-c", "cd /nope"], host).err == "sh: 1: cd: can't cd to /nope\n"
+    # The injected istio-proxy container has readOnlyRootFilesystem: true.
+    result = kexec(["sh", "-c", "echo x > /tmp/x; echo $?"], host)
+    assert (result.out, result.err) == (
+        "2\n",
+        "sh: 1: cannot create /tmp/x: Read-only file system\n",
+    )
+    assert kexec(["bash", "-c", "nope"], host).err == "bash: nope: command not found\n"
+    assert kexec(["bash", "-c", "echo )"], host).err == (
+        "bash: -c: line 1: syntax error near unexpected token `)'\nbash: -c: line 1: `echo )'\n"
+    )
+    assert kexec(["bash", "-c", "cd /nope"], host).err == (
+        "bash: cd: /nope: No such file or directory\n"
+    )
+    interactive = kexec(["bash"], host, stdin=b"exit\r", tty=True)
+    assert interactive.out == "istio-proxy@sleep-7c8f9d6b5-x2kqj:/$ exit\r\n"
+
+
+def test_functions_here_documents_and_traps() -> None:
+    script = (
+        'greet() { echo "hi $1"; return 3; }; greet pod; echo $?\n'
+        "cat <<EOF\n$HOME $((6 * 7))\nEOF\n"
+        "cat <<'EOF'\n$HOME\nEOF\n"
+        "trap 'echo bye' EXIT; echo $'a\\tb'"
+    )
+    assert sh(script).out == "hi pod\n3\n/home/curl_user 42\n$HOME\na\tb\nbye\n"
 
 
 def test_redirections() -> None:
@@ -422,6 +459,10 @@ def test_curl_cannot_reach_the_host_s_files_or_sockets() -> None:
     argv, stdin = host.curl_calls[-1]
     assert "@/tmp/body" not in argv
     assert stdin == b"payload\n"
+    result = sh("curl -s -d @/tmp/missing http://httpbin/post", host)
+    assert result.err.startswith(
+        'Warning: Couldn\'t read data from file "/tmp/missing", this makes an empty POST.\n'
+    )
     # What the host adds last wins: no protocol but HTTP(S), whatever the URL globs to.
     assert argv[-4:] == ["--proto", "=http,https", "--proto-redir", "=http,https"]
 
@@ -500,7 +541,7 @@ def test_wget_speaks_http_itself() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         return server, server.sockets[0].getsockname()[1], seen
 
-    async def go() -> tuple[Result, Result, Result, Result, list[bytes]]:
+    async def go() -> tuple[Result, Result, Result, Result, list[bytes], Result]:
         server, port, seen = await http_server()
         async with server:
             host = FakeHost(ports={("httpbin", 8000): port, ("gone", 80): _closed_port()})
@@ -510,9 +551,11 @@ def test_wget_speaks_http_itself() -> None:
                 await aexec(["wget", "-qO-", "http://httpbin:8000/deny"], host),
                 await aexec(["wget", "-qO-", "http://gone/"], host),
                 seen,
+                await aexec(["sh", "-c", "wget -q http://httpbin:8000/get && cat get"], host),
             )
 
-    quiet, loud, denied, refused, seen = arun(go)
+    quiet, loud, denied, refused, seen, saved = arun(go)
+    assert saved.out == "hello\n"  # saved as the URL's last segment, in the home directory
     assert (quiet.code, quiet.out, quiet.err) == (0, "hello\n", "")
     assert seen[0].startswith(b"GET /get HTTP/1.1\r\nHost: httpbin:8000\r\nUser-Agent: Wget\r\n")
     assert loud.out == "hello\n"
@@ -632,8 +675,14 @@ def test_command_substitution_output_is_bounded(monkeypatch: pytest.MonkeyPatch)
     assert (result.code, result.out, result.err) == (2, "", "sh: out of memory\n")
 
 
+def test_variables_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shell.limits, "MAX_VARIABLES", 1000)
+    result = sh("x=$(seq 1 300); echo never")
+    assert (result.code, result.out, result.err) == (2, "", "sh: out of memory\n")
+
+
 def test_background_jobs_are_bounded() -> None:
-    result = sh("for i in $(seq 1 200); do sleep 0 & done; wait; echo done")
+    result = sh("for i in $(seq 1 200); do sleep 0.1 & done; wait; echo done")
     assert result.out == "done\n"
     assert "sh: can't fork: Resource temporarily unavailable\n" in result.err
 

@@ -10,7 +10,10 @@ Three images cover what mesh tutorials exec into, each checked against its build
 * ``istio/proxyv2`` (the ``istio-proxy`` sidecar): the debug base is Ubuntu with curl, netcat
   and openssl, user ``istio-proxy`` uid 1337 (istio/istio ``docker/Dockerfile.base``); /bin/sh
   is dash, bash exists; the injected container has ``readOnlyRootFilesystem: true`` and
-  writable emptyDirs at ``/etc/istio/proxy`` and ``/var/lib/istio/data``.
+  writable emptyDirs at ``/etc/istio/proxy`` and ``/var/lib/istio/data``, and sees the mesh
+  root at ``/var/run/secrets/istio``, its token under ``/var/run/secrets/tokens`` and the
+  pod's labels under ``/etc/istio/pod`` (istio/istio ``manifests/charts/istio-control/
+  istio-discovery/files/injection-template.yaml``).
 * ``linkerd/proxy`` (the ``linkerd-proxy`` sidecar): distroless plus ``/bin/sleep``
   (linkerd/linkerd2 ``Dockerfile-proxy``): no shell, no curl; uid 2102 from the injector.
 

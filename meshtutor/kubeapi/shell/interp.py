@@ -112,8 +112,8 @@ class _RedirectError(Exception):
 FORK_FAILED = "can't fork: Resource temporarily unavailable"
 GLOB_CHARS = re.compile(r"[*?\[]")
 ARITH_TOKEN = re.compile(
-    r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_][A-Za-z0-9_]*|<<|>>|<=|>=|==|!=|&&|\|\||"
-    r"[-+*/%]=|[-+*/%()<>!~&|^=?:])"
+    r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_][A-Za-z0-9_]*|\*\*|\+\+|--|<<|>>|<=|>=|==|!=|"
+    r"&&|\|\||[-+*/%]=|[-+*/%()<>!~&|^=?:])"
 )
 INT64 = 1 << 64
 
@@ -208,6 +208,7 @@ class Shell:
         self.last_job = 0
         self.functions: dict[str, Command] = {}
         self.calls = 0
+        self.exit_trap: str | None = None
 
     # -- state --
 
@@ -934,7 +935,8 @@ class Shell:
             return "" if unset else await self.expand_str(part.arg, io)
         if op in (":?", "?"):
             if unset:
-                message = await self.expand_str(part.arg, io) or "parameter not set"
+                default = "parameter not set" + (" or null" if op == ":?" else "")
+                message = await self.expand_str(part.arg, io) or default
                 await self.error(io, f"{name}: {message}")
                 raise ShellAbort(2)
             return value or ""
@@ -1054,7 +1056,7 @@ class _Arith:
 
     def binary(self, level: int) -> int:
         if level > 10:
-            return self.unary()
+            return self.power()
         left = self.binary(level + 1)
         while (op := self.peek()) in self.BINARY and self.BINARY[op][0] == level:
             self.i += 1
@@ -1062,9 +1064,31 @@ class _Arith:
             left = _wrap(self.BINARY[op][1](left, right))
         return left
 
+    def power(self) -> int:
+        base = self.unary()
+        if self.peek() == "**":
+            self.i += 1
+            exponent = self.power()  # right-associative
+            if exponent < 0:
+                raise ValueError("exponent less than 0")
+            return _wrap(pow(base, exponent, INT64))
+        return base
+
     def unary(self) -> int:
         token = self.peek()
         self.i += 1
+        if token in ("++", "--") and re.fullmatch(r"[A-Za-z_]\w*", self.peek()):
+            name = self.peek()
+            self.i += 1
+            value = _wrap(self.variable(name) + (1 if token == "++" else -1))
+            self.shell.setvar(name, str(value))
+            return value
+        if re.fullmatch(r"[A-Za-z_]\w*", token) and self.peek() in ("++", "--"):
+            step = 1 if self.peek() == "++" else -1
+            self.i += 1
+            value = self.variable(token)
+            self.shell.setvar(token, str(_wrap(value + step)))
+            return value
         if token == "-":
             return _wrap(-self.unary())
         if token == "+":
@@ -1412,9 +1436,17 @@ async def _command(shell: Shell, argv: list[str], io: IO) -> int:
     return status
 
 
-@builtin("trap", "umask", "ulimit", "hash", "alias", "unalias")
+@builtin("trap")
+async def _trap(shell: Shell, argv: list[str], io: IO) -> int:
+    """Only the EXIT trap means something here: a pod's shell gets no signals."""
+    if len(argv) >= 3 and any(s in ("EXIT", "0") for s in argv[2:]):
+        shell.exit_trap = None if argv[1] in ("", "-") else argv[1]
+    return 0
+
+
+@builtin("umask", "ulimit", "hash", "alias", "unalias")
 async def _accepted(shell: Shell, argv: list[str], io: IO) -> int:
-    """Accepted and without effect: a pod's shell has no signals, files or limits to set."""
+    """Accepted and without effect: a pod's shell has no file modes or limits to set."""
     if argv[0] == "umask" and len(argv) == 1:
         await io.stdout.write(b"0022\n")
     elif argv[0] == "ulimit" and len(argv) <= 2:
@@ -1503,13 +1535,25 @@ async def sh_program(proc: Proc) -> int:
     shell.errexit = errexit
     if "PS1" not in env:
         shell.vars["PS1"] = _default_prompt(flavour, image.prompt, login)
-    if command is not None:
-        return await shell.main(command, proc.io)
-    if script is not None:
-        return await shell.main(script, proc.io)
-    if shell.interactive:
-        return await shell.run_interactive(proc.io, terminal)
-    return await shell.run_stream(proc.io.stdin, proc.io)
+    try:
+        if command is not None:
+            status = await shell.main(command, proc.io)
+        elif script is not None:
+            status = await shell.main(script, proc.io)
+        elif shell.interactive:
+            status = await shell.run_interactive(proc.io, terminal)
+        else:
+            status = await shell.run_stream(proc.io.stdin, proc.io)
+        if shell.exit_trap is not None:
+            trap, shell.exit_trap = shell.exit_trap, None
+            shell.status = status
+            with contextlib.suppress(ShellExit):
+                await shell.run_script(trap, proc.io)
+        return status
+    except OutputLimit:
+        # Variables past limits.MAX_VARIABLES: what ash says when malloc fails, and it dies.
+        await shell.error(proc.io, "out of memory")
+        return 2
 
 
 def _default_prompt(flavour: Flavour, image_prompt: str, login: bool) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
 import posixpath
 import re
@@ -162,6 +163,7 @@ class CurlPlan:
     output_file: str | None = None  # curl's stdout goes to this pod file (-o f)
     urls: list[str] = field(default_factory=list)
     wants_write_out: bool = False
+    warnings: list[str] = field(default_factory=list)  # printed before curl runs
 
 
 def _refuse(label: str, what: str = UNAVAILABLE) -> CurlRefused:
@@ -169,6 +171,11 @@ def _refuse(label: str, what: str = UNAVAILABLE) -> CurlRefused:
         f"curl: option {label}: {what}\n"
         "curl: try 'curl --help' or 'curl --manual' for more information\n"
     )
+
+
+def _spelling(label: str, name: str) -> str:
+    """How to pass an option on: short as typed, long by its full name (no abbreviation)."""
+    return label if not label.startswith("--") else f"--{name}"
 
 
 def _resolve_long(name: str) -> str:
@@ -256,7 +263,7 @@ def plan_curl(argv: list[str], read_file: ReadFile, writable: CheckWritable) -> 
         if value is None:
             if base in _CURL_FLAGS_REFUSED:
                 raise _refuse(label)
-            plan.argv.append(label if label.startswith("--") or len(label) == 2 else f"--{name}")
+            plan.argv.append(_spelling(label, name))
             continue
         if base in _CURL_VALUE_REFUSED:
             raise _refuse(label)
@@ -271,7 +278,7 @@ def plan_curl(argv: list[str], read_file: ReadFile, writable: CheckWritable) -> 
             value += ":"  # curl would prompt for the password on the host's terminal
         if base in _CURL_VALUE_FILE_OUT:
             if value in _STREAM_TARGETS:
-                plan.argv += [label, value]
+                plan.argv += [_spelling(label, name), value]
                 continue
             if base != "output":
                 raise _refuse(label)
@@ -286,17 +293,18 @@ def plan_curl(argv: list[str], read_file: ReadFile, writable: CheckWritable) -> 
                     23,
                 ) from None
             plan.output_file = value
-            plan.argv += [label, "-"]
+            plan.argv += [_spelling(label, name), "-"]
             continue
         if base in _CURL_VALUE_FILE_IN:
             mapped = _map_file_argument(label, base, value, read_file, plan)
             if mapped is _STDIN:
                 stdin_users += 1
-                plan.argv += [label, "@-" if base not in ("upload-file", "cookie") else "-"]
+                stdin_value = "-" if base in ("upload-file", "cookie") else "@-"
+                plan.argv += [_spelling(label, name), stdin_value]
                 continue
-            plan.argv += [label, mapped]
+            plan.argv += [_spelling(label, name), mapped]
             continue
-        plan.argv += [label, value]
+        plan.argv += [_spelling(label, name), value]
     if plan.output_file is not None and (plan.wants_write_out or len(plan.urls) > 1):
         raise _refuse("-o", "writing a file with more than the body " + UNAVAILABLE)
     if stdin_users > 1:
@@ -355,7 +363,9 @@ def _map_file_argument(
     if content is None:
         if base in _DATA_OPTIONS:
             # curl warns and posts nothing (tool_getparam.c, "Couldn't read data from file").
-            plan.argv += []
+            plan.warnings.append(
+                f'Warning: Couldn\'t read data from file "{path}", this makes an empty POST.\n'
+            )
             return ""
         raise _refuse(label, "error encountered when reading a file")
     if base == "data-binary" and plan.stdin is None:
@@ -408,6 +418,8 @@ async def curl(proc: Proc) -> int:
             )
             return 2
         return await _curl_files(proc, file_urls)
+    for warning in plan.warnings:
+        await proc.io.stderr.write(encode(warning))
     stdin = plan.stdin if plan.stdin is not None else b""
     if plan.reads_stdin:
         stdin = await proc.io.stdin.read_all(limits.MAX_STDIN)
@@ -446,6 +458,14 @@ def _split_host_port(text: str, default_port: int) -> tuple[str, int]:
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
     return host, int(port) if port else default_port
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _peer(writer: asyncio.StreamWriter, port: int) -> str:
@@ -636,7 +656,7 @@ async def _wget_body(
     out: Output = proc.io.stdout
     if not to_stdout:
         try:
-            out = proc.files.open_write(proc.path(name), append=False)
+            out = proc.open_output(name)
         except OSError as e:
             raise _WgetError(f"can't open '{name}': {e.strerror}") from None
     if not quiet:
@@ -747,7 +767,7 @@ async def nc(proc: Proc) -> int:
         if busybox:
             if verbose > 1 or (verbose and err != errno.ECONNREFUSED):
                 await proc.error(f"{host} ({host}:{port}): {os.strerror(err)}")
-        else:
+        elif verbose:
             await proc.error(f"connect to {host} port {port} (tcp) failed: {os.strerror(err)}")
         return 1
     try:
@@ -756,9 +776,11 @@ async def nc(proc: Proc) -> int:
             if busybox:
                 await proc.io.stderr.write(encode(f"{host} ({peer}) open\n"))
             else:
+                # OpenBSD netcat names the address only when it had to resolve a name.
                 address = peer.rpartition(":")[0]
+                shown = host if _is_address(host) else f"{host} ({address})"
                 await proc.io.stderr.write(
-                    encode(f"Connection to {host} ({address}) {port} port [tcp/*] succeeded!\n")
+                    encode(f"Connection to {shown} {port} port [tcp/*] succeeded!\n")
                 )
         if "z" in opts:
             return 0
@@ -917,9 +939,8 @@ async def _s_client(proc: Proc, args: list[str]) -> int:
         ctx.set_alpn_protocols(alpn)
     recorder = HandshakeRecorder(capacity=1)
     recorder.attach(ctx, side="client")
-    sni = (
-        servername if servername is not None else (None if re.fullmatch(r"[\d.:]+", host) else host)
-    )
+    # s_client sends the -connect host as SNI unless it is an address (OpenSSL 1.1.1+).
+    sni = servername if servername is not None else (None if _is_address(host) else host)
     try:
         try:
             await writer.start_tls(ctx, server_hostname=sni or None)

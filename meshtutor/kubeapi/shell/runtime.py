@@ -35,7 +35,30 @@ __all__ = [
 
 
 class PodHost(Protocol):
-    """What a pod's container offers its commands (implemented by the sandbox)."""
+    """What a pod's container offers its commands (implemented by the sandbox).
+
+    ``environ()`` is the container's environment from its pod spec (and the service
+    variables); the shell adds PATH, HOSTNAME, HOME and the image's own. ``read_file`` is the
+    pod's view of a path (``/etc/hosts``, the service account token, the proxy's files), None
+    when the pod has no such file; files the session writes never reach it.
+
+    ``curl(argv, stdin)`` runs the real curl as this container's traffic: ``argv[0]`` is
+    ``"curl"``, the rest is the learner's command line after :func:`net.plan_curl` checked it
+    (no option reads or writes the host's files or changes where traffic goes; it ends with
+    ``--proto =http,https --proto-redir =http,https``). The host adds its routing options,
+    should put ``-q`` first (no ``~/.curlrc``), run curl without a controlling terminal and
+    with a clean environment (no ``http_proxy``), and kill it when the call is cancelled.
+    It returns curl's stdout, stderr and exit code.
+
+    ``connect(host, port, timeout)`` opens a TCP connection as the container would (through
+    its sidecar when captured); it raises ``socket.gaierror`` for a name that does not
+    resolve, ``TimeoutError`` after ``timeout`` seconds, and ``OSError`` as a socket would
+    (``ECONNREFUSED``, ``ECONNRESET``). A writer whose ``peername`` is the address a pod
+    would see lets nc and wget print it.
+
+    A host may also have an ``image`` attribute (the container's image reference), which
+    chooses the image more precisely than the container's name (:func:`images.image_for`).
+    """
 
     pod: str
     namespace: str
