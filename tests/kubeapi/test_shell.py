@@ -348,6 +348,13 @@ def test_grep() -> None:
     result = sh("grep nothing; echo $?", stdin=text.encode())
     assert result.out == "1\n"
     assert sh("grep x /nope").err == "grep: /nope: No such file or directory\n"
+    assert sh("grep -o -E 'a|ab'", stdin=b"xab\n").out == "ab\n"  # POSIX: leftmost-longest
+
+
+def test_grep_cannot_be_made_to_backtrack_forever() -> None:
+    """A backtracking engine needs days for this line; the pod's grep answers at once."""
+    result = sh("grep -c -E '(a*)*b'", stdin=b"a" * 5000 + b"\n")
+    assert (result.code, result.out) == (1, "0\n")
 
 
 def test_head_tail_wc() -> None:
