@@ -215,6 +215,14 @@ def test_a_command_the_shell_does_not_know_is_busybox_s_not_found() -> None:
     assert kexec(["sh", "-c", "true\nnope", "probe"]).err == "probe: line 1: nope: not found\n"
 
 
+def test_an_argument_longer_than_linux_takes() -> None:
+    with pytest.raises(ExecStartError) as caught:
+        kexec(["sh", "-c", ": " + "a" * (200 * 1024)])
+    assert caught.value.message.endswith(
+        "unable to start container process: exec /bin/sh: argument list too long: unknown"
+    )
+
+
 def test_the_linkerd_proxy_image_has_no_shell() -> None:
     host = FakeHost(container="linkerd-proxy")
     with pytest.raises(ExecStartError, match=r'exec: "sh": executable file not found in \$PATH'):
@@ -719,3 +727,35 @@ def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
     result = sh("(" * 500 + "true" + ")" * 500)
     assert result.code == 2
     assert result.err.startswith("sh: syntax error: ")
+
+
+HOSTILE = [
+    "${a:-" * 400 + "x" + "}" * 400,
+    "echo $((" + "(" * 5000 + "1" + ")" * 5000 + "))",
+    "[ " + "! " * 5000 + "x ]",
+    "printf '%999999999s|%.999999999d' x 1 | wc -c",
+    "echo $((1 << 99999)) $((2 ** 999999999)) $((-9223372036854775807 - 1))",
+    "echo $(( $(( $(( $(( 1 )) )) )) ))",
+    "x=$(" * 60 + "echo" + ")" * 60,
+    "f() { f; }; f",
+    "echo \x00\x01\x7f\xff 'unterminated",
+    "cat <<EOF",
+    'x=$(seq 1 40000); eval ": $x $x"',
+    "`" * 3,
+    "${",
+    "$(",
+    "case x in",
+    "for",
+    "exec 9>&8; echo $? >&7",
+    "yes; sed; awk; python3 -c 1; apk add curl",
+    "echo x > /dev/sda; cat /proc/self/environ; ls /proc; cd /root; echo $?",
+    "tail -c 5 /dev/zero; head -c 3 /dev/null; seq 1 100000 | tail -n 1",
+]
+
+
+@pytest.mark.parametrize("script", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_scripts_end_with_a_status(script: str) -> None:
+    """Whatever a learner types, the exec ends with an exit status: no exception, no hang."""
+    result = sh(script)
+    assert isinstance(result.code, int)
+    assert 0 <= result.code <= 255

@@ -70,16 +70,19 @@ class ExecStartError(Exception):
         }
 
 
-def _runc_error(name: str) -> str:
-    if "/" in name:
-        reason = f"stat {name}: no such file or directory"
+def _runc_error(name: str, *, too_long: str | None = None) -> str:
+    if too_long is not None:
+        # Linux refuses an argument longer than MAX_ARG_STRLEN (E2BIG) in execve itself.
+        detail = f"exec {too_long}: argument list too long"
+    elif "/" in name:
+        detail = f'exec: "{name}": stat {name}: no such file or directory'
     else:
-        reason = "executable file not found in $PATH"
+        detail = f'exec: "{name}": executable file not found in $PATH'
     exec_id = secrets.token_hex(32)
     return (
         "error executing command in container: failed to exec in container: "
         f'failed to start exec "{exec_id}": OCI runtime exec failed: exec failed: '
-        f'unable to start container process: exec: "{name}": {reason}: unknown'
+        f"unable to start container process: {detail}: unknown"
     )
 
 
@@ -123,6 +126,8 @@ async def run(
     found = image.find(argv[0])
     if found is None:
         raise ExecStartError(_runc_error(argv[0]))
+    if any(len(arg.encode()) > limits.MAX_SCRIPT for arg in argv):
+        raise ExecStartError(_runc_error(argv[0], too_long=image.location(found)))
     out = SessionOutput(stdout, tty=tty)
     err: Output = out if tty else SessionOutput(stderr, tty=False)
     terminal = Terminal(stdin, out) if tty and stdin is not None else None

@@ -242,6 +242,9 @@ async def printf(proc: Proc) -> int:
                 consumed += 1
             arg = args[consumed] if consumed < len(args) else ""
             consumed += 1
+            width = str(min(int(width), limits.MAX_FIELD_WIDTH)) if width else ""
+            if precision:
+                precision = str(min(int(precision), limits.MAX_FIELD_WIDTH))
             spec = "%" + flags + width + ("." + precision if precision is not None else "")
             if conv in "sb":
                 if conv == "b":
@@ -286,6 +289,9 @@ async def test(proc: Proc) -> int:
         args = args[:-1]
     try:
         return 0 if _Test(proc, args).evaluate() else 1
+    except RecursionError:
+        await proc.error("expression too deeply nested")
+        return 2
     except TestError as e:
         await proc.error(str(e))
         return 2
@@ -693,7 +699,10 @@ async def head(proc: Proc) -> int:
             await proc.out(("" if first else "\n") + f"==> {label} <==\n")
         first = False
         if size is not None:
-            await proc.out(await source.read_all(size) if size >= 0 else b"")
+            left = max(size, 0)
+            while left and (chunk := await source.read(min(left, 65536))):
+                await proc.out(chunk)
+                left -= len(chunk)
             continue
         for _ in range(max(lines, 0)):
             line = await source.readline()
@@ -725,9 +734,12 @@ async def tail(proc: Proc) -> int:
             await proc.out(("" if first else "\n") + f"==> {label} <==\n")
         first = False
         if "c" in opts:
-            data = await source.read_all(limits.MAX_STDIN)
             size = int(opts["c"][-1].lstrip("+-") or 0)
-            await proc.out(data[-size:] if size else b"")
+            tail_bytes = bytearray()
+            while chunk := await source.read(65536):
+                tail_bytes += chunk
+                del tail_bytes[: max(len(tail_bytes) - max(size, 0), 0)]
+            await proc.out(bytes(tail_bytes))
             continue
         if from_start:
             number = 0
@@ -737,9 +749,15 @@ async def tail(proc: Proc) -> int:
                     await proc.out(line)
             continue
         kept: deque[bytes] = deque(maxlen=count or None)
+        held = 0
         async for line in lines_of(source):
             if count:
+                if len(kept) == kept.maxlen:
+                    held -= len(kept[0])
                 kept.append(line)
+                held += len(line)
+                while held > limits.MAX_BUFFER:  # the last N lines do not all fit: keep the end
+                    held -= len(kept.popleft())
         await proc.out(b"".join(kept))
     return operands.status
 
@@ -801,8 +819,14 @@ async def sort(proc: Proc) -> int:
         return await bad_usage(proc, e, "[-nrufb] [FILE]...")
     lines: list[bytes] = []
     operands = Inputs(proc, names, quoted=True)
+    held = 0
     async for _, source in operands.each():
-        lines.extend((await source.read_all(limits.MAX_STDIN)).splitlines())
+        data = await source.read_all(limits.MAX_BUFFER + 1)
+        held += len(data)
+        if held > limits.MAX_BUFFER:
+            await proc.error("out of memory")
+            return 1
+        lines.extend(data.splitlines())
 
     def key(line: bytes) -> tuple[float, bytes]:
         text = line.lower() if "f" in opts else line
@@ -1009,7 +1033,10 @@ async def base64(proc: Proc) -> int:
     if source is None:
         await proc.open_error(names[0], quoted=True)
         return 1
-    data = await source.read_all(limits.MAX_STDIN)
+    data = await source.read_all(limits.MAX_BUFFER + 1)
+    if len(data) > limits.MAX_BUFFER:
+        await proc.error("out of memory")
+        return 1
     if "d" in opts:
         try:
             await proc.out(b64.b64decode(re.sub(rb"\s", b"", data), validate=True))
@@ -1092,6 +1119,7 @@ async def seq(proc: Proc) -> int:
         if len(batch) >= 512:
             await proc.out(b"".join(batch))
             batch.clear()
+            await proc.session.tick()  # an endless seq counts, and pauses, like a loop
         index += 1
         value = first + index * step
     await proc.out(b"".join(batch) + (b"\n" if not first_out else b""))

@@ -209,6 +209,7 @@ class Shell:
         self.functions: dict[str, Command] = {}
         self.calls = 0
         self.exit_trap: str | None = None
+        self.expanding = 0
 
     # -- state --
 
@@ -907,6 +908,17 @@ class Shell:
         return sorted(matches) or [literal]
 
     async def expand_part(self, part: Tilde | Param | CmdSub | Arith, io: IO) -> str:
+        self.expanding += 1
+        try:
+            if self.expanding > limits.MAX_NESTING:
+                # ${a:-${b:-…}} and $(( $(( … )) )) recurse; a pod's shell would run out.
+                await self.error(io, "out of memory")
+                raise ShellAbort(2)
+            return await self._expand_part(part, io)
+        finally:
+            self.expanding -= 1
+
+    async def _expand_part(self, part: Tilde | Param | CmdSub | Arith, io: IO) -> str:
         if isinstance(part, Tilde):
             return self.vars.get("HOME", self.session.image.home)
         if isinstance(part, CmdSub):
@@ -977,7 +989,7 @@ class Shell:
             return _Arith(expanded, self).evaluate()
         except ZeroDivisionError:
             await self.error(io, "divide by zero")
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, RecursionError):
             await self.error(io, "arithmetic syntax error")
         raise ShellAbort(2)
 
@@ -1550,8 +1562,9 @@ async def sh_program(proc: Proc) -> int:
             with contextlib.suppress(ShellExit):
                 await shell.run_script(trap, proc.io)
         return status
-    except OutputLimit:
-        # Variables past limits.MAX_VARIABLES: what ash says when malloc fails, and it dies.
+    except (OutputLimit, RecursionError):
+        # Variables past limits.MAX_VARIABLES, or a script that recursed past Python's stack:
+        # what ash says when malloc fails, and it dies.
         await shell.error(proc.io, "out of memory")
         return 2
 

@@ -35,6 +35,11 @@ MAX_FILES = 64
 PIPE_CAPACITY = 64 * 1024
 # Bytes of stdin handed to curl (-d @-, -T -) and read by `read`/`grep` for one line.
 MAX_STDIN = 1024 * 1024
+# Bytes a program that must see its whole input first (sort, base64, tail) may hold; tail
+# keeps the last lines within it, sort and base64 say `out of memory` past it.
+MAX_BUFFER = 8 * 1024 * 1024
+# Width or precision of one printf conversion (`printf '%1000000000s'`).
+MAX_FIELD_WIDTH = 64 * 1024
 # Interactive line length: busybox's FEATURE_EDITING_MAX_LEN in Alpine's build.
 MAX_LINE = 1024
 # Script text one session may be given (`sh -c`, a script file, or typed lines): Linux's

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -210,8 +211,9 @@ class Terminal:
     def __init__(self, raw: Input, echo: Output) -> None:
         self._raw = raw
         self._echo = echo
-        self._pending = bytearray()  # raw keystrokes not yet read
+        self._pending: deque[int] = deque()  # raw keystrokes not yet read
         self._arrived = asyncio.Event()
+        self._drained = asyncio.Event()
         self._eof = False
         self._edit = bytearray()
         self._escape = 0  # 0: none, 1: after ESC, 2: inside a CSI sequence
@@ -237,16 +239,21 @@ class Terminal:
                 self._eof = True
                 self._arrived.set()
                 return
+            while len(self._pending) > limits.MAX_STDIN:
+                # Nobody reads: stop taking keystrokes (kubectl's stream backs up), as a
+                # full tty input queue does.
+                self._drained.clear()
+                await self._drained.wait()
             interrupt = self.on_interrupt
             if interrupt is not None and b"\x03" in data:
                 # SIGINT flushes the input queue (no NOFLSH) and kills the foreground job.
                 self._pending.clear()
                 self._edit.clear()
-                self._pending += data[data.rindex(b"\x03") + 1 :]
+                self._pending.extend(data[data.rindex(b"\x03") + 1 :])
                 await self._echo.write(b"^C\n")
                 interrupt()
             else:
-                self._pending += data
+                self._pending.extend(data)
             self._arrived.set()
 
     async def _next_line(self) -> object:
@@ -261,7 +268,9 @@ class Terminal:
                     self._arrived.clear()
                     await self._arrived.wait()
                     continue
-                byte = self._pending.pop(0)
+                byte = self._pending.popleft()
+                if len(self._pending) <= limits.MAX_STDIN:
+                    self._drained.set()
                 if self._escape == 1:
                     self._escape = 2 if byte in (0x5B, 0x4F) else 0  # "[" or "O"
                 elif self._escape == 2:
