@@ -774,28 +774,7 @@ async def wc(proc: Proc) -> int:
     single = len(names) <= 1 and len(kinds) == 1
     operands = Inputs(proc, names, quoted=False)
     async for name, source in operands.each():
-        counts = dict.fromkeys(kinds, 0)
-        in_word = False
-        async for line in lines_of(source):
-            text = decode(line)
-            counts_line = {
-                "l": line.count(b"\n"),
-                "w": 0,
-                "m": len(text),
-                "c": len(line),
-                "L": len(text.rstrip("\n")),
-            }
-            for token in re.split(rb"(\s+)", line):
-                if token and not token.isspace():
-                    if not in_word:
-                        counts_line["w"] += 1
-                    in_word = True
-                elif token:
-                    in_word = False
-            for k in kinds:
-                counts[k] = (
-                    max(counts[k], counts_line[k]) if k == "L" else counts[k] + counts_line[k]
-                )
+        counts = await _wc_count(source, "L" in kinds)
         await proc.out(_wc_row(counts, kinds, None if name == "-" else name, single))
         for k in kinds:
             totals[k] = max(totals[k], counts[k]) if k == "L" else totals[k] + counts[k]
@@ -803,6 +782,28 @@ async def wc(proc: Proc) -> int:
     if rows > 1:
         await proc.out(_wc_row(totals, kinds, "total", False))
     return operands.status
+
+
+async def _wc_count(source: Source, longest: bool) -> dict[str, int]:
+    """Lines, words, characters, bytes and (when asked) the longest line, chunk by chunk."""
+    counts = dict.fromkeys("lwmcL", 0)
+    in_word = False
+    line_length = 0
+    while chunk := await source.read(65536):
+        counts["l"] += chunk.count(b"\n")
+        counts["c"] += len(chunk)
+        counts["m"] += len(chunk) - sum(1 for b in chunk if 0x80 <= b < 0xC0)
+        pieces = chunk.split()
+        if pieces:
+            counts["w"] += len(pieces) - (1 if in_word and not chunk[:1].isspace() else 0)
+        in_word = not chunk[-1:].isspace() and (bool(pieces) or in_word)
+        if longest:
+            for line in chunk.split(b"\n")[:-1]:
+                counts["L"] = max(counts["L"], line_length + len(decode(line)))
+                line_length = 0
+            line_length += len(decode(chunk.rsplit(b"\n", 1)[-1]))
+    counts["L"] = max(counts["L"], line_length)
+    return counts
 
 
 def _wc_row(counts: dict[str, int], kinds: list[str], name: str | None, single: bool) -> str:

@@ -241,6 +241,7 @@ class PodFiles:
         self.image = image
         self.host = host
         self.written: dict[str, bytearray] = {}
+        self._dirs: frozenset[str] | None = None  # cached; a write may add a directory
 
     # -- reading --
 
@@ -263,7 +264,12 @@ class PodFiles:
     def _candidates(self) -> list[str]:
         return [*POD_FILES, *self.image.extra_paths, *self.image.files, *self.written]
 
-    def directories(self) -> set[str]:
+    def directories(self) -> frozenset[str]:
+        if self._dirs is None:
+            self._dirs = frozenset(self._find_directories())
+        return self._dirs
+
+    def _find_directories(self) -> set[str]:
         dirs = {"/", "/tmp", "/etc", "/dev", "/proc", "/usr", "/var", "/var/run", "/home", "/root"}
         dirs.update(BIN_DIRS)
         dirs.update((self.image.home, self.image.workdir, *self.image.writable))
@@ -316,6 +322,7 @@ class PodFiles:
             if len(self.written) >= limits.MAX_FILES:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.written[path] = bytearray(self.read(path) or b"") if append else bytearray()
+            self._dirs = None
         elif not append:
             self.written[path].clear()
         return FileOutput(self, path)

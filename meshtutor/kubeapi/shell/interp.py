@@ -110,7 +110,9 @@ class _RedirectError(Exception):
 
 
 FORK_FAILED = "can't fork: Resource temporarily unavailable"
-GLOB_CHARS = re.compile(r"[*?\[]")
+# A word is a pattern when it has `*`, `?` or a bracket expression that closes (`[` alone,
+# the test command, is not one).
+GLOB_CHARS = re.compile(r"[*?]|\[.*\]")
 ARITH_TOKEN = re.compile(
     r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_][A-Za-z0-9_]*|\*\*|\+\+|--|<<|>>|<=|>=|==|!=|"
     r"&&|\|\||[-+*/%]=|[-+*/%()<>!~&|^=?:])"

@@ -13,10 +13,11 @@ from __future__ import annotations
 # runs about 3 a second: the limit is days away. A busy loop (`while :; do :; done`) meets it
 # after a few seconds of CPU instead of spinning forever on the sandbox's event loop.
 MAX_STEPS = 1_000_000
-# Every this many steps the shell sleeps STEP_PAUSE seconds, so a busy loop gives the rest of
-# the sandbox at least half of the CPU. Loops that wait on the network never reach it.
+# Every this many steps the shell sleeps as long as they took, up to STEP_PAUSE seconds, so a
+# busy loop takes at most half of a core from the sandbox; loops that wait on the network
+# barely notice.
 STEPS_PER_PAUSE = 1_000
-STEP_PAUSE = 0.02
+STEP_PAUSE = 0.1
 
 # Programs, pipeline stages and background jobs alive at once (a container's pids limit).
 MAX_PROCESSES = 64

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import posixpath
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -107,16 +108,25 @@ class Session:
     tty: bool = False
     terminal: Terminal | None = None
     steps: int = 0
+    last_pause: float = field(default_factory=time.monotonic)
     processes: int = 0
     jobs: set[asyncio.Task[int]] = field(default_factory=set)
 
     async def tick(self) -> None:
-        """Count one command or loop round; pause now and then; stop a runaway script."""
+        """Count one command or loop round; pause now and then; stop a runaway script.
+
+        Every :data:`limits.STEPS_PER_PAUSE` steps the session sleeps as long as those steps
+        took (at most :data:`limits.STEP_PAUSE`): a busy loop gets half of one core at
+        most, a loop that waits on curl or sleep barely notices.
+        """
         self.steps += 1
         if self.steps > limits.MAX_STEPS:
             raise StepLimit
         if self.steps % limits.STEPS_PER_PAUSE == 0:
-            await asyncio.sleep(limits.STEP_PAUSE)
+            now = time.monotonic()
+            took = now - self.last_pause
+            await asyncio.sleep(min(took, limits.STEP_PAUSE))
+            self.last_pause = time.monotonic()
 
     @contextlib.contextmanager
     def process(self) -> Iterator[None]:

@@ -62,9 +62,21 @@ class Source:
     def __init__(self, raw: Input | None = None, *, data: bytes = b"", tty: bool = False) -> None:
         self._raw: Input = raw if raw is not None else _Empty()
         self._buf = bytearray(data)
+        self._pos = 0  # consumed bytes at the front of _buf (dropped in bulk, not per line)
         self._eof = raw is None
         # A tty's end of input (Ctrl-D) ends one read, not the stream: the next program reads on.
         self._sticky = not tty
+
+    def _buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(data)
+        if self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        return data
 
     async def _fill(self) -> bool:
         if self._eof:
@@ -77,34 +89,29 @@ class Source:
         return True
 
     async def read(self, n: int) -> bytes:
-        if not self._buf and not await self._fill():
+        if not self._buffered() and not await self._fill():
             return b""
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+        return self._take(n)
 
     async def readline(self, limit: int | None = None) -> bytes:
         """One line with its newline; the last line may lack it; b"" at the end."""
         cap = limits.MAX_STDIN if limit is None else limit
+        start = self._pos
         while True:
-            i = self._buf.find(b"\n")
-            if i >= 0 or len(self._buf) >= cap:
-                end = i + 1 if 0 <= i < cap else cap
-                data = bytes(self._buf[:end])
-                del self._buf[:end]
-                return data
+            i = self._buf.find(b"\n", start, self._pos + cap)
+            if i >= 0:
+                return self._take(i + 1 - self._pos)
+            if self._buffered() >= cap:
+                return self._take(cap)
+            start = len(self._buf)
             if not await self._fill():
-                data = bytes(self._buf)
-                self._buf.clear()
-                return data
+                return self._take(self._buffered())
 
     async def read_all(self, limit: int | None = None) -> bytes:
         cap = limits.MAX_STDIN if limit is None else limit
-        while len(self._buf) < cap and await self._fill():
+        while self._buffered() < cap and await self._fill():
             pass
-        data = bytes(self._buf[:cap])
-        del self._buf[:cap]
-        return data
+        return self._take(cap)
 
 
 class Pipe:
