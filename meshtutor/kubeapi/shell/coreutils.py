@@ -108,15 +108,23 @@ async def lines_of(source: Source) -> AsyncIterator[bytes]:
 class Inputs:
     """A utility's file operands (stdin when none); missing files are reported and skipped."""
 
-    def __init__(self, proc: Proc, names: list[str], *, quoted: bool) -> None:
+    def __init__(
+        self, proc: Proc, names: list[str], *, quoted: bool, headers: bool = False
+    ) -> None:
         self.proc = proc
         self.names = names or ["-"]
         self.quoted = quoted
+        self.headers = headers  # head and tail's "==> NAME <==" before each
         self.failed = False
 
     async def each(self) -> AsyncIterator[tuple[str, Source]]:
         proc = self.proc
+        first = True
         for name in self.names:
+            if self.headers:
+                label = "standard input" if name == "-" else name
+                await proc.out(("" if first else "\n") + f"==> {label} <==\n")
+                first = False
             source = await proc.read_input(name)
             if source is None:
                 is_dir = proc.files.is_dir(proc.path(name))
@@ -691,13 +699,8 @@ async def head(proc: Proc) -> int:
         await proc.error(f"invalid number '{(opts.get('n') or opts.get('c') or [''])[-1]}'")
         return 1
     headers = (len(names) > 1 and "q" not in opts) or "v" in opts
-    first = True
-    operands = Inputs(proc, names, quoted=False)
-    async for name, source in operands.each():
-        if headers:
-            label = "standard input" if name == "-" else name
-            await proc.out(("" if first else "\n") + f"==> {label} <==\n")
-        first = False
+    operands = Inputs(proc, names, quoted=False, headers=headers)
+    async for _, source in operands.each():
         if size is not None:
             left = max(size, 0)
             while left and (chunk := await source.read(min(left, 65536))):
@@ -726,13 +729,8 @@ async def tail(proc: Proc) -> int:
         await proc.error(f"invalid number '{spec}'")
         return 1
     headers = (len(names) > 1 and "q" not in opts) or "v" in opts
-    first = True
-    operands = Inputs(proc, names, quoted=True)
-    async for name, source in operands.each():
-        if headers:
-            label = "standard input" if name == "-" else name
-            await proc.out(("" if first else "\n") + f"==> {label} <==\n")
-        first = False
+    operands = Inputs(proc, names, quoted=True, headers=headers)
+    async for _, source in operands.each():
         if "c" in opts:
             size = int(opts["c"][-1].lstrip("+-") or 0)
             tail_bytes = bytearray()

@@ -638,17 +638,22 @@ class Shell:
             for item in items:
                 await self.session.tick()
                 self.setvar(command.var, item)
-                try:
-                    await self.run_seq(command.body, io)
-                except _LoopControl as control:
-                    if control.count > 1:
-                        control.count -= 1
-                        raise
-                    if control.kind == "break":
-                        break
+                if await self.run_round(command.body, io):
+                    break
         finally:
             self.loops -= 1
         return self.status
+
+    async def run_round(self, body: Seq, io: IO) -> bool:
+        """One round of a loop's body; True when ``break`` ends the loop."""
+        try:
+            await self.run_seq(body, io)
+        except _LoopControl as control:
+            if control.count > 1:  # `break 2`: the enclosing loop handles the rest
+                control.count -= 1
+                raise
+            return control.kind == "break"
+        return False
 
     async def run_loop(self, command: Loop, io: IO) -> int:
         status = 0
@@ -658,14 +663,9 @@ class Shell:
                 await self.session.tick()
                 if (await self.run_condition(command.cond, io) == 0) == command.until:
                     break
-                try:
-                    status = await self.run_seq(command.body, io)
-                except _LoopControl as control:
-                    if control.count > 1:
-                        control.count -= 1
-                        raise
-                    if control.kind == "break":
-                        break
+                if await self.run_round(command.body, io):
+                    break
+                status = self.status
         finally:
             self.loops -= 1
         self.status = status
