@@ -508,7 +508,12 @@ class SandboxPodHost:
     # --- network ----------------------------------------------------------------------------
 
     async def _route(self, host: str, port: int) -> Route | None:
-        return await route(self.sandbox, self.state, self.captured, host, port)
+        """``route()``, except that an address no pod has is not a name to look up: the
+        connection goes nowhere and times out, as on a cluster network."""
+        found = await route(self.sandbox, self.state, self.captured, host, port)
+        if found is None and _is_ip(host):
+            return Route("connect", "127.0.0.1", self.sandbox.blackhole_port)
+        return found
 
     def _local(self, port: int) -> tuple[str, int]:
         """The pod's own port ``port`` on its loopback: the app's listener, or a refusal."""
@@ -555,15 +560,17 @@ class SandboxPodHost:
         if sb.aliases:
             options += ["--interface", source.ip]
         targets = dict.fromkeys(t for t in map(_host_port, urls) if t is not None)
+        # curl's --connect-to entries, first match wins: each URL's own route, the pod's own
+        # names, then (uncaptured) every name and address of the cluster and a catch-all.
+        entries: list[str] = []
         # Names the pod resolves itself, before any sidecar sees a packet: localhost, its own
         # hostname, and names cluster DNS does not answer (or cannot, under NetworkPolicy).
         noproxy = [*_LOCAL_NAMES, self.pod]
         for host, port in targets:
             if self._is_local(host):
                 local = self._local(port)
-                options += ["--connect-to", f"{host}:{port}:{local[0]}:{local[1]}"]
                 rewrites[f"{local[0]} port {local[1]}"] = f"{host} port {port}"
-                continue
+                continue  # _local_map() has it
             found = await self._route(host, port)
             if found is not None and found.kind == "proxy":
                 continue
@@ -572,23 +579,39 @@ class SandboxPodHost:
                 rewrites[f"{host}.invalid"] = host
             else:
                 rewrites[f"{found.host} port {found.port}"] = f"{host} port {port}"
-            options += route_options(found, host, port)
-        if self.captured:
+            entries += route_options(found, host, port)[1::2]
+        entries += self._local_map()
+        if self.captured and netpol.dns_allowed(sb.cluster, source).allowed:
+            # Everything else through the sidecar. No catch-all here: with a proxy set, curl
+            # would tunnel (CONNECT) to a --connect-to target instead of asking for the URL.
             runtime = sb.runtime(source)
             assert runtime.outbound_port is not None
             sidecar = Route("proxy", source.ip, runtime.outbound_port)
             options += [*route_options(sidecar, "", 0), "--noproxy", ",".join(noproxy)]
         else:
-            options += await self._cluster_map()
-        return options
+            entries += await self._cluster_map()
+        return options + [word for entry in entries for word in ("--connect-to", entry)]
+
+    def _local_map(self) -> list[str]:
+        """The pod's own names on every port: its applications' ports, else refused. Also
+        what a redirect to ``localhost`` meets, so it never reaches this machine's."""
+        sb, runtime = self.sandbox, self.sandbox.runtime(self.state)
+        refusing = sb.refusing_port()
+        entries = []
+        for name in dict.fromkeys([*_LOCAL_NAMES, self.pod, self.state.name]):
+            entries += [
+                f"{name}:{port}:{app.host}:{app.port}" for port, app in runtime.apps.items()
+            ]
+            entries.append(f"{name}::127.0.0.1:{refusing}")
+        return entries
 
     async def _cluster_map(self) -> list[str]:
-        """``--connect-to`` for every name cluster DNS answers and every pod address, and a
+        """``--connect-to`` entries for every name cluster DNS answers and every pod address, and a
         last entry sending any other name to one that never resolves: so redirects (``-L``)
         and URL globs land where the pod's would, and nothing reaches this machine."""
         sb, source = self.sandbox, self.state
         if not netpol.dns_allowed(sb.cluster, source).allowed:
-            return ["--connect-to", f"::127.0.0.1:{sb.blackhole_port}"]  # lookups time out
+            return [f"::127.0.0.1:{sb.blackhole_port}"]  # lookups time out
         entries: list[str] = []
         for service in sb.cluster.services():
             ns, name = service.namespace, service.name
@@ -607,7 +630,7 @@ class SandboxPodHost:
                 if found is not None:
                     entries.append(f"{pod.ip}:{port}:{found.host}:{found.port}")
         entries.append("::unknown-to-cluster-dns.invalid:")
-        return [word for entry in entries for word in ("--connect-to", entry)]
+        return entries
 
     async def connect(
         self, host: str, port: int, timeout: float
@@ -654,13 +677,16 @@ class SandboxPodHost:
         return tunnel, writer
 
 
-def _authority(host: str, port: int) -> str:
+def _is_ip(host: str) -> bool:
     try:
-        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-            return f"[{host}]:{port}"
+        ipaddress.ip_address(host)
     except ValueError:
-        pass
-    return f"{host}:{port}"
+        return False
+    return True
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _open(

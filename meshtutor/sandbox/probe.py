@@ -90,10 +90,10 @@ async def route(
 def route_options(found: Route | None, host: str, port: int) -> list[str]:
     """curl's options for one URL host and port on ``found``: ``--proxy`` to the sidecar,
     ``--connect-to`` the address, or, for a name cluster DNS does not know, ``--connect-to``
-    a name that never resolves (".invalid", RFC 6761), so curl fails as it would in the pod
-    (exit 6), fast and offline, while the URL and Host header stay what the learner typed."""
+    a name that never resolves (".invalid", RFC 6761) on any port, so curl fails as it would
+    in the pod (exit 6), fast and offline, while the URL and Host header stay as typed."""
     if found is None:
-        return ["--connect-to", f"{host}:{port}:{host}.invalid:{port}"]
+        return ["--connect-to", f"{host}::{host}.invalid:"]
     if found.kind == "proxy":
         return ["--proxy", f"http://{found.host}:{found.port}"]
     return ["--connect-to", f"{host}:{port}:{found.host}:{found.port}"]

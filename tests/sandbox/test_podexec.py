@@ -157,6 +157,41 @@ class TestRouting:
 
         _run(body)
 
+    def test_globs_land_on_cluster_names_and_never_on_this_machine(self) -> None:
+        """URLs meshtutor cannot read ahead (curl's globs; where a redirect goes) still
+        resolve as in the pod: cluster names through the cluster, localhost to the pod's own
+        ports, anything else nowhere. A listener on this machine's loopback sees nothing."""
+
+        async def body(sb: Sandbox) -> None:
+            connections: list[object] = []
+
+            async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                connections.append(writer.get_extra_info("peername"))
+                writer.close()
+
+            server = await asyncio.start_server(record, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            try:
+                legacy = _host(sb, "legacy", "sleep")
+                out, _, code = await _curl(
+                    legacy, "-s", "-w", " %{http_code}\n", "http://{httpbin,nosuch}:8000/ip"
+                )
+                assert '"origin"' in out and out.endswith(" 200\n 000\n"), out
+                assert code == 6
+                for host in (legacy, _host(sb, "foo", "sleep"), _host(sb, "foo", "httpbin")):
+                    _, _, code = await _curl(
+                        host, "-s", "--max-time", "2", f"http://{{localhost,127.0.0.1}}:{port}/"
+                    )
+                    assert code == 7, host.state.display  # the pod's own loopback refuses
+                    _, _, code = await _curl(host, "-s", "--max-time", "1", f"127.0.0.1:{port}")
+                    assert code == 7
+            finally:
+                server.close()
+                await server.wait_closed()
+            assert connections == []
+
+        _run(body)
+
 
 class TestRefused:
     @pytest.mark.parametrize(
