@@ -165,7 +165,15 @@ def _issue(at: datetime) -> APICredentials:
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    from meshtutor.pki.ca import _ca_certificate, _CACert, _pkcs8_pem, _sign, generate_key
+    from meshtutor.pki.ca import (
+        _NOT_A_CA,
+        _ca_certificate,
+        _CACert,
+        _pkcs8_pem,
+        _sign,
+        generate_key,
+    )
+    from meshtutor.pki.edge import _LEAF_KEY_USAGE
 
     start, end = at - BACKDATE, at + VALIDITY
     ca_key = generate_key()
@@ -192,21 +200,8 @@ def _issue(at: datetime) -> APICredentials:
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,  # ECDSA keys sign; they do not encrypt
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_NOT_A_CA, critical=True)
+            .add_extension(_LEAF_KEY_USAGE, critical=True)  # ECDSA: signs, never encrypts
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(ca.authority_key_identifier, critical=False)
         )
