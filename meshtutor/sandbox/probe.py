@@ -15,11 +15,12 @@ import shlex
 import shutil
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from meshtutor.backends.base import Prober, ProbeResult, gathered
 from meshtutor.backends.curl import curl_args, parse_output
 from meshtutor.policy import netpol
+from meshtutor.policy.cluster import PodState
 from meshtutor.policy.predict import (
     CURL_ERRORS,
     predict,
@@ -38,32 +39,74 @@ def curl_path() -> str | None:
     return shutil.which("curl")
 
 
-async def _target_address(sb: Sandbox, probe: Probe, captured: bool) -> tuple[str, str, int] | None:
-    """How curl reaches the URL: ("proxy", ip, port), ("connect", ip, port), or None when the
-    host name does not resolve."""
-    source, _ = resolve_source(sb.cluster, probe)
-    url = probe.parsed_url
+class Route(NamedTuple):
+    """How a connection from a pod's container reaches ``host:port``: through its sidecar's
+    outbound listener as an HTTP proxy (``kind`` "proxy", standing in for iptables capture), or
+    straight to an address (``kind`` "connect"): the destination pod's port, or a stand-in
+    that drops (``sb.blackhole_port``) or refuses (``sb.refusing_port()``) the connection.
+    ``target`` and ``target_port`` name the destination pod when the route goes to one."""
+
+    kind: Literal["proxy", "connect"]
+    host: str
+    port: int
+    target: PodState | None = None
+    target_port: int | None = None
+
+
+async def route(
+    sb: Sandbox, source: PodState, captured: bool, host: str, port: int
+) -> Route | None:
+    """The one routing rule of the sandbox, for probes and for commands run in a pod
+    (``meshtutor.sandbox.podexec``): cluster DNS (blocked by NetworkPolicy → lookups time
+    out; an unknown name → None, curl's exit 6), then a captured container's sidecar, or the
+    Service's first endpoint / the pod address for an uncaptured one. NetworkPolicy itself is
+    enforced where the connection lands (the pod port), by the source address."""
     if not netpol.dns_allowed(sb.cluster, source).allowed:
-        return "connect", "127.0.0.1", sb.blackhole_port  # lookups time out
-    service, _ = resolve_service(sb.cluster, url.host, source.namespace)
-    if service is None:
+        return Route("connect", "127.0.0.1", sb.blackhole_port)  # lookups time out
+    direct = sb.cluster.pod_by_ip(host)
+    service = None if direct is not None else resolve_service(sb.cluster, host, source.namespace)[0]
+    if direct is None and service is None:
         return None
     runtime = sb.runtime(source)
     if captured:
         assert runtime.outbound_port is not None
-        return "proxy", source.ip, runtime.outbound_port
-    svc_port = service.port(url.port)
+        return Route("proxy", source.ip, runtime.outbound_port)
+    if service is None:
+        assert direct is not None
+        # A pod address, as predict() takes it: straight to that pod's port.
+        entry_host, entry_port = await sb.entry(sb.runtime(direct), port)
+        return Route("connect", entry_host, entry_port, direct, port)
+    svc_port = service.port(port)
     if svc_port is None:
-        return "connect", "127.0.0.1", sb.blackhole_port  # nothing answers on the service address
+        return Route("connect", "127.0.0.1", sb.blackhole_port)  # nothing answers there
     endpoints = service_endpoints(sb.cluster, service, svc_port)
     if not endpoints:
-        return "connect", "127.0.0.1", sb.refusing_port()
-    target, port = endpoints[0]
-    host, entry_port = await sb.entry(sb.runtime(target), port)
-    return "connect", host, entry_port
+        return Route("connect", "127.0.0.1", sb.refusing_port())
+    target, target_port = endpoints[0]
+    entry_host, entry_port = await sb.entry(sb.runtime(target), target_port)
+    return Route("connect", entry_host, entry_port, target, target_port)
 
 
-async def _outside_address(sb: Sandbox, probe: Probe) -> tuple[str, str, int] | None:
+def route_options(found: Route | None, host: str, port: int) -> list[str]:
+    """curl's options for one URL host and port on ``found``: ``--proxy`` to the sidecar,
+    ``--connect-to`` the address, or, for a name cluster DNS does not know, ``--connect-to``
+    a name that never resolves (".invalid", RFC 6761) on any port, so curl fails as it would
+    in the pod (exit 6), fast and offline, while the URL and Host header stay as typed."""
+    if found is None:
+        return ["--connect-to", f"{host}::{host}.invalid:"]
+    if found.kind == "proxy":
+        return ["--proxy", f"http://{found.host}:{found.port}"]
+    return ["--connect-to", f"{host}:{port}:{found.host}:{found.port}"]
+
+
+async def _target_address(sb: Sandbox, probe: Probe, captured: bool) -> Route | None:
+    """How curl reaches the probe's URL, or None when the host name does not resolve."""
+    source, _ = resolve_source(sb.cluster, probe)
+    url = probe.parsed_url
+    return await route(sb, source, captured, url.host, url.port)
+
+
+async def _outside_address(sb: Sandbox, probe: Probe) -> Route | None:
     """Where an outside curl connects: the Service's external address (a real listener that
     forwards like kube-proxy); a refusing port where the pod has nothing listening."""
     from meshtutor.policy import edge
@@ -76,20 +119,20 @@ async def _outside_address(sb: Sandbox, probe: Probe) -> tuple[str, str, int] | 
     service, svc_port = found
     endpoints = service_endpoints(sb.cluster, service, svc_port)
     if not endpoints:
-        return "connect", "127.0.0.1", sb.refusing_port()
+        return Route("connect", "127.0.0.1", sb.refusing_port())
     target, port = endpoints[0]
     if edge.role_of(target) == "istio-gateway" and not edge.gateway_listens(
         sb.cluster, target, port
     ):
-        return "connect", "127.0.0.1", sb.refusing_port()  # Envoy has no listener there
+        return Route("connect", "127.0.0.1", sb.refusing_port())  # Envoy has no listener there
     number = svc_port.port if service.type == "LoadBalancer" else edge.node_port(service, svc_port)
     listener = sb.external.listener(service, number)
     if listener is None:
         await sb.external.sync()
         listener = sb.external.listener(service, number)
     if listener is None:  # pragma: no cover - sync always creates it
-        return "connect", "127.0.0.1", sb.refusing_port()
-    return "connect", listener[0], listener[1]
+        return Route("connect", "127.0.0.1", sb.refusing_port())
+    return Route("connect", listener[0], listener[1])
 
 
 def resolve_cacert(path: str) -> str:
@@ -116,23 +159,13 @@ def _captured(sb: Sandbox, probe: Probe) -> tuple[bool, str]:
     return source.sidecar is not None and container != proxy_container, container
 
 
-def curl_command(
-    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str
-) -> list[str]:
+def curl_command(sb: Sandbox, probe: Probe, found: Route | None, probe_id: str) -> list[str]:
     url = probe.parsed_url
     # -q first: ignore ~/.curlrc. The probe id lets the sidecars tie what they saw to it.
     args = [*curl_args(probe, extra=["-q"]), "-H", f"{PROBE_HEADER}: {probe_id}"]
     if probe.cacert:
         args += ["--cacert", resolve_cacert(probe.cacert)]
-    target_url = probe.url
-    if route is None:
-        # A name cluster DNS does not know. ".invalid" never resolves (RFC 6761), so curl
-        # fails the same way, fast and offline.
-        target_url = probe.url.replace(f"//{url.host}", f"//{url.host}.invalid", 1)
-    elif route[0] == "proxy":
-        args += ["--proxy", f"http://{route[1]}:{route[2]}"]
-    else:
-        args += ["--connect-to", f"{url.host}:{url.port}:{route[1]}:{route[2]}"]
+    args += route_options(found, url.host, url.port)
     if sb.aliases:
         if probe.outside:
             from meshtutor.sandbox.edge import OUTSIDE_LOOPBACK
@@ -140,7 +173,7 @@ def curl_command(
             args += ["--interface", OUTSIDE_LOOPBACK]
         else:
             args += ["--interface", resolve_source(sb.cluster, probe)[0].ip]
-    args.append(target_url)
+    args.append(probe.url)
     return args
 
 
@@ -193,20 +226,20 @@ async def run_probe(sb: Sandbox, probe: Probe, *, use_curl: bool | None = None) 
     )
     captured, container = _captured(sb, probe)
     if probe.outside:
-        route = await _outside_address(sb, probe)
+        found = await _outside_address(sb, probe)
     else:
-        route = await _target_address(sb, probe, captured)
+        found = await _target_address(sb, probe, captured)
     probe_id = uuid.uuid4().hex[:16]
     curl = curl_path() if use_curl is not False else None
     started = time.perf_counter()
     if curl is not None:
-        code, exit_code, stderr, body = await _run_curl(sb, probe, route, probe_id, curl)
+        code, exit_code, stderr, body = await _run_curl(sb, probe, found, probe_id, curl)
         prober: Prober = "curl"
     else:
-        code, exit_code, stderr, body = await _run_builtin(sb, probe, route, probe_id)
+        code, exit_code, stderr, body = await _run_builtin(sb, probe, found, probe_id)
         prober = "builtin"
     elapsed = (time.perf_counter() - started) * 1000
-    if route is None and stderr:
+    if found is None and stderr:
         stderr = stderr.replace(f"{probe.parsed_url.host}.invalid", probe.parsed_url.host)
     event = sb.events.pop(probe_id, None)
     mtls = bool(event and event.mtls)
@@ -241,9 +274,9 @@ def _external_ip(sb: Sandbox, probe: Probe) -> str | None:
 
 
 async def _run_curl(
-    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str, curl: str
+    sb: Sandbox, probe: Probe, found: Route | None, probe_id: str, curl: str
 ) -> tuple[str, int, str, str]:
-    args = curl_command(sb, probe, route, probe_id)
+    args = curl_command(sb, probe, found, probe_id)
     args[0] = curl
     # curl honours *_proxy variables and ~/.curlrc (-q skips the latter); neither belongs here.
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -260,7 +293,7 @@ async def _run_curl(
 
 
 async def _run_builtin(
-    sb: Sandbox, probe: Probe, route: tuple[str, str, int] | None, probe_id: str
+    sb: Sandbox, probe: Probe, found: Route | None, probe_id: str
 ) -> tuple[str, int, str, str]:
     """The same request without curl (when it is not installed), mapping failures to the exit
     codes curl would use."""
@@ -282,11 +315,11 @@ async def _run_builtin(
         )
         return "000", code, f"curl: ({code}) {message}", ""
 
-    if route is None:
+    if found is None:
         return fail(6)
-    if url.scheme == "https" and route[0] == "connect":
+    if url.scheme == "https" and found.kind == "connect":
         return fail(35)
-    target = url.path_with_query if route[0] == "connect" else probe.url
+    target = url.path_with_query if found.kind == "connect" else probe.url
     headers = [
         ("Host", url.authority),
         ("User-Agent", "meshtutor-builtin"),
@@ -298,7 +331,7 @@ async def _run_builtin(
     try:
         async with asyncio.timeout(probe.effective_timeout):
             reader, writer = await asyncio.open_connection(
-                route[1], route[2], local_addr=(local, 0) if local else None
+                found.host, found.port, local_addr=(local, 0) if local else None
             )
             try:
                 writer.write(request.to_bytes(origin_form=False))
