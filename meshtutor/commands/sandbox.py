@@ -358,10 +358,9 @@ def serve_command(
     kind's; the kubeconfig line to paste is printed at start.
     """
     batches = load_manifests(files, namespace)
-    from meshtutor.kubeapi.kubeconfig import check_kubeconfig_path
-    from meshtutor.kubeapi.server import default_kubeconfig
+    from meshtutor.kubeapi.kubeconfig import check_kubeconfig_path, default_kubeconfig_path
 
-    path = kubeconfig or default_kubeconfig()
+    path = kubeconfig or default_kubeconfig_path()
     check_kubeconfig_path(path)
     asyncio.run(_serve(mesh, batches, path, port))
 
@@ -369,24 +368,29 @@ def serve_command(
 async def _serve(mesh: str, batches: Sequence[Sequence[Any]], kubeconfig: Path, port: int) -> None:
     import signal
 
-    from meshtutor.kubeapi.kubeconfig import issue_credentials, write_kubeconfig
+    from meshtutor.kubeapi.kubeconfig import (
+        default_credentials_dir,
+        issue_credentials,
+        write_kubeconfig,
+    )
     from meshtutor.kubeapi.service import start_sandbox_api
-    from meshtutor.paths import data_dir
 
-    credentials = issue_credentials(data_dir() / "sandbox-api")
+    credentials = issue_credentials(default_credentials_dir())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     served = await start_sandbox_api(mesh, batches, credentials, port=port)
     try:
-        write_kubeconfig(kubeconfig, served.api.url, credentials, context="meshtutor")
+        update = write_kubeconfig(kubeconfig, served.api.url, credentials, context="meshtutor")
         pods = len(served.sandbox.cluster.pods())
         click.echo(
             f"meshtutor sandbox ({mesh}): {pods} pod{'s' if pods != 1 else ''}, "
             f"Kubernetes API at {served.api.url}"
         )
         click.echo(f"kubeconfig: {kubeconfig} (context meshtutor)")
+        for note in update.notes():
+            click.echo(f"  {note}")
         click.echo("In another terminal:")
         click.echo(f"  export KUBECONFIG={shlex.quote(str(kubeconfig))}")
         click.echo("  kubectl get pods -A")

@@ -204,9 +204,9 @@ class SandboxBridge:
             return
         if meta.get("deletionTimestamp"):
             return  # a Terminating namespace: its contents go first, the namespace at the end
-        from meshtutor.kubeapi.resources import resource_type
-
-        resource = self.load(resource_type(event.group, event.plural), event.object)
+        assert self.core is not None
+        rt = self.core.resource_type(event.object["apiVersion"], event.object["kind"])
+        resource = self.load(rt, event.object)
         self._pending.applies.append(resource)
         self._pending.order.append(("apply", len(self._pending.applies) - 1))
 
@@ -783,7 +783,16 @@ def _invalid(
 ) -> Exception:
     """422 Invalid, shaped as the API server's field errors (kubectl prints ``The Deployment
     "x" is invalid: spec.selector: Invalid value: …``)."""
-    from meshtutor.kubeapi.protocol import invalid
+    from meshtutor.kubeapi.protocol import APIError, details
 
     name = str((obj.get("metadata") or {}).get("name", ""))
-    return invalid(rt, name, field_path, message)
+    where = f"{field_path}: " if field_path else ""
+    cause = {"reason": "FieldValueInvalid", "message": f"Invalid value: {message}"}
+    if field_path:
+        cause["field"] = field_path
+    return APIError(
+        422,
+        f'{rt.qualified_kind} "{name}" is invalid: {where}Invalid value: {message}',
+        "Invalid",
+        details(rt, name, causes=[cause]),
+    )

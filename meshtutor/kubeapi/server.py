@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -135,6 +134,8 @@ class SandboxAPI:
             return await self._exec(request, parts)
         if _is_pod_subresource(parts, "log") and request.method == "GET":
             return await self._logs(request, parts)
+        if request.path == "/openapi/v2" and request.method == "GET":
+            return _openapi_v2()
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -154,12 +155,15 @@ class SandboxAPI:
         )
 
     async def _watch(self, request: web.Request, req: Any) -> web.StreamResponse:
-        from meshtutor.kubeapi.protocol import APIError
+        from meshtutor.kubeapi.core import Response
 
-        try:
-            watch = self.core.open_watch(req)
-        except APIError as exc:
-            return web.Response(status=exc.code, body=json.dumps(exc.status()).encode(), content_type="application/json")
+        watch = self.core.open_watch(req)
+        if isinstance(watch, Response):
+            return web.Response(
+                status=watch.status,
+                body=watch.body,
+                headers={"Content-Type": watch.content_type, **dict(watch.headers)},
+            )
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10000)
 
         def deliver(event: Any) -> None:
@@ -168,27 +172,27 @@ class SandboxAPI:
                     queue.put_nowait(event)
 
         unsubscribe = self.core.subscribe(deliver)
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        timeout = _seconds(req.query.get("timeoutSeconds"), default=1800.0)
+        response = web.StreamResponse(status=200, headers={"Content-Type": watch.content_type})
+        timeout = float(watch.timeout_seconds) if watch.timeout_seconds else 1800.0
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
         try:
             await response.prepare(request)
-            for event in watch.initial:
-                await response.write(watch.encode(event))
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    event = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    break
-                await response.write(watch.encode(event))
+            for line in watch.opening():
+                await response.write(line)
+            if watch.error is None:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                while (remaining := deadline - loop.time()) > 0:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), min(remaining, 30.0))
+                    except TimeoutError:
+                        bookmark = watch.bookmark()
+                        if bookmark is not None:
+                            await response.write(bookmark)
+                        continue
+                    await response.write(watch.encode(event))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -213,14 +217,16 @@ class SandboxAPI:
         from dataclasses import replace
 
         from meshtutor.kubeapi.execws import ExecError
+        from meshtutor.kubeapi.protocol import APIError, choose_container
 
         def admit(params: Any) -> Any:
             obj = self.core.get("", "pods", namespace, name)
             if obj is None:
                 raise ExecError(404, "NotFound", f'pods "{name}" not found')
-            container = params.container or _default_container(obj)
-            if container not in _container_names(obj):
-                raise ExecError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+            try:
+                container = choose_container(obj, params.container)
+            except APIError as exc:
+                raise ExecError(exc.code, exc.reason, exc.message) from None
             if self.bridge.sandbox_pod(namespace, name) is None:
                 # what the API server says of a pod that is not running
                 phase = "Terminating" if obj["metadata"].get("deletionTimestamp") else "Pending"
@@ -245,7 +251,9 @@ class SandboxAPI:
             pod = self.bridge.sandbox_pod(namespace, name)
             if pod is None:
                 raise ExecError(500, "InternalError", f"pod {name} stopped")
-            host = SandboxPodHost(self.sandbox, pod, streams.container, name)
+            host = SandboxPodHost(
+                self.sandbox, pod, streams.container, name, api_ca_pem=self.credentials.ca_pem
+            )
             return await run(
                 streams.argv, host, streams.stdin, streams.stdout, streams.stderr, tty=streams.tty
             )
@@ -255,15 +263,18 @@ class SandboxAPI:
     async def _logs(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         """``kubectl logs [-f] [--tail N] [-c C]``: what the container printed (the sidecar's
         access log, the app's lines), then, with follow, each new line until the pod goes."""
+        from meshtutor.kubeapi.protocol import APIError, choose_container
+
         namespace, name = parts[3], parts[5]
         obj = self.core.get("", "pods", namespace, name)
         if obj is None:
             return _status(404, "NotFound", f'pods "{name}" not found')
-        container = request.query.get("container") or _default_container(obj)
-        if container not in _container_names(obj):
-            return _status(
-                400, "BadRequest", f"container {container} is not valid for pod {name}"
-            )
+        try:
+            # kubectl picks the default container itself (the injectors' annotation
+            # kubectl.kubernetes.io/default-container) and always names one.
+            container = choose_container(obj, request.query.get("container"))
+        except APIError as exc:
+            return _status(exc.code, exc.reason, exc.message)
         pod = self.bridge.sandbox_pod(namespace, name)
         if pod is None:
             return web.Response(status=200, text="", content_type="text/plain")
@@ -295,6 +306,23 @@ class SandboxAPI:
         return response
 
 
+# An OpenAPI v2 document with no definitions, in the protobuf form client-go asks for
+# (gnostic's openapi_v2.Document: field 1 is ``swagger``). kubectl falls back to it for client
+# side validation only when the v3 document of the object's group-version lacks the kind
+# (k8s.io/kubectl/pkg/validation/schema.go, paramVerifyingSchema); with no definition for
+# the kind its validator skips the object ("resource is not present, let's just skip
+# validation"), and the server's answer (no matches for kind …) is what the learner sees.
+_OPENAPI_V2_PB = b"\x0a\x032.0"
+
+
+def _openapi_v2() -> web.Response:
+    return web.Response(
+        status=200,
+        body=_OPENAPI_V2_PB,
+        headers={"Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"},
+    )
+
+
 def _is_pod_subresource(parts: list[str], sub: str) -> bool:
     return (
         len(parts) == 7
@@ -308,28 +336,8 @@ def _container_names(pod: dict[str, Any]) -> list[str]:
     return [c["name"] for c in pod["spec"].get("containers") or []]
 
 
-def _default_container(pod: dict[str, Any]) -> str:
-    """kubectl's default: the annotation ``kubectl.kubernetes.io/default-container``, else the
-    first container (the injectors set the annotation so the app, not the proxy, is picked)."""
-    annotations = pod["metadata"].get("annotations") or {}
-    default = annotations.get("kubectl.kubernetes.io/default-container")
-    if default:
-        return str(default)
-    return str(pod["spec"]["containers"][0]["name"])
-
-
 def _seconds(value: str | None, *, default: float) -> float:
     try:
         return max(0.0, float(value)) if value else default
     except ValueError:
         return default
-
-
-async def serve_forever(api: SandboxAPI) -> None:  # pragma: no cover - the CLI's loop
-    await asyncio.Event().wait()
-
-
-def default_kubeconfig() -> Path:
-    from meshtutor.paths import data_dir
-
-    return data_dir() / "kubeconfig"

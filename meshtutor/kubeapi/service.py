@@ -36,7 +36,8 @@ def groups_for(mesh: str) -> list[Any]:
     from meshtutor.kubeapi import resources
 
     crds = resources.ISTIO_CRD_GROUPS if mesh == "istio" else resources.LINKERD_CRD_GROUPS
-    return list(crds) + list(resources.GATEWAY_API_CRD_GROUPS)
+    names = list(crds) + list(resources.GATEWAY_API_CRD_GROUPS)
+    return list(resources.BUILTIN_GROUPS) + [resources.CRD_GROUPS[n] for n in names]
 
 
 def new_core(mesh: str, bridge: SandboxBridge) -> APICore:
@@ -47,8 +48,11 @@ def new_core(mesh: str, bridge: SandboxBridge) -> APICore:
     def table(rt: Any, objects: list[dict[str, Any]], now: Any) -> dict[str, Any] | None:
         return to_table(rt.group, rt.plural, objects, now)
 
+    namespaces = ("default", "kube-node-lease", "kube-public", "kube-system")
+    namespaces += ("istio-system",) if mesh == "istio" else ("linkerd",)
     core = APICore(
-        crd_groups=groups_for(mesh),
+        groups=groups_for(mesh),
+        namespaces=namespaces,
         git_version=GIT_VERSION,
         admission=bridge,
         table=table,
@@ -92,6 +96,7 @@ def import_cluster(core: APICore, bridge: SandboxBridge, sandbox: Sandbox) -> No
     """Store every object the sandbox runs that the API does not have yet (what the files or
     a lesson applied directly), as ``kubectl apply`` would have stored it, then derive pods."""
     from meshtutor.kubeapi.bridge import _deployment_defaults, _service_defaults
+    from meshtutor.kubeapi.protocol import APIError
 
     bridge._deriving = True
     try:
@@ -99,10 +104,11 @@ def import_cluster(core: APICore, bridge: SandboxBridge, sandbox: Sandbox) -> No
             doc = _document(resource)
             if doc is None:
                 continue
-            plural = core.plural_for(doc["apiVersion"], doc["kind"])
-            if plural is None:
+            try:
+                rt = core.resource_type(doc["apiVersion"], doc["kind"])
+            except APIError:
                 continue  # a kind this cluster's API does not serve
-            group = doc["apiVersion"].rsplit("/", 1)[0] if "/" in doc["apiVersion"] else ""
+            group, plural = rt.group, rt.plural
             meta = doc["metadata"]
             if core.get(group, plural, meta.get("namespace"), meta["name"]) is not None:
                 continue
