@@ -160,8 +160,8 @@ def main() -> int:
         "MESSAGES: dict[str, dict[int, tuple[str, str, bool]]] = {",
     ]
     for name in sorted(table):
-        fields = ", ".join(f"{n}: ({f!r}, {k!r}, {r})" for n, f, k, r in table[name])
-        lines.append(f"    {name!r}: {{{fields}}},")
+        entries = ", ".join(f"{n}: ({f!r}, {k!r}, {r})" for n, f, k, r in table[name])
+        lines.append(f"    {name!r}: {{{entries}}},")
     lines += ["}", "# fmt: on", ""]
     args.out.write_text("\n".join(lines))
     print(f"{args.out}: {len(table)} messages")
