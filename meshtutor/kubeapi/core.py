@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from meshtutor.kubeapi.protobuf import CONTENT_TYPE as PROTOBUF
+from meshtutor.kubeapi.protobuf import decode_object
 from meshtutor.kubeapi.protocol import (
     NO_RESOURCE,
     APIError,
@@ -659,6 +661,8 @@ class APICore:
     def _body(self, req: Request) -> Any:
         if not req.body:
             return None
+        if req.headers.get("content-type", "").startswith(PROTOBUF):
+            return decode_object(req.body)
         try:
             if "yaml" in req.headers.get("content-type", ""):
                 return yaml.safe_load(req.body)

@@ -749,3 +749,69 @@ def test_the_status_subresource_changes_the_status_only(core: APICore) -> None:
     # A write to the object itself leaves the status as it is.
     call(core, "PATCH", path, {"status": {"readyReplicas": 0}}, ctype=MERGE)
     assert call(core, "GET", f"{path}/status")[1]["status"]["readyReplicas"] == 2
+
+
+# ---- protobuf bodies --------------------------------------------------------------------------
+
+# What kubectl v1.33.1 sent for `kubectl create ns foo`, `kubectl create deployment web -n foo
+# --image=nginx --replicas=0 --port=80` and `kubectl create secret generic s -n foo
+# --from-literal=p=q` (its typed clients write protobuf since 1.32).
+KUBECTL_CREATE_NS = bytes.fromhex(
+    "6b3873000a0f0a02763112094e616d657370616365121b0a130a03666f6f12001a0022002a0032003800420012"
+    "001a020a001a002200"
+)
+KUBECTL_CREATE_DEPLOYMENT = bytes.fromhex(
+    "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412bb010a220a0377656212001a03666f6f22"
+    "002a003200380042005a0a0a0361707012037765621286010800120c0a0a0a0361707012037765621a6c0a1c0a"
+    "0012001a0022002a003200380042005a0a0a036170701203776562124c122e0a056e67696e7812056e67696e78"
+    "2a00320a0a001000185022002a0042006a007200800100880100900100a201001a00320042004a005200580060"
+    "0068008201008a01009a0100c2010022020a00280038001a0c0800100018002000280038001a002200"
+)
+KUBECTL_CREATE_SECRET = bytes.fromhex(
+    "6b3873000a0c0a027631120653656372657412200a140a017312001a03666f6f22002a00320038004200120"
+    "60a01701201711a001a002200"
+)
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def post_protobuf(core: APICore, path: str, body: bytes) -> tuple[int, Any]:
+    resp = core.handle(
+        Request(
+            "POST",
+            path,
+            {"fieldManager": "kubectl-create", "fieldValidation": "Strict"},
+            {"content-type": PROTOBUF, "accept": f"{PROTOBUF},{JSON}"},
+            body,
+        )
+    )
+    return resp.status, json.loads(resp.body)
+
+
+def test_the_protobuf_bodies_of_a_current_kubectl_are_read() -> None:
+    core = APICore()
+    status, ns = post_protobuf(core, "/api/v1/namespaces", KUBECTL_CREATE_NS)
+    assert (status, ns["metadata"]["name"], ns["status"]) == (201, "foo", {"phase": "Active"})
+    status, created = post_protobuf(
+        core, "/apis/apps/v1/namespaces/foo/deployments", KUBECTL_CREATE_DEPLOYMENT
+    )
+    assert status == 201
+    assert created["metadata"]["labels"] == {"app": "web"}
+    spec = created["spec"]
+    assert spec["replicas"] == 0  # set to zero on purpose: kept
+    assert spec["selector"] == {"matchLabels": {"app": "web"}}
+    assert spec["template"]["metadata"] == {"labels": {"app": "web"}}
+    assert spec["template"]["spec"]["containers"] == [
+        {
+            "name": "nginx",
+            "image": "nginx",
+            "ports": [{"containerPort": 80}],
+            "resources": {},
+        }
+    ]
+    status, secret = post_protobuf(core, "/api/v1/namespaces/foo/secrets", KUBECTL_CREATE_SECRET)
+    assert (status, secret["data"]) == (201, {"p": "cQ=="})
+    status, refused = post_protobuf(core, "/api/v1/namespaces", b"k8s\x00\x0a\xff")
+    assert (status, refused["message"]) == (
+        400,
+        "the body of the request could not be decoded as an object",
+    )
