@@ -52,20 +52,35 @@ class ServedSandboxThread:
         if self.served is not None:
             self.run(self.served.stop())
             self.served = None
+        self.run(_cancel_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HOME": str(self.tmp),  # kubectl's discovery cache goes here, not the user's
+        }
+
+    def shell(self, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """A command line as a learner pastes it into bash (kubectl on PATH)."""
+        return subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
+        )
 
     def kubectl(
         self, *args: str, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         path = kubectl_path()
         assert path is not None
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "HOME": str(self.tmp),  # kubectl's discovery cache goes here, not the user's
-        }
+        env = self.env()
         return subprocess.run(
             [path, *args],
             input=input,
@@ -75,3 +90,13 @@ class ServedSandboxThread:
             env=env,
             check=False,
         )
+
+
+async def _cancel_rest() -> None:
+    """What the sandbox's stop leaves running (a splice finishing its last bytes) ends here,
+    as asyncio.run would end it, so the loop closes with no task pending."""
+    current = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)

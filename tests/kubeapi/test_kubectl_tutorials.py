@@ -173,3 +173,144 @@ def _ready(served: ServedSandboxThread, *, wait_single: bool = False) -> str:
             return running[0][1]
         time.sleep(0.2)
     raise AssertionError(got.stdout)
+
+
+WORKLOAD_STRICT = """\
+apiVersion: "security.istio.io/v1beta1"
+kind: "PeerAuthentication"
+metadata:
+  name: "frontend"
+  namespace: "demo"
+spec:
+  selector:
+    matchLabels:
+      app: frontend
+  mtls:
+    mode: STRICT
+"""
+
+FRONTEND_DR = """\
+apiVersion: "networking.istio.io/v1alpha3"
+kind: "DestinationRule"
+metadata:
+  name: "frontend"
+spec:
+  host: "frontend.demo.svc.cluster.local"
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+"""
+
+MESH_WIDE = """\
+apiVersion: "security.istio.io/v1beta1"
+kind: "PeerAuthentication"
+metadata:
+  name: "mesh-wide"
+  namespace: "istio-system"
+spec:
+  mtls:
+    mode: STRICT
+"""
+
+
+def test_asm_mtls_tutorial_workload_and_mesh_wide(boutique: ServedSandboxThread) -> None:
+    """The tutorial's second and third parts: a workload policy (with the DestinationRule it
+    pairs with), then mesh-wide STRICT in the root namespace."""
+    applied = boutique.kubectl("apply", "-f", "-", input=WORKLOAD_STRICT)
+    assert applied.stdout == "peerauthentication.security.istio.io/frontend created\n"
+    applied = boutique.kubectl("apply", "-n", "demo", "-f", "-", input=FRONTEND_DR)
+    assert applied.stdout == "destinationrule.networking.istio.io/frontend created\n"
+    assert _probe(boutique) == ("000\n", "command terminated with exit code 56\n", 56)
+    boutique.kubectl("delete", "peerauthentication", "-n", "demo", "frontend")
+    boutique.kubectl("delete", "destinationrule", "-n", "demo", "frontend")
+    assert _probe(boutique)[0] == "200\n"
+
+    applied = boutique.kubectl("apply", "-f", "-", input=MESH_WIDE)
+    assert applied.stdout == "peerauthentication.security.istio.io/mesh-wide created\n"
+    try:
+        assert _probe(boutique) == ("000\n", "command terminated with exit code 56\n", 56)
+    finally:
+        deleted = boutique.kubectl("delete", "peerauthentication", "-n", "istio-system", "mesh-wide")
+        assert deleted.stdout == 'peerauthentication.security.istio.io "mesh-wide" deleted\n'
+
+
+SAMPLES = ROOT / "manifests/samples"
+# Istio's "Mutual TLS Migration" task, its verification loop as printed there (the task's
+# client is samples/curl; older versions call it sleep).
+MATRIX_LOOP = (
+    'for from in "foo" "bar" "legacy"; do for to in "foo" "bar"; do '
+    'kubectl exec "$(kubectl get pod -l app=curl -n ${from} -o jsonpath={.items..metadata.name})" '
+    "-c curl -n ${from} -- curl http://httpbin.${to}:8000/ip -s -o /dev/null "
+    '-w "curl.${from} to httpbin.${to}: %{http_code}\\n"; done; done'
+)
+
+
+def test_istio_mutual_tls_migration_task(tmp_path: Path) -> None:
+    served = ServedSandboxThread(tmp_path).start()
+    try:
+        for ns in ("foo", "bar", "legacy"):
+            assert served.kubectl("create", "ns", ns).stdout == f"namespace/{ns} created\n"
+        for ns in ("foo", "bar"):
+            labelled = served.kubectl("label", "namespace", ns, "istio-injection=enabled")
+            assert labelled.stdout == f"namespace/{ns} labeled\n"
+        for ns in ("foo", "bar", "legacy"):
+            for sample in ("httpbin.yaml", "curl.yaml"):
+                applied = served.kubectl("apply", "-f", str(SAMPLES / sample), "-n", ns)
+                assert applied.returncode == 0, applied.stderr
+        for ns in ("foo", "bar", "legacy"):
+            waited = served.kubectl(
+                "wait", "--for=condition=Ready", "pod", "--all", "-n", ns, "--timeout=20s"
+            )
+            assert waited.returncode == 0, waited.stderr
+
+        loop = served.shell(MATRIX_LOOP)
+        assert loop.stdout.splitlines() == [
+            f"curl.{src} to httpbin.{dst}: 200" for src in ("foo", "bar", "legacy") for dst in ("foo", "bar")
+        ]
+
+        strict = served.kubectl(
+            "apply", "-n", "foo", "-f", "-",
+            input="apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+            'metadata:\n  name: "default"\nspec:\n  mtls:\n    mode: STRICT\n',
+        )
+        assert strict.stdout == "peerauthentication.security.istio.io/default created\n"
+        loop = served.shell(MATRIX_LOOP)
+        assert "curl.legacy to httpbin.foo: 000" in loop.stdout.splitlines()
+        assert "curl.legacy to httpbin.bar: 200" in loop.stdout.splitlines()
+        assert loop.stderr == "command terminated with exit code 56\n"
+    finally:
+        served.stop()
+
+
+def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path) -> None:
+    """Linkerd's "Adding your services to Linkerd": annotate the namespace, then restart the
+    deployments; only new pods get the proxy (linkerd.io docs, automatic proxy injection)."""
+    served = ServedSandboxThread(tmp_path, mesh="linkerd").start()
+    try:
+        served.kubectl("create", "ns", "store")
+        for sample in ("httpbin.yaml", "curl.yaml"):
+            served.kubectl("apply", "-n", "store", "-f", str(SAMPLES / sample))
+        annotated = served.kubectl("annotate", "ns", "store", "linkerd.io/inject=enabled")
+        assert annotated.stdout == "namespace/store annotated\n"
+        got = served.kubectl("get", "pods", "-n", "store", "--no-headers")
+        assert {line.split()[1] for line in got.stdout.splitlines()} == {"1/1"}
+        restarted = served.kubectl("rollout", "restart", "deploy", "-n", "store")
+        assert sorted(restarted.stdout.splitlines()) == [
+            "deployment.apps/curl restarted",
+            "deployment.apps/httpbin restarted",
+        ]
+        for name in ("curl", "httpbin"):
+            status = served.kubectl("rollout", "status", f"deploy/{name}", "-n", "store", "--timeout=20s")
+            assert status.returncode == 0, status.stderr
+        containers = served.kubectl(
+            "get", "pods", "-n", "store", "-l", "app=httpbin",
+            "-o", "jsonpath={.items[*].spec.containers[*].name}",
+        )
+        assert containers.stdout.split()[0] == "linkerd-proxy"
+        curl = served.kubectl(
+            "exec", "-n", "store", "deploy/curl", "--", "curl", "-s", "-o", "/dev/null",
+            "-w", "%{http_code}", "http://httpbin:8000/ip",
+        )
+        assert curl.stdout == "200", curl.stderr
+    finally:
+        served.stop()
