@@ -24,6 +24,7 @@ import copy
 import json
 import logging
 import secrets
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class SandboxBridge:
         self._pod_names: dict[tuple[str, str], _PodName] = {}  # (ns, owner) -> name
         self._lock = asyncio.Lock()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._last_event_ns = 0
 
     def attach(self, core: APICore) -> None:
         self.core = core
@@ -357,8 +359,85 @@ class SandboxBridge:
         if current is not None:
             for key in ("uid", "creationTimestamp"):
                 obj["metadata"][key] = current["metadata"][key]
-        core.put(obj, manager="kube-controller-manager")
+        stored = core.put(obj, manager="kube-controller-manager")
+        if current is None:
+            self._pod_events(stored, owner_refs)
         return (pod.namespace, name)
+
+    def _pod_events(self, pod: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
+        """What ``kubectl describe pod`` and ``kubectl get events`` show for a new pod, in the
+        words of the components that write them (1.33: the ReplicaSet controller, the
+        scheduler, the kubelet)."""
+        meta = pod["metadata"]
+        if owner_refs:
+            rs = self._get("apps", "replicasets", meta["namespace"], owner_refs[0]["name"])
+            if rs is not None:
+                self._event(rs, "SuccessfulCreate", f"Created pod: {meta['name']}", "replicaset-controller")
+        self._event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
+            "default-scheduler",
+        )
+        spec = pod["spec"]
+        for kind, containers in (("initContainers", spec.get("initContainers") or []), ("containers", spec.get("containers") or [])):
+            for c in containers:
+                where = f"spec.{kind}{{{c.get('name')}}}"
+                image = c.get("image", "")
+                self._event(pod, "Pulled", f'Container image "{image}" already present on machine', "kubelet", where)
+                self._event(pod, "Created", f"Created container: {c.get('name')}", "kubelet", where)
+                self._event(pod, "Started", f"Started container {c.get('name')}", "kubelet", where)
+
+    def _event_clock(self) -> int:
+        self._last_event_ns = max(time.time_ns(), self._last_event_ns + 1)
+        return self._last_event_ns
+
+    def _get(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert self.core is not None
+        return self.core.get(group, plural, namespace, name)
+
+    def _event(
+        self,
+        involved: Mapping[str, Any],
+        reason: str,
+        message: str,
+        component: str,
+        field_path: str | None = None,
+    ) -> None:
+        assert self.core is not None
+        meta = involved["metadata"]
+        now = now_rfc3339()
+        ref = {
+            "apiVersion": involved.get("apiVersion", "v1"),
+            "kind": involved.get("kind"),
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        }
+        if field_path:
+            ref["fieldPath"] = field_path
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                # client-go's recorder names events NAME.<unix nanoseconds in hex>, which also
+                # keeps the ones of one second in the order they happened
+                "name": f"{meta['name']}.{self._event_clock():x}",
+                "namespace": meta.get("namespace") or "default",
+            },
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message,
+            "source": {"component": component, **({"host": NODE_NAME} if component == "kubelet" else {})},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": "Normal",
+            "reportingComponent": component,
+            "reportingInstance": NODE_NAME if component == "kubelet" else "",
+        }
+        self.core.put(event, manager=component)
 
     def _injected(self, spec: dict[str, Any], pod: PodState) -> dict[str, Any]:
         names = {c.get("name") for c in spec.get("containers") or []}
@@ -444,7 +523,15 @@ class SandboxBridge:
                     scaled["spec"]["replicas"] = 0
                     scaled["status"] = {"replicas": 0, "observedGeneration": 2}
                     core.put(scaled, manager="kube-controller-manager")
-        return core.put(rs, manager="kube-controller-manager")
+        stored = core.put(rs, manager="kube-controller-manager")
+        if existing is None:
+            self._event(
+                dep,
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name} from 0 to {replicas}",
+                "deployment-controller",
+            )
+        return stored
 
     def _terminate_pod(self, namespace: str, name: str) -> None:
         """A replaced pod shows Terminating for a moment, then goes (the sandbox already
@@ -789,18 +876,33 @@ def _modelled(rt: ResourceType) -> str | None:
 def _invalid(
     rt: ResourceType, obj: Mapping[str, Any], field_path: str | None, message: str
 ) -> Exception:
-    """422 Invalid, shaped as the API server's field errors (kubectl prints ``The Deployment
-    "x" is invalid: spec.selector: Invalid value: …``)."""
-    from meshtutor.kubeapi.protocol import APIError, details
+    """What the API server answers an object meshtutor's model refuses.
+
+    An unknown field is the strict decoding error kubectl's default ``--validate=strict``
+    asks the server for (``fieldValidation=Strict``: 400 BadRequest, ``PeerAuthentication in
+    version "v1" cannot be handled as a PeerAuthentication: strict decoding error: unknown
+    field "spec.mtls.mdoe"``, apimachinery's ``runtime.NewStrictDecodingError``). Anything
+    else is a 422 Invalid with the field named, as ``errors.NewInvalid`` shapes it (kubectl
+    prints ``The PeerAuthentication "x" is invalid: spec.mtls.mode: Invalid value: …``)."""
+    from meshtutor.kubeapi.protocol import APIError
 
     name = str((obj.get("metadata") or {}).get("name", ""))
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    if field_path and message.startswith("unknown field"):
+        return APIError(
+            400,
+            f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
+            f'strict decoding error: unknown field "{field_path}"',
+            "BadRequest",
+        )
     where = f"{field_path}: " if field_path else ""
     cause = {"reason": "FieldValueInvalid", "message": f"Invalid value: {message}"}
     if field_path:
         cause["field"] = field_path
+    group = {"group": rt.group} if rt.group else {}
     return APIError(
         422,
         f'{rt.qualified_kind} "{name}" is invalid: {where}Invalid value: {message}',
         "Invalid",
-        details(rt, name, causes=[cause]),
+        {"name": name, **group, "kind": rt.kind, "causes": [cause]},
     )
