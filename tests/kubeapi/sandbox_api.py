@@ -100,3 +100,10 @@ async def _cancel_rest() -> None:
     for task in rest:
         task.cancel()
     await asyncio.gather(*rest, return_exceptions=True)
+
+
+def deleted(out: str, resource: str, name: str, namespace: str | None = None) -> bool:
+    """``kubectl delete``'s line: ``KIND "NAME" deleted``, which kubectl 1.34 and later end
+    with ``from NS namespace`` for a namespaced object."""
+    line = f'{resource} "{name}" deleted'
+    return out in (f"{line}\n", f"{line} from {namespace} namespace\n")

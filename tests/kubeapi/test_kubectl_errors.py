@@ -183,7 +183,11 @@ def test_exec_into_a_container_that_does_not_exist(served: ServedSandboxThread) 
     pod = _pod(served, "productcatalogservice")
     run = served.kubectl("exec", pod, "-c", "nope", "-n", "demo", "--", "true")
     assert run.returncode == 1
-    assert run.stderr == f"Error from server (BadRequest): container nope is not valid for pod {pod}\n"
+    # kubectl 1.34 and later check the name themselves before asking the server
+    assert run.stderr in (
+        f"Error from server (BadRequest): container nope is not valid for pod {pod}\n",
+        f"error: container nope is not valid for pod {pod} out of: server, istio-proxy, istio-init (init)\n",
+    )
 
 
 def test_logs_show_the_sidecar_access_log(served: ServedSandboxThread) -> None:

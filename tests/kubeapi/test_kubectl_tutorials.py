@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_api import ROOT, ServedSandboxThread, kubectl_path
+from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path
 
 pytestmark = [
     pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not installed"),
@@ -77,8 +77,8 @@ def test_asm_mtls_tutorial_namespace_policy(boutique: ServedSandboxThread) -> No
     assert err == "command terminated with exit code 56\n"
     assert code == 56
 
-    deleted = boutique.kubectl("delete", "peerauthentication", "-n", "demo", "namespace-policy")
-    assert deleted.stdout == 'peerauthentication.security.istio.io "namespace-policy" deleted\n'
+    gone = boutique.kubectl("delete", "peerauthentication", "-n", "demo", "namespace-policy")
+    assert deleted(gone.stdout, "peerauthentication.security.istio.io", "namespace-policy", "demo")
     assert _probe(boutique)[0] == "200\n"
 
 
@@ -230,8 +230,8 @@ def test_asm_mtls_tutorial_workload_and_mesh_wide(boutique: ServedSandboxThread)
     try:
         assert _probe(boutique) == ("000\n", "command terminated with exit code 56\n", 56)
     finally:
-        deleted = boutique.kubectl("delete", "peerauthentication", "-n", "istio-system", "mesh-wide")
-        assert deleted.stdout == 'peerauthentication.security.istio.io "mesh-wide" deleted\n'
+        gone = boutique.kubectl("delete", "peerauthentication", "-n", "istio-system", "mesh-wide")
+        assert deleted(gone.stdout, "peerauthentication.security.istio.io", "mesh-wide", "istio-system")
 
 
 SAMPLES = ROOT / "manifests/samples"
