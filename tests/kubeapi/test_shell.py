@@ -673,6 +673,21 @@ def test_ctrl_c_interrupts_the_foreground_command_and_ctrl_d_ends_the_shell() ->
     assert result.code == 1  # Ctrl-D: the shell ends with the last command's status
 
 
+def test_ctrl_c_ends_a_program_run_with_a_tty() -> None:
+    """`kubectl exec -it POD -- sleep 1000` then Ctrl-C: SIGINT, exit 130."""
+
+    async def go() -> Result:
+        keys = Keys(close=False)
+        out, err = Out(), Out()
+        task = asyncio.create_task(run(["sleep", "1000"], FakeHost(), keys, out, err, tty=True))
+        await asyncio.sleep(0)  # let it start; no output to wait for
+        keys.feed(b"\x03")
+        return Result(await task, out, err)
+
+    result = arun(go)
+    assert (result.code, result.out) == (130, "^C\r\n")
+
+
 # --- limits -------------------------------------------------------------------------------------
 
 
