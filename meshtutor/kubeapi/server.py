@@ -242,21 +242,29 @@ class SandboxAPI:
         return admit
 
     def _runner_for(self, namespace: str, name: str) -> Any:
-        from meshtutor.kubeapi.shell import run
+        from meshtutor.kubeapi.execws import ExecError
+        from meshtutor.kubeapi.shell import ExecStartError, run
         from meshtutor.sandbox.podexec import SandboxPodHost
 
         async def run_in_pod(streams: Any) -> int:
-            from meshtutor.kubeapi.execws import ExecError
-
             pod = self.bridge.sandbox_pod(namespace, name)
             if pod is None:
                 raise ExecError(500, "InternalError", f"pod {name} stopped")
             host = SandboxPodHost(
                 self.sandbox, pod, streams.container, name, api_ca_pem=self.credentials.ca_pem
             )
-            return await run(
-                streams.argv, host, streams.stdin, streams.stdout, streams.stderr, tty=streams.tty
-            )
+            try:
+                return await run(
+                    streams.argv,
+                    host,
+                    streams.stdin,
+                    streams.stdout,
+                    streams.stderr,
+                    tty=streams.tty,
+                )
+            except ExecStartError as exc:
+                # No such program in the image: the runtime's error, not an exit code.
+                raise ExecError(500, "InternalError", exc.status()["message"]) from None
 
         return run_in_pod
 
