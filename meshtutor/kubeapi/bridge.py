@@ -541,18 +541,15 @@ class SandboxBridge:
         obj = core.get("", "pods", namespace, name)
         if obj is None:
             return
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["deletionTimestamp"] = now_rfc3339()
-        obj["metadata"]["deletionGracePeriodSeconds"] = 30
         # The kubelet reports a terminating pod not ready at once, so kubectl (which prefers
         # ready pods for `exec deploy/x`, podutils.ByLogging) picks the replacement.
-        status = obj.setdefault("status", {})
+        status = copy.deepcopy(obj.get("status") or {})
         for condition in status.get("conditions") or []:
             if condition.get("type") in ("Ready", "ContainersReady"):
                 condition["status"] = "False"
         for container in status.get("containerStatuses") or []:
             container["ready"] = False
-        core.put(obj, manager="kubelet")
+        core.begin_deletion("", "pods", namespace, name, status=status)
 
         def gone() -> None:
             self._deriving = True

@@ -1615,6 +1615,38 @@ class APICore:
             finally:
                 self._dispatch()
 
+    def begin_deletion(
+        self,
+        group: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        *,
+        grace_seconds: int = 30,
+        status: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Mark an object as being deleted (``deletionTimestamp``, what ``kubectl get`` shows
+        as Terminating) without removing it, as a graceful pod deletion leaves the pod until
+        the kubelet is done; ``status`` replaces its status (a terminating pod is not ready).
+        An update cannot set these fields, so controllers come here. The object as stored,
+        or None if it is not there."""
+        with self._lock:
+            try:
+                key: Key = (group, plural, namespace or "", name)
+                obj = self._objects.get(key)
+                if obj is None:
+                    return None
+                changed = copy.deepcopy(obj)
+                meta = changed["metadata"]
+                meta.setdefault("deletionTimestamp", timestamp(self._now()))
+                meta.setdefault("deletionGracePeriodSeconds", grace_seconds)
+                if status is not None:
+                    changed["status"] = copy.deepcopy(dict(status))
+                self._store(key, changed)
+                return copy.deepcopy(changed)
+            finally:
+                self._dispatch()
+
     def subscribe(self, callback: Callable[[WatchEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every store event from now on; returns the unsubscribe."""
         with self._lock:
