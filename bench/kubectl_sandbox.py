@@ -40,7 +40,9 @@ def serve(tmp: Path, files: list[Path]) -> tuple[subprocess.Popen[str], Path, fl
         args += ["-f", str(f)]
     env = {**os.environ, "MESHTUTOR_HOME": str(tmp / "home")}
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("Ctrl-C"):
@@ -94,8 +96,16 @@ def main() -> None:
             pods = {}
             for ns in ("foo", "bar", "legacy"):
                 got = kubectl(
-                    kubeconfig, tmp, "get", "pod", "-l", "app=sleep", "-n", ns,
-                    "-o", "jsonpath={.items..metadata.name}",
+                    kubeconfig,
+                    tmp,
+                    "get",
+                    "pod",
+                    "-l",
+                    "app=sleep",
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.items..metadata.name}",
                 )
                 pods[ns] = got.stdout.strip()
             per_exec = []
@@ -104,15 +114,32 @@ def main() -> None:
                 for src, dst in MATRIX:
                     t = time.perf_counter()
                     kubectl(
-                        kubeconfig, tmp, "exec", pods[src], "-c", "sleep", "-n", src, "--",
-                        "curl", f"http://httpbin.{dst}:8000/ip", "-s", "-o", "/dev/null",
-                        "-w", "%{http_code}",
+                        kubeconfig,
+                        tmp,
+                        "exec",
+                        pods[src],
+                        "-c",
+                        "sleep",
+                        "-n",
+                        src,
+                        "--",
+                        "curl",
+                        f"http://httpbin.{dst}:8000/ip",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
                     )
                     per_exec.append(time.perf_counter() - t)
                 matrix = time.perf_counter() - t0
-            print(f"3×3 `kubectl exec curl` matrix: {matrix * 1000:.0f} ms; one exec {median_ms(per_exec)}")
+            print(
+                f"3×3 `kubectl exec curl` matrix: {matrix * 1000:.0f} ms; one exec {median_ms(per_exec)}"
+            )
             above = statistics.median(per_exec) - statistics.median(floor)
-            print(f"one `kubectl exec curl` above kubectl's start-up: {above * 1000:.0f} ms  (budget 150 ms)")
+            print(
+                f"one `kubectl exec curl` above kubectl's start-up: {above * 1000:.0f} ms  (budget 150 ms)"
+            )
         finally:
             stop(proc)
 

@@ -59,7 +59,9 @@ NAMESPACE_FINALIZE_SECONDS = 1.0
 # how long a replaced pod shows Terminating before it is gone (the sandbox stops it at once)
 POD_TERMINATING_SECONDS = 1.0
 
-ISTIO_PROXY_IMAGE = "docker.io/istio/proxyv2:1.24.2"  # as manifests/components/istio-ingressgateway.yaml
+ISTIO_PROXY_IMAGE = (
+    "docker.io/istio/proxyv2:1.24.2"  # as manifests/components/istio-ingressgateway.yaml
+)
 LINKERD_PROXY_IMAGE = "cr.l5d.io/linkerd/proxy:stable-2.14.10"
 LINKERD_INIT_IMAGE = "cr.l5d.io/linkerd/proxy-init:v2.2.3"
 
@@ -185,9 +187,12 @@ class SandboxBridge:
         if self._deriving:
             return
         key = (event.group, event.plural)
-        if key == ("", "namespaces") and event.type == "MODIFIED":
-            if (event.object.get("metadata") or {}).get("deletionTimestamp"):
-                self._later(NAMESPACE_FINALIZE_SECONDS, self._finalize_namespaces)
+        if (
+            key == ("", "namespaces")
+            and event.type == "MODIFIED"
+            and (event.object.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            self._later(NAMESPACE_FINALIZE_SECONDS, self._finalize_namespaces)
         info = _MODELLED_BY_PLURAL.get(key)
         if info is None:
             return
@@ -227,9 +232,9 @@ class SandboxBridge:
                     await self._apply(batch)
                     batch = []
                 if what == "restart":
-                    namespace, deployment = pending.restarts[index]
-                    if self.sandbox.cluster.deployment(namespace, deployment) is not None:
-                        await self.sandbox.restart(namespace, deployment)
+                    ns, deployment = pending.restarts[index]
+                    if self.sandbox.cluster.deployment(ns, deployment) is not None:
+                        await self.sandbox.restart(ns, deployment)
                     continue
                 kind, namespace, name = pending.deletes[index]
                 await self._delete(kind, namespace, name)
@@ -333,12 +338,14 @@ class SandboxBridge:
         if pod.sidecar is not None and template_containers:
             # Both injectors name the app as kubectl's default container, so `kubectl exec`
             # and `kubectl logs` without -c reach the app, not the proxy the injector added.
-            annotations.setdefault("kubectl.kubernetes.io/default-container", template_containers[0])
+            annotations.setdefault(
+                "kubectl.kubernetes.io/default-container", template_containers[0]
+            )
         if pod.sidecar == "istio":
             annotations.setdefault("sidecar.istio.io/status", _istio_status(spec))
         if pod.sidecar == "linkerd":
             annotations.setdefault("linkerd.io/proxy-version", LINKERD_PROXY_IMAGE.split(":")[1])
-        obj = {
+        obj: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
@@ -347,11 +354,7 @@ class SandboxBridge:
                 "labels": labels,
                 **({"annotations": annotations} if annotations else {}),
                 **({"ownerReferences": owner_refs} if owner_refs else {}),
-                **(
-                    {"generateName": f"{owner_refs[0]['name']}-"}
-                    if owner_refs
-                    else {}
-                ),
+                **({"generateName": f"{owner_refs[0]['name']}-"} if owner_refs else {}),
             },
             "spec": spec,
             "status": _pod_status(spec, pod.ip),
@@ -372,7 +375,9 @@ class SandboxBridge:
         if owner_refs:
             rs = self._get("apps", "replicasets", meta["namespace"], owner_refs[0]["name"])
             if rs is not None:
-                self._event(rs, "SuccessfulCreate", f"Created pod: {meta['name']}", "replicaset-controller")
+                self._event(
+                    rs, "SuccessfulCreate", f"Created pod: {meta['name']}", "replicaset-controller"
+                )
         self._event(
             pod,
             "Scheduled",
@@ -380,11 +385,20 @@ class SandboxBridge:
             "default-scheduler",
         )
         spec = pod["spec"]
-        for kind, containers in (("initContainers", spec.get("initContainers") or []), ("containers", spec.get("containers") or [])):
+        for kind, containers in (
+            ("initContainers", spec.get("initContainers") or []),
+            ("containers", spec.get("containers") or []),
+        ):
             for c in containers:
                 where = f"spec.{kind}{{{c.get('name')}}}"
                 image = c.get("image", "")
-                self._event(pod, "Pulled", f'Container image "{image}" already present on machine', "kubelet", where)
+                self._event(
+                    pod,
+                    "Pulled",
+                    f'Container image "{image}" already present on machine',
+                    "kubelet",
+                    where,
+                )
                 self._event(pod, "Created", f"Created container: {c.get('name')}", "kubelet", where)
                 self._event(pod, "Started", f"Started container {c.get('name')}", "kubelet", where)
 
@@ -429,7 +443,10 @@ class SandboxBridge:
             "involvedObject": ref,
             "reason": reason,
             "message": message,
-            "source": {"component": component, **({"host": NODE_NAME} if component == "kubelet" else {})},
+            "source": {
+                "component": component,
+                **({"host": NODE_NAME} if component == "kubelet" else {}),
+            },
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -462,7 +479,11 @@ class SandboxBridge:
             )
         if pod.sidecar == "linkerd" and "linkerd-proxy" not in names:
             spec.setdefault("initContainers", []).append(
-                {"name": "linkerd-init", "image": LINKERD_INIT_IMAGE, "args": ["--incoming-proxy-port", "4143"]}
+                {
+                    "name": "linkerd-init",
+                    "image": LINKERD_INIT_IMAGE,
+                    "args": ["--incoming-proxy-port", "4143"],
+                }
             )
             spec["containers"].insert(
                 0,  # the injector puts the proxy first so it starts before the app
@@ -517,12 +538,12 @@ class SandboxBridge:
         # the old ReplicaSets of this Deployment scale to zero, as a rollout leaves them
         for other in core.list("apps", "replicasets", meta["namespace"]):
             refs = other["metadata"].get("ownerReferences") or []
-            if other["metadata"]["name"] != name and any(r.get("uid") == meta["uid"] for r in refs):
-                if other["spec"].get("replicas"):
-                    scaled = copy.deepcopy(other)
-                    scaled["spec"]["replicas"] = 0
-                    scaled["status"] = {"replicas": 0, "observedGeneration": 2}
-                    core.put(scaled, manager="kube-controller-manager")
+            mine = any(r.get("uid") == meta["uid"] for r in refs)
+            if other["metadata"]["name"] != name and mine and other["spec"].get("replicas"):
+                scaled = copy.deepcopy(other)
+                scaled["spec"]["replicas"] = 0
+                scaled["status"] = {"replicas": 0, "observedGeneration": 2}
+                core.put(scaled, manager="kube-controller-manager")
         stored = core.put(rs, manager="kube-controller-manager")
         if existing is None:
             self._event(
@@ -816,7 +837,13 @@ def _pod_status(spec: Mapping[str, Any], ip: str) -> dict[str, Any]:
 
     conditions = [
         {"type": kind, "status": "True", "lastTransitionTime": started, "lastProbeTime": None}
-        for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+        for kind in (
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        )
     ]
     status: dict[str, Any] = {
         "phase": "Running",

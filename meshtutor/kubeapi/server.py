@@ -50,7 +50,9 @@ def status_body(code: int, reason: str, message: str) -> bytes:
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
-    return web.Response(status=code, body=status_body(code, reason, message), content_type="application/json")
+    return web.Response(
+        status=code, body=status_body(code, reason, message), content_type="application/json"
+    )
 
 
 @dataclass
@@ -92,7 +94,9 @@ class SandboxAPI:
         from meshtutor.kubeapi.execws import track_exec_sessions
 
         track_exec_sessions(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         ctx = server_ssl_context(self.credentials)
         # Loopback only, whatever the caller asks: this API runs pods' shells.
@@ -139,7 +143,9 @@ class SandboxAPI:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _status(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+            return _status(
+                413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"
+            )
         query = {k: v for k, v in request.query.items()}
         headers = {k.lower(): v for k, v in request.headers.items()}
         req = Request(request.method, request.path, query, headers, body, user)

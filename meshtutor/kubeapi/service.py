@@ -48,8 +48,8 @@ def new_core(mesh: str, bridge: SandboxBridge) -> APICore:
     def table(rt: Any, objects: list[dict[str, Any]], now: Any) -> dict[str, Any] | None:
         return to_table(rt.group, rt.plural, objects, now)
 
-    namespaces = ("default", "kube-node-lease", "kube-public", "kube-system")
-    namespaces += ("istio-system",) if mesh == "istio" else ("linkerd",)
+    mesh_namespace = "istio-system" if mesh == "istio" else "linkerd"
+    namespaces = ("default", "kube-node-lease", "kube-public", "kube-system", mesh_namespace)
     core = APICore(
         groups=groups_for(mesh),
         namespaces=namespaces,

@@ -24,7 +24,9 @@ def kubectls() -> list[str]:
     only = os.environ.get("MESHTUTOR_TEST_KUBECTL")
     if only:
         return [only]
-    found = [p for p in (shutil.which("kubectl"), os.environ.get("MESHTUTOR_TEST_KUBECTL_EXTRA")) if p]
+    found = [
+        p for p in (shutil.which("kubectl"), os.environ.get("MESHTUTOR_TEST_KUBECTL_EXTRA")) if p
+    ]
     unique: dict[str, str] = {}
     for path in found:
         unique.setdefault(os.path.realpath(path), path)

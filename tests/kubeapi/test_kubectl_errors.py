@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path, kubectls
+from sandbox_api import ROOT, ServedSandboxThread, kubectl_path, kubectls
 
-@pytest.fixture(scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none")
+
+@pytest.fixture(
+    scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none"
+)
 def kubectl(request: pytest.FixtureRequest) -> str | None:
     """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
     return request.param  # type: ignore[no-any-return]
@@ -37,7 +40,9 @@ STRICT = ROOT / "manifests/online-boutique/strict-namespace.yaml"
 def served(
     tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
 ) -> Iterator[ServedSandboxThread]:
-    sandbox = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl).start()
+    sandbox = ServedSandboxThread(
+        tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl
+    ).start()
     try:
         yield sandbox
     finally:
@@ -82,7 +87,9 @@ def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path, kubectl: str
     try:
         got = linkerd.kubectl("get", "peerauthentications", "-A")
         assert got.returncode == 1
-        assert got.stderr == 'error: the server doesn\'t have a resource type "peerauthentications"\n'
+        assert (
+            got.stderr == 'error: the server doesn\'t have a resource type "peerauthentications"\n'
+        )
         applied = linkerd.kubectl("apply", "-f", str(STRICT))
         assert applied.returncode == 1
         assert (
@@ -112,7 +119,10 @@ def test_terminating_namespace_refuses_new_content(tmp_path: Path, kubectl: str 
         )
         waited = served.kubectl("wait", "--for=delete", "namespace/demo", "--timeout=20s")
         assert waited.returncode == 0, waited.stderr
-        assert served.kubectl("get", "pods", "-n", "demo").stderr == "No resources found in demo namespace.\n"
+        assert (
+            served.kubectl("get", "pods", "-n", "demo").stderr
+            == "No resources found in demo namespace.\n"
+        )
     finally:
         served.stop()
 
@@ -132,11 +142,18 @@ def test_server_side_apply_conflict(served: ServedSandboxThread) -> None:
             'error: Apply failed with 1 conflict: conflict with "kubectl": .spec.mtls.mode\n'
         )
         forced = served.kubectl(
-            "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-",
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
             input=other,
         )
         assert forced.returncode == 0, forced.stderr
-        mode = served.kubectl("get", "pa", "default", "-n", "demo", "-o", "jsonpath={.spec.mtls.mode}")
+        mode = served.kubectl(
+            "get", "pa", "default", "-n", "demo", "-o", "jsonpath={.spec.mtls.mode}"
+        )
         assert mode.stdout == "PERMISSIVE"
     finally:
         served.kubectl("delete", "-f", str(STRICT))
@@ -144,7 +161,9 @@ def test_server_side_apply_conflict(served: ServedSandboxThread) -> None:
 
 def test_server_dry_run_stores_nothing(served: ServedSandboxThread) -> None:
     applied = served.kubectl("apply", "--dry-run=server", "-f", str(STRICT))
-    assert applied.stdout == "peerauthentication.security.istio.io/default created (server dry run)\n"
+    assert (
+        applied.stdout == "peerauthentication.security.istio.io/default created (server dry run)\n"
+    )
     assert served.kubectl("get", "pa", "-A", "-o", "name").stdout == ""
 
 
@@ -152,29 +171,68 @@ def test_patch_scale_and_watch(served: ServedSandboxThread) -> None:
     """JSON, merge and strategic patches, the scale subresource, and a watch that sees the
     pods come and go."""
     watch = subprocess.Popen(
-        [served.kubectl_binary or "kubectl", "get", "pods", "-n", "demo", "-l", "app=frontend", "-w",
-         "--no-headers", "--request-timeout=20s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=served.env(),
+        [
+            served.kubectl_binary or "kubectl",
+            "get",
+            "pods",
+            "-n",
+            "demo",
+            "-l",
+            "app=frontend",
+            "-w",
+            "--no-headers",
+            "--request-timeout=20s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=served.env(),
     )
     try:
         patched = served.kubectl(
-            "patch", "deployment", "frontend", "-n", "demo", "--type=json",
-            "-p", '[{"op":"replace","path":"/spec/replicas","value":0}]',
+            "patch",
+            "deployment",
+            "frontend",
+            "-n",
+            "demo",
+            "--type=json",
+            "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":0}]',
         )
         assert patched.stdout == "deployment.apps/frontend patched\n"
-        _wait_for(lambda: served.kubectl("get", "pods", "-n", "demo", "-l", "app=frontend", "-o", "name").stdout == "")
+        _wait_for(
+            lambda: (
+                served.kubectl(
+                    "get", "pods", "-n", "demo", "-l", "app=frontend", "-o", "name"
+                ).stdout
+                == ""
+            )
+        )
         scaled = served.kubectl("scale", "deployment", "frontend", "-n", "demo", "--replicas=1")
         assert scaled.stdout == "deployment.apps/frontend scaled\n"
-        status = served.kubectl("rollout", "status", "deployment/frontend", "-n", "demo", "--timeout=20s")
+        status = served.kubectl(
+            "rollout", "status", "deployment/frontend", "-n", "demo", "--timeout=20s"
+        )
         assert status.returncode == 0, status.stderr
         merged = served.kubectl(
-            "patch", "deployment", "frontend", "-n", "demo", "--type=merge",
-            "-p", '{"metadata":{"labels":{"tier":"web"}}}',
+            "patch",
+            "deployment",
+            "frontend",
+            "-n",
+            "demo",
+            "--type=merge",
+            "-p",
+            '{"metadata":{"labels":{"tier":"web"}}}',
         )
         assert merged.stdout == "deployment.apps/frontend patched\n"
         unchanged = served.kubectl(
-            "patch", "deployment", "frontend", "-n", "demo",
-            "-p", '{"metadata":{"labels":{"tier":"web"}}}',
+            "patch",
+            "deployment",
+            "frontend",
+            "-n",
+            "demo",
+            "-p",
+            '{"metadata":{"labels":{"tier":"web"}}}',
         )
         assert unchanged.stdout == "deployment.apps/frontend patched (no change)\n"
     finally:
@@ -201,7 +259,17 @@ def test_exec_into_a_container_that_does_not_exist(served: ServedSandboxThread) 
 def test_logs_show_the_sidecar_access_log(served: ServedSandboxThread) -> None:
     pod = _pod(served, "productcatalogservice")
     run = served.kubectl(
-        "exec", pod, "-n", "demo", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+        "exec",
+        pod,
+        "-n",
+        "demo",
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
         "http://frontend:80/",
     )
     assert run.stdout == "200", run.stderr
@@ -262,21 +330,81 @@ def _state(served: ServedSandboxThread) -> str:
 @pytest.mark.parametrize(
     ("method", "path", "body", "content_type", "code", "reason"),
     [
-        ("POST", "/apis/security.istio.io/v1/namespaces/demo/peerauthentications", b"{not json", "application/json", 400, "BadRequest"),
-        ("POST", "/apis/security.istio.io/v1/namespaces/demo/peerauthentications", b"[]", "application/json", 400, "BadRequest"),
-        ("PATCH", "/apis/apps/v1/namespaces/demo/deployments/frontend", b"spec: [unclosed", "application/apply-patch+yaml", 400, "BadRequest"),
-        ("PATCH", "/apis/apps/v1/namespaces/demo/deployments/frontend", b"{}", "text/plain", 415, "UnsupportedMediaType"),
-        ("POST", "/apis/security.istio.io/v1/namespaces/demo/peerauthenticationz", b"{}", "application/json", 404, "NotFound"),
-        ("POST", "/apis/security.istio.io/v1/namespaces/demo/peerauthentications", b"x" * (4 * 1024 * 1024), "application/json", 413, "RequestEntityTooLarge"),
+        (
+            "POST",
+            "/apis/security.istio.io/v1/namespaces/demo/peerauthentications",
+            b"{not json",
+            "application/json",
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            "/apis/security.istio.io/v1/namespaces/demo/peerauthentications",
+            b"[]",
+            "application/json",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/demo/deployments/frontend",
+            b"spec: [unclosed",
+            "application/apply-patch+yaml",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/demo/deployments/frontend",
+            b"{}",
+            "text/plain",
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "POST",
+            "/apis/security.istio.io/v1/namespaces/demo/peerauthenticationz",
+            b"{}",
+            "application/json",
+            404,
+            "NotFound",
+        ),
+        (
+            "POST",
+            "/apis/security.istio.io/v1/namespaces/demo/peerauthentications",
+            b"x" * (4 * 1024 * 1024),
+            "application/json",
+            413,
+            "RequestEntityTooLarge",
+        ),
     ],
-    ids=["not-json", "not-an-object", "bad-yaml-apply", "unknown-patch-type", "unknown-resource", "4MiB-body"],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "bad-yaml-apply",
+        "unknown-patch-type",
+        "unknown-resource",
+        "4MiB-body",
+    ],
 )
 def test_hostile_bodies_get_a_status_and_change_nothing(
-    served: ServedSandboxThread, method: str, path: str, body: bytes, content_type: str, code: int, reason: str
+    served: ServedSandboxThread,
+    method: str,
+    path: str,
+    body: bytes,
+    content_type: str,
+    code: int,
+    reason: str,
 ) -> None:
     before = _state(served)
     status, answer = _request(served, method, path, body, content_type)
-    assert (status, answer["kind"], answer["code"], answer["reason"]) == (code, "Status", code, reason)
+    assert (status, answer["kind"], answer["code"], answer["reason"]) == (
+        code,
+        "Status",
+        code,
+        reason,
+    )
     assert _state(served) == before
     assert served.kubectl("get", "pods", "-n", "demo").returncode == 0  # still serving
 

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path, kubectls
 
-@pytest.fixture(scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none")
+
+@pytest.fixture(
+    scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none"
+)
 def kubectl(request: pytest.FixtureRequest) -> str | None:
     """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
     return request.param  # type: ignore[no-any-return]
@@ -53,7 +55,9 @@ spec:
 def boutique(
     tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
 ) -> Iterator[ServedSandboxThread]:
-    served = ServedSandboxThread(tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl).start()
+    served = ServedSandboxThread(
+        tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl
+    ).start()
     try:
         yield served
     finally:
@@ -62,13 +66,31 @@ def boutique(
 
 def _probe(served: ServedSandboxThread) -> tuple[str, str, int]:
     pod = served.kubectl(
-        "get", "pod", "-l", "app=productcatalogservice", "-n", "demo",
-        "-o", "jsonpath={.items..metadata.name}",
+        "get",
+        "pod",
+        "-l",
+        "app=productcatalogservice",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.items..metadata.name}",
     )
     assert pod.returncode == 0, pod.stderr
     run = served.kubectl(
-        "exec", pod.stdout.strip(), "-c", "istio-proxy", "-n", "demo", "--",
-        "curl", "http://frontend:80/", "-o", "/dev/null", "-s", "-w", "%{http_code}\n",
+        "exec",
+        pod.stdout.strip(),
+        "-c",
+        "istio-proxy",
+        "-n",
+        "demo",
+        "--",
+        "curl",
+        "http://frontend:80/",
+        "-o",
+        "/dev/null",
+        "-s",
+        "-w",
+        "%{http_code}\n",
     )
     return run.stdout, run.stderr, run.returncode
 
@@ -116,7 +138,10 @@ def test_unknown_kind_is_refused(boutique: ServedSandboxThread) -> None:
     bad = NAMESPACE_STRICT.replace("PeerAuthentication", "PeerAuthentications")
     applied = boutique.kubectl("apply", "-n", "demo", "-f", "-", input=bad)
     assert applied.returncode == 1
-    assert 'no matches for kind "PeerAuthentications" in version "security.istio.io/v1beta1"' in applied.stderr
+    assert (
+        'no matches for kind "PeerAuthentications" in version "security.istio.io/v1beta1"'
+        in applied.stderr
+    )
 
 
 def test_unknown_resource_type(boutique: ServedSandboxThread) -> None:
@@ -162,7 +187,9 @@ def test_namespace_label_then_rollout_restart_injects(tmp_path: Path, kubectl: s
         assert _ready(served) == "1/1"
         restarted = served.kubectl("rollout", "restart", "deployment/web", "-n", "shop")
         assert restarted.stdout == "deployment.apps/web restarted\n"
-        status = served.kubectl("rollout", "status", "deployment/web", "-n", "shop", "--timeout=20s")
+        status = served.kubectl(
+            "rollout", "status", "deployment/web", "-n", "shop", "--timeout=20s"
+        )
         assert status.returncode == 0, status.stderr
         assert 'deployment "web" successfully rolled out' in status.stdout
         assert _ready(served, wait_single=True) == "2/2"
@@ -239,7 +266,9 @@ def test_asm_mtls_tutorial_workload_and_mesh_wide(boutique: ServedSandboxThread)
         assert _probe(boutique) == ("000\n", "command terminated with exit code 56\n", 56)
     finally:
         gone = boutique.kubectl("delete", "peerauthentication", "-n", "istio-system", "mesh-wide")
-        assert deleted(gone.stdout, "peerauthentication.security.istio.io", "mesh-wide", "istio-system")
+        assert deleted(
+            gone.stdout, "peerauthentication.security.istio.io", "mesh-wide", "istio-system"
+        )
 
 
 SAMPLES = ROOT / "manifests/samples"
@@ -273,11 +302,17 @@ def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str | None) ->
 
         loop = served.shell(MATRIX_LOOP)
         assert loop.stdout.splitlines() == [
-            f"curl.{src} to httpbin.{dst}: 200" for src in ("foo", "bar", "legacy") for dst in ("foo", "bar")
+            f"curl.{src} to httpbin.{dst}: 200"
+            for src in ("foo", "bar", "legacy")
+            for dst in ("foo", "bar")
         ]
 
         strict = served.kubectl(
-            "apply", "-n", "foo", "-f", "-",
+            "apply",
+            "-n",
+            "foo",
+            "-f",
+            "-",
             input="apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
             'metadata:\n  name: "default"\nspec:\n  mtls:\n    mode: STRICT\n',
         )
@@ -290,7 +325,9 @@ def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str | None) ->
         served.stop()
 
 
-def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path, kubectl: str | None) -> None:
+def test_linkerd_namespace_injection_with_rollout_restart(
+    tmp_path: Path, kubectl: str | None
+) -> None:
     """Linkerd's "Adding your services to Linkerd": annotate the namespace, then restart the
     deployments; only new pods get the proxy (linkerd.io docs, automatic proxy injection)."""
     served = ServedSandboxThread(tmp_path, mesh="linkerd", kubectl=kubectl).start()
@@ -308,16 +345,34 @@ def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path, kubect
             "deployment.apps/httpbin restarted",
         ]
         for name in ("curl", "httpbin"):
-            status = served.kubectl("rollout", "status", f"deploy/{name}", "-n", "store", "--timeout=20s")
+            status = served.kubectl(
+                "rollout", "status", f"deploy/{name}", "-n", "store", "--timeout=20s"
+            )
             assert status.returncode == 0, status.stderr
         containers = served.kubectl(
-            "get", "pods", "-n", "store", "-l", "app=httpbin",
-            "-o", "jsonpath={.items[*].spec.containers[*].name}",
+            "get",
+            "pods",
+            "-n",
+            "store",
+            "-l",
+            "app=httpbin",
+            "-o",
+            "jsonpath={.items[*].spec.containers[*].name}",
         )
         assert containers.stdout.split()[0] == "linkerd-proxy"
         curl = served.kubectl(
-            "exec", "-n", "store", "deploy/curl", "--", "curl", "-s", "-o", "/dev/null",
-            "-w", "%{http_code}", "http://httpbin:8000/ip",
+            "exec",
+            "-n",
+            "store",
+            "deploy/curl",
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://httpbin:8000/ip",
         )
         assert curl.stdout == "200", curl.stderr
     finally:
