@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,18 @@ class SandboxAPI:
         ctx = server_ssl_context(self.credentials)
         # Loopback only, whatever the caller asks: this API runs pods' shells.
         self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=ctx)
-        await self._site.start()
+        try:
+            await self._site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            from meshtutor.errors import MeshtutorError
+
+            raise MeshtutorError(
+                f"--port {self.port}: cannot listen on 127.0.0.1:{self.port}: "
+                f"{os.strerror(exc.errno) if exc.errno else exc}; give another port, or 0 "
+                "for any free one"
+            ) from None
         server = self._site._server
         assert server is not None
         sockets: Sequence[Any] = getattr(server, "sockets", ())
