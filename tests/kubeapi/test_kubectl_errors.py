@@ -5,7 +5,6 @@ never changes the sandbox or stops the server."""
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import time
@@ -16,30 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_api import ROOT, ServedSandboxThread, kubectl_path, kubectls
-
-
-@pytest.fixture(
-    scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none"
-)
-def kubectl(request: pytest.FixtureRequest) -> str | None:
-    """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
-    return request.param  # type: ignore[no-any-return]
-
-
-pytestmark = [
-    pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not installed"),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
-]
+from sandbox_api import ROOT, ServedSandboxThread
 
 BOUTIQUE = ROOT / "manifests/online-boutique/demo.yaml"
 STRICT = ROOT / "manifests/online-boutique/strict-namespace.yaml"
 
 
 @pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
-) -> Iterator[ServedSandboxThread]:
+def served(tmp_path_factory: pytest.TempPathFactory, kubectl: str) -> Iterator[ServedSandboxThread]:
     sandbox = ServedSandboxThread(
         tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl
     ).start()
@@ -80,7 +63,7 @@ def test_invalid_value_names_the_field(served: ServedSandboxThread) -> None:
     assert served.kubectl("get", "pa", "-A", "-o", "name").stdout == ""
 
 
-def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path, kubectl: str | None) -> None:
+def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path, kubectl: str) -> None:
     """Istio's CRDs are not installed in a Linkerd cluster, so kubectl's discovery has no
     such resource (k8s.io/kubectl/pkg/cmd/get: ``the server doesn't have a resource type``)."""
     linkerd = ServedSandboxThread(tmp_path, mesh="linkerd", kubectl=kubectl).start()
@@ -102,7 +85,7 @@ def test_unknown_resource_type_on_a_linkerd_cluster(tmp_path: Path, kubectl: str
         linkerd.stop()
 
 
-def test_terminating_namespace_refuses_new_content(tmp_path: Path, kubectl: str | None) -> None:
+def test_terminating_namespace_refuses_new_content(tmp_path: Path, kubectl: str) -> None:
     """NamespaceLifecycle admission (plugin/pkg/admission/namespace/lifecycle): nothing can be
     created in a namespace that is being deleted; it shows Terminating until it is gone."""
     served = ServedSandboxThread(tmp_path, files=[BOUTIQUE], kubectl=kubectl).start()

@@ -17,26 +17,11 @@ network data"). Deleting the policy prints ``peerauthentication.security.istio.i
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_api import ROOT, ServedSandboxThread, deleted, kubectl_path, kubectls
-
-
-@pytest.fixture(
-    scope="module", params=kubectls() or [None], ids=lambda p: Path(p).name if p else "none"
-)
-def kubectl(request: pytest.FixtureRequest) -> str | None:
-    """Each test runs once per kubectl binary (see sandbox_api.kubectls)."""
-    return request.param  # type: ignore[no-any-return]
-
-
-pytestmark = [
-    pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not installed"),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
-]
+from sandbox_api import ROOT, ServedSandboxThread, deleted
 
 BOUTIQUE = ROOT / "manifests/online-boutique/demo.yaml"
 
@@ -53,7 +38,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def boutique(
-    tmp_path_factory: pytest.TempPathFactory, kubectl: str | None
+    tmp_path_factory: pytest.TempPathFactory, kubectl: str
 ) -> Iterator[ServedSandboxThread]:
     served = ServedSandboxThread(
         tmp_path_factory.mktemp("serve"), files=[BOUTIQUE], kubectl=kubectl
@@ -168,7 +153,7 @@ def test_invalid_mode_names_the_field(boutique: ServedSandboxThread) -> None:
     assert listed.stdout == ""
 
 
-def test_namespace_label_then_rollout_restart_injects(tmp_path: Path, kubectl: str | None) -> None:
+def test_namespace_label_then_rollout_restart_injects(tmp_path: Path, kubectl: str) -> None:
     """Injection is decided when a pod is created: labelling the namespace changes nothing
     until ``kubectl rollout restart`` makes new pods (Istio's "Sidecar injection" docs)."""
     served = ServedSandboxThread(tmp_path, kubectl=kubectl).start()
@@ -282,7 +267,7 @@ MATRIX_LOOP = (
 )
 
 
-def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str | None) -> None:
+def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str) -> None:
     served = ServedSandboxThread(tmp_path, kubectl=kubectl).start()
     try:
         for ns in ("foo", "bar", "legacy"):
@@ -325,9 +310,7 @@ def test_istio_mutual_tls_migration_task(tmp_path: Path, kubectl: str | None) ->
         served.stop()
 
 
-def test_linkerd_namespace_injection_with_rollout_restart(
-    tmp_path: Path, kubectl: str | None
-) -> None:
+def test_linkerd_namespace_injection_with_rollout_restart(tmp_path: Path, kubectl: str) -> None:
     """Linkerd's "Adding your services to Linkerd": annotate the namespace, then restart the
     deployments; only new pods get the proxy (linkerd.io docs, automatic proxy injection)."""
     served = ServedSandboxThread(tmp_path, mesh="linkerd", kubectl=kubectl).start()
